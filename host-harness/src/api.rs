@@ -1,0 +1,345 @@
+//! The HTTP API under `/api/v1`: the host's own endpoints plus the routes
+//! plugins register, which are dispatched from the fallback handler.
+//!
+//! Every error is a JSON body `{"error": {"kind": …, "message": …}}` with a
+//! clear message and no internals.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use plugin_abi::{ErrorKind, PluginError};
+use serde_json::{json, Value};
+
+use crate::core::{HostCore, PluginHttpRequest, HTTP_CALLER};
+
+/// A JSON error response.
+pub fn error_response(status: StatusCode, kind: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {"kind": kind, "message": message}})),
+    )
+        .into_response()
+}
+
+fn plugin_error_response(e: &PluginError) -> Response {
+    let status = match e.kind {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        ErrorKind::Failed | ErrorKind::Panicked => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error_response(status, e.kind.as_str(), &e.message)
+}
+
+/// Builds the router.
+pub fn router(core: Arc<HostCore>) -> Router {
+    let limit = core.config.host.max_body_bytes;
+    Router::new()
+        .route("/api/v1/host", get(host_info))
+        .route("/api/v1/plugins", get(list_plugins))
+        .route("/api/v1/plugins/{name}", get(get_plugin))
+        .route("/api/v1/modules", get(list_modules))
+        .route("/api/v1/modules/{name}", get(get_module))
+        .route("/api/v1/services", get(list_services))
+        .route("/api/v1/services/{name}", post(call_service))
+        .route("/api/v1/events/{topic}", post(publish_event))
+        .route("/api/v1/storage/{namespace}", get(list_keys))
+        .route(
+            "/api/v1/storage/{namespace}/{key}",
+            get(get_value).put(put_value).delete(delete_value),
+        )
+        .fallback(plugin_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(core)
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("method {method} is not allowed on {}", uri.path()),
+    )
+}
+
+async fn host_info(State(core): State<Arc<HostCore>>) -> Response {
+    Json(core.host_info()).into_response()
+}
+
+async fn list_plugins(State(core): State<Arc<HostCore>>) -> Response {
+    Json(json!({"plugins": core.plugins.list()})).into_response()
+}
+
+async fn get_plugin(State(core): State<Arc<HostCore>>, Path(name): Path<String>) -> Response {
+    match core.plugins.list().into_iter().find(|p| p.name == name) {
+        Some(p) => Json(p).into_response(),
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no plugin named {name:?}"),
+        ),
+    }
+}
+
+async fn list_modules(State(core): State<Arc<HostCore>>) -> Response {
+    Json(json!({"modules": core.modules_json()})).into_response()
+}
+
+async fn get_module(State(core): State<Arc<HostCore>>, Path(name): Path<String>) -> Response {
+    match core.module_json(&name) {
+        Some(m) => Json(m).into_response(),
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no module named {name:?}"),
+        ),
+    }
+}
+
+async fn list_services(State(core): State<Arc<HostCore>>) -> Response {
+    Json(json!({"services": core.registry.list()})).into_response()
+}
+
+fn parse_json_body(body: &Bytes) -> Result<String, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok("null".into());
+    }
+    let text = std::str::from_utf8(body).map_err(|_| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "request body is not UTF-8",
+        )
+    })?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &format!("request body is not valid JSON: {e}"),
+        )
+    })?;
+    Ok(text.to_owned())
+}
+
+fn traceparent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn call_service(
+    State(core): State<Arc<HostCore>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let input = match parse_json_body(&body) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    match core
+        .call_service_async(&HTTP_CALLER, &name, input, traceparent(&headers))
+        .await
+    {
+        Ok(output) => {
+            let body = if serde_json::from_str::<serde::de::IgnoredAny>(&output).is_ok() {
+                output
+            } else {
+                Value::String(output).to_string()
+            };
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
+        }
+        Err(e) => plugin_error_response(&e),
+    }
+}
+
+async fn publish_event(
+    State(core): State<Arc<HostCore>>,
+    Path(topic): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let payload = match parse_json_body(&body) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match core.publish(
+        &HTTP_CALLER,
+        &topic,
+        &payload,
+        traceparent(&headers).as_deref(),
+    ) {
+        Ok(outcome) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"topic": topic, "queued": outcome.queued, "dropped": outcome.dropped})),
+        )
+            .into_response(),
+        Err(e) => plugin_error_response(&e),
+    }
+}
+
+async fn list_keys(State(core): State<Arc<HostCore>>, Path(namespace): Path<String>) -> Response {
+    let core2 = core.clone();
+    let r =
+        tokio::task::spawn_blocking(move || core2.storage_list_keys("http", &namespace, "")).await;
+    match r {
+        Ok(Ok(keys)) => Json(json!({"keys": keys})).into_response(),
+        Ok(Err(e)) => plugin_error_response(&e),
+        Err(_) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed",
+            "storage task failed",
+        ),
+    }
+}
+
+async fn get_value(
+    State(core): State<Arc<HostCore>>,
+    Path((namespace, key)): Path<(String, String)>,
+) -> Response {
+    let r = tokio::task::spawn_blocking(move || {
+        core.storage_get("http", &namespace, &key).map(|v| (v, key))
+    })
+    .await;
+    match r {
+        Ok(Ok((Some(v), _))) => {
+            ([(axum::http::header::CONTENT_TYPE, "application/json")], v).into_response()
+        }
+        Ok(Ok((None, key))) => error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no key {key:?}"),
+        ),
+        Ok(Err(e)) => plugin_error_response(&e),
+        Err(_) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed",
+            "storage task failed",
+        ),
+    }
+}
+
+async fn put_value(
+    State(core): State<Arc<HostCore>>,
+    Path((namespace, key)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let value = match parse_json_body(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let r = tokio::task::spawn_blocking(move || core.storage_set("http", &namespace, &key, &value))
+        .await;
+    match r {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => plugin_error_response(&e),
+        Err(_) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed",
+            "storage task failed",
+        ),
+    }
+}
+
+async fn delete_value(
+    State(core): State<Arc<HostCore>>,
+    Path((namespace, key)): Path<(String, String)>,
+) -> Response {
+    let r =
+        tokio::task::spawn_blocking(move || core.storage_delete("http", &namespace, &key)).await;
+    match r {
+        Ok(Ok(true)) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Ok(false)) => error_response(StatusCode::NOT_FOUND, "not_found", "no such key"),
+        Ok(Err(e)) => plugin_error_response(&e),
+        Err(_) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed",
+            "storage task failed",
+        ),
+    }
+}
+
+async fn plugin_route(State(core): State<Arc<HostCore>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    if !path.starts_with("/api/v1/") {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no route for {path}"),
+        );
+    }
+    let limit = core.config.host.max_body_bytes;
+    let body = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                &format!("request body is larger than {limit} bytes"),
+            )
+        }
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_owned(), v.to_owned()))
+        })
+        .collect();
+    let request = PluginHttpRequest {
+        method: parts.method.as_str().to_owned(),
+        path,
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        headers,
+        body: body.to_vec(),
+        trace_context: traceparent(&parts.headers),
+    };
+    let head = parts.method == Method::HEAD;
+    match core.plugin_http(request).await {
+        Ok(resp) => {
+            let status =
+                StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut out = Response::new(if head {
+                Body::empty()
+            } else {
+                Body::from(resp.body.into_vec())
+            });
+            *out.status_mut() = status;
+            for h in resp.headers.iter() {
+                if let (Ok(name), Ok(value)) = (
+                    HeaderName::try_from(h.0.as_str()),
+                    HeaderValue::from_str(h.1.as_str()),
+                ) {
+                    out.headers_mut().append(name, value);
+                }
+            }
+            out
+        }
+        Err((405, e)) => error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            &e.message,
+        ),
+        Err((status, e)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            error_response(status, e.kind.as_str(), &e.message)
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Assembles and runs a host: core, HTTP server, plugin watcher, tick loop
+//! and watchdog. Tests run it in-process through [`App`]; `main.rs` is a
+//! thin CLI around it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use plugin_abi::{HealthStatus, PluginState};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::core::HostCore;
+use crate::logger;
+use crate::plugins::invoke::humanize;
+use crate::plugins::{watcher, PluginInstance};
+
+/// Why a host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Storage could not be opened.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A built host, ready to run.
+pub struct App {
+    core: Arc<HostCore>,
+    listener: TcpListener,
+}
+
+impl App {
+    /// Opens storage and binds the listen address. Must run inside a tokio
+    /// runtime.
+    pub async fn build(config: Config) -> Result<App, AppError> {
+        if let Some(level) = logger::parse_level(&config.host.log_level) {
+            logger::set_level(level);
+        }
+        let addr = config.listen;
+        let core = HostCore::new(config, tokio::runtime::Handle::current())?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind { addr, source })?;
+        Ok(App { core, listener })
+    }
+
+    /// The bound address (the real port when configured with port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// The core, for in-process tests and benches.
+    pub fn core(&self) -> &Arc<HostCore> {
+        &self.core
+    }
+
+    /// Loads plugins, serves until `shutdown` completes, then stops plugins
+    /// in reverse load order.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let App { core, listener } = self;
+        let addr = listener.local_addr().map_err(AppError::Serve)?;
+        let c = core.clone();
+        let _ = tokio::task::spawn_blocking(move || watcher::initial_scan(&c)).await;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher_thread = watcher::spawn(core.clone(), stop.clone()).ok();
+        let watchdog_thread = spawn_watchdog(core.clone(), stop.clone()).ok();
+        let ticker = tokio::spawn(tick_loop(core.clone()));
+
+        logger::info(
+            "api",
+            "listening",
+            json!({"addr": addr.to_string(), "plugins_dir": core.config.plugins_dir.display().to_string(),
+                   "data_dir": core.config.data_dir.display().to_string()}),
+        );
+        let served = axum::serve(listener, crate::api::router(core.clone()))
+            .with_graceful_shutdown(shutdown)
+            .await;
+
+        logger::info("host", "shutting down", json!({}));
+        ticker.abort();
+        stop.store(true, Ordering::Release);
+        if let Some(t) = watcher_thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        let c = core.clone();
+        let _ = tokio::task::spawn_blocking(move || c.plugins.stop_all(&c)).await;
+        if let Some(t) = watchdog_thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        logger::info("host", "stopped", json!({}));
+        served.map_err(AppError::Serve)
+    }
+}
+
+/// Sends the periodic tick (and asks for the plugin's health) to every
+/// running plugin; a plugin still busy with its previous tick is skipped.
+async fn tick_loop(core: Arc<HostCore>) {
+    let mut interval =
+        tokio::time::interval(Duration::from_millis(core.config.host.tick_interval_ms));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        interval.tick().await;
+        for instance in core.plugins.live_instances() {
+            if instance.quarantine_reason().is_some() || instance.state() == PluginState::Loaded {
+                continue;
+            }
+            if instance.ticking.swap(true, Ordering::AcqRel) {
+                continue;
+            }
+            let core = core.clone();
+            tokio::task::spawn_blocking(move || tick_one(&core, &instance));
+        }
+    }
+}
+
+fn tick_one(core: &Arc<HostCore>, instance: &Arc<PluginInstance>) {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    {
+        let _guard = core.inflight.enter(instance, "tick", "");
+        if let Err(e) = instance.plugin.tick(now).into_result() {
+            logger::warn(
+                "host",
+                "plugin tick failed",
+                json!({"plugin": &*instance.name, "error": e.to_string()}),
+            );
+            core.report_error("tick", &instance.name, &e.to_string());
+        }
+    }
+    {
+        let _guard = core.inflight.enter(instance, "health", "");
+        match instance.plugin.health().into_result() {
+            Ok(report) => instance.set_health(report.status, report.message.into_string()),
+            Err(e) => instance.set_health(HealthStatus::Unhealthy, e.to_string()),
+        }
+    }
+    instance.ticking.store(false, Ordering::Release);
+}
+
+/// Watches callbacks in flight: one busy longer than the callback deadline
+/// (or the service deadline, whichever is longer) is reported and its
+/// plugin is put in the error state and quarantined.
+fn spawn_watchdog(
+    core: Arc<HostCore>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("watchdog".into()).spawn(move || {
+        let threshold = core.config.callback_timeout().max(core.config.service_timeout());
+        while !stop.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(100));
+            for call in core.inflight.take_overdue(threshold) {
+                let reason = format!(
+                    "hung in {}{} for more than {}",
+                    call.callback,
+                    if call.detail.is_empty() { String::new() } else { format!(" ({})", call.detail) },
+                    humanize(threshold)
+                );
+                logger::error("watchdog", "plugin callback hung", json!({"plugin": &*call.plugin, "callback": call.callback, "detail": call.detail, "reason": reason}));
+                core.report_error("stall", &call.plugin, &reason);
+                if let Some(instance) = core.plugins.live(call.instance) {
+                    instance.quarantine(reason);
+                    core.plugin_state_changed(&instance, "error");
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,248 @@
+//! Host configuration: command-line flags, an optional TOML file, defaults.
+//!
+//! Flags win over the file, the file wins over defaults. Each plugin's
+//! section (`[plugins.<name>]`) is handed to it as JSON at construction.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML of the expected shape.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Tunables of the host runtime, all with defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostSettings {
+    /// Deadline of a service call, milliseconds.
+    pub service_timeout_ms: u64,
+    /// Deadline of any other plugin callback (start, stop, HTTP, tick, health,
+    /// constructor), milliseconds.
+    pub callback_timeout_ms: u64,
+    /// Interval of the periodic tick sent to plugins, milliseconds.
+    pub tick_interval_ms: u64,
+    /// Capacity of each subscriber's event queue.
+    pub event_queue_capacity: usize,
+    /// Capacity of each observer's report queue.
+    pub observer_queue_capacity: usize,
+    /// How often observer queues are drained, milliseconds.
+    pub observer_flush_ms: u64,
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: usize,
+    /// How long a plugin file must stay unchanged before it is loaded, ms.
+    pub plugin_settle_ms: u64,
+    /// How often the plugins directory is rescanned, ms (in addition to
+    /// file-system notifications).
+    pub plugin_scan_ms: u64,
+    /// Minimum log level.
+    pub log_level: String,
+}
+
+impl Default for HostSettings {
+    fn default() -> Self {
+        HostSettings {
+            service_timeout_ms: 5_000,
+            callback_timeout_ms: 5_000,
+            tick_interval_ms: 1_000,
+            event_queue_capacity: 1_024,
+            observer_queue_capacity: 65_536,
+            observer_flush_ms: 20,
+            max_body_bytes: 1 << 20,
+            plugin_settle_ms: 300,
+            plugin_scan_ms: 500,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// The config file's shape.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address to listen on.
+    pub listen: Option<SocketAddr>,
+    /// Directory watched for plugin libraries.
+    pub plugins_dir: Option<PathBuf>,
+    /// Directory of persistent state.
+    pub data_dir: Option<PathBuf>,
+    /// Runtime tunables.
+    pub host: HostSettings,
+    /// Per-plugin configuration, keyed by plugin name.
+    pub plugins: toml::Table,
+}
+
+/// The resolved configuration of a host.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Directory watched for plugin libraries.
+    pub plugins_dir: PathBuf,
+    /// Directory of persistent state (storage, plugin cache).
+    pub data_dir: PathBuf,
+    /// Runtime tunables.
+    pub host: HostSettings,
+    /// Per-plugin configuration as JSON objects, keyed by plugin name.
+    pub plugins: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            plugins_dir: PathBuf::from("plugins"),
+            data_dir: PathBuf::from("data"),
+            host: HostSettings::default(),
+            plugins: serde_json::Map::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses TOML config text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        let defaults = Config::default();
+        let plugins = match serde_json::to_value(&file.plugins) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        let config = Config {
+            listen: file.listen.unwrap_or(defaults.listen),
+            plugins_dir: file.plugins_dir.unwrap_or(defaults.plugins_dir),
+            data_dir: file.data_dir.unwrap_or(defaults.data_dir),
+            host: file.host,
+            plugins,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks value ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let h = &self.host;
+        let positive = [
+            ("host.service_timeout_ms", h.service_timeout_ms),
+            ("host.callback_timeout_ms", h.callback_timeout_ms),
+            ("host.tick_interval_ms", h.tick_interval_ms),
+            ("host.observer_flush_ms", h.observer_flush_ms),
+            ("host.plugin_scan_ms", h.plugin_scan_ms),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be greater than 0"
+                )));
+            }
+        }
+        if h.event_queue_capacity == 0 || h.observer_queue_capacity == 0 {
+            return Err(ConfigError::Invalid(
+                "queue capacities must be greater than 0".into(),
+            ));
+        }
+        if crate::logger::parse_level(&h.log_level).is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "host.log_level {:?} is not one of trace, debug, info, warn, error",
+                h.log_level
+            )));
+        }
+        Ok(())
+    }
+
+    /// The JSON config of one plugin (`{}` when none).
+    pub fn plugin_config(&self, name: &str) -> String {
+        self.plugins
+            .get(name)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "{}".into())
+    }
+
+    /// Service call deadline.
+    pub fn service_timeout(&self) -> Duration {
+        Duration::from_millis(self.host.service_timeout_ms)
+    }
+
+    /// Deadline of other plugin callbacks.
+    pub fn callback_timeout(&self) -> Duration {
+        Duration::from_millis(self.host.callback_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_full_file() {
+        let c = Config::from_toml(
+            r#"
+            listen = "127.0.0.1:9000"
+            [host]
+            tick_interval_ms = 250
+            [plugins.demo-devices]
+            fail_ratio = 0.5
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.host.tick_interval_ms, 250);
+        assert_eq!(c.host.service_timeout_ms, 5_000);
+        assert_eq!(c.plugin_config("demo-devices"), r#"{"fail_ratio":0.5}"#);
+        assert_eq!(c.plugin_config("other"), "{}");
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        let err = Config::from_toml("[host]\ntick_interval = 1").unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        let err = Config::from_toml("[host]\ntick_interval_ms = 0").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("tick_interval_ms must be greater than 0"),
+            "{err}"
+        );
+        let err = Config::from_toml("[host]\nlog_level = \"loud\"").unwrap_err();
+        assert!(err.to_string().contains("log_level"), "{err}");
+    }
+}

@@ -1,0 +1,802 @@
+//! The host core: the runtime facilities plugins reach through their handle
+//! (service registry, event bus, storage, modules, plugins, routes, logger),
+//! each operation measured and reported to observers.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use abi_stable::std_types::{ROption, RSlice, RString, RVec, Tuple2};
+use once_cell::sync::Lazy;
+use plugin_abi::{
+    CallStatus, ErrorKind, Event, HttpRequest, HttpResponse, ObservationKind, PluginError,
+    PluginState,
+};
+use serde_json::{json, Value};
+
+use crate::bus::{BusEvent, Delivery, EventBus, PublishOutcome};
+use crate::config::Config;
+use crate::logger;
+use crate::observer::{ObserverHub, Report};
+use crate::plugins::invoke::{invoke_async, invoke_sync, InFlight};
+use crate::plugins::{PluginInstance, PluginManager};
+use crate::registry::ServiceRegistry;
+use crate::routes::RouteTable;
+use crate::storage::{Storage, StorageError};
+
+/// Caller name used for calls that come in over HTTP.
+pub static HTTP_CALLER: Lazy<Arc<str>> = Lazy::new(|| Arc::from("http"));
+/// Caller name used for the host itself.
+pub static HOST_CALLER: Lazy<Arc<str>> = Lazy::new(|| Arc::from("host"));
+
+static OP_GET: Lazy<Arc<str>> = Lazy::new(|| Arc::from("get"));
+static OP_SET: Lazy<Arc<str>> = Lazy::new(|| Arc::from("set"));
+static OP_DELETE: Lazy<Arc<str>> = Lazy::new(|| Arc::from("delete"));
+static OP_LIST: Lazy<Arc<str>> = Lazy::new(|| Arc::from("list"));
+
+/// The host's version.
+pub const HOST_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Everything the host runs.
+pub struct HostCore {
+    /// Resolved configuration.
+    pub config: Config,
+    /// When the host started.
+    pub started_at: SystemTime,
+    /// The tokio runtime (host side only; never passed to plugins).
+    pub runtime: tokio::runtime::Handle,
+    /// Persistent storage.
+    pub storage: Storage,
+    /// Service registry.
+    pub registry: ServiceRegistry,
+    /// Event bus.
+    pub bus: EventBus,
+    /// Observer stream.
+    pub observers: ObserverHub,
+    /// Plugin HTTP routes.
+    pub routes: RouteTable,
+    /// Plugins.
+    pub plugins: PluginManager,
+    /// Plugin callbacks in progress.
+    pub inflight: Arc<InFlight>,
+}
+
+fn storage_err(e: StorageError) -> PluginError {
+    match e {
+        StorageError::Invalid(m) => PluginError::bad_request(m),
+        StorageError::Unavailable(m) => {
+            PluginError::unavailable(format!("storage unavailable: {m}"))
+        }
+    }
+}
+
+fn status_of<T>(r: &Result<T, PluginError>) -> CallStatus {
+    match r {
+        Ok(_) => CallStatus::Ok,
+        Err(e) if e.kind == ErrorKind::Timeout => CallStatus::Timeout,
+        Err(_) => CallStatus::Error,
+    }
+}
+
+impl HostCore {
+    /// Builds the core; opens storage.
+    pub fn new(
+        config: Config,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Arc<HostCore>, StorageError> {
+        let storage = Storage::open(&config.data_dir)?;
+        Ok(Arc::new(HostCore {
+            bus: EventBus::new(config.host.event_queue_capacity),
+            observers: ObserverHub::new(
+                config.host.observer_queue_capacity,
+                std::time::Duration::from_millis(config.host.observer_flush_ms),
+            ),
+            config,
+            started_at: SystemTime::now(),
+            runtime,
+            storage,
+            registry: ServiceRegistry::default(),
+            routes: RouteTable::default(),
+            plugins: PluginManager::default(),
+            inflight: Arc::new(InFlight::default()),
+        }))
+    }
+
+    // ---- reporting -------------------------------------------------------
+
+    /// Reports an error to observers.
+    pub fn report_error(&self, place: &str, plugin: &str, message: &str) {
+        if self.observers.is_active() {
+            let mut r = Report::new(
+                ObservationKind::Error,
+                CallStatus::Error,
+                Arc::from(place),
+                Arc::from(plugin),
+            );
+            r.message = Some(message.to_owned());
+            self.observers.report(r);
+        }
+    }
+
+    /// Tells observers and the bus that a plugin changed state.
+    pub fn plugin_state_changed(&self, instance: &PluginInstance, state: &str) {
+        let error = instance.error();
+        if self.observers.is_active() {
+            let status = if state == "error" {
+                CallStatus::Error
+            } else {
+                CallStatus::Ok
+            };
+            let mut r = Report::new(
+                ObservationKind::PluginState,
+                status,
+                instance.name.clone(),
+                HOST_CALLER.clone(),
+            );
+            r.detail = Some(state.to_owned());
+            r.message = error.clone();
+            self.observers.report(r);
+        }
+        self.publish_internal(
+            &format!("internal.plugin.{state}"),
+            json!({"name": &*instance.name, "generation": instance.generation,
+                   "version": instance.version, "file": instance.file.display().to_string(), "error": error}),
+        );
+    }
+
+    /// Publishes a host event (`internal.*`); failures are logged.
+    pub fn publish_internal(&self, topic: &str, payload: Value) {
+        if let Err(e) = self.publish(&HOST_CALLER, topic, &payload.to_string(), None) {
+            logger::warn(
+                "bus",
+                "cannot publish internal event",
+                json!({"topic": topic, "error": e.to_string()}),
+            );
+        }
+    }
+
+    // ---- services --------------------------------------------------------
+
+    /// Registers a service for a plugin instance.
+    pub fn register_service(
+        &self,
+        instance: u64,
+        plugin: &str,
+        name: &str,
+        description: &str,
+    ) -> Result<(), PluginError> {
+        self.registry
+            .register(name, plugin, instance, description)
+            .map_err(|e| match e {
+                crate::registry::RegistryError::Duplicate { .. } => {
+                    PluginError::conflict(e.to_string())
+                }
+                other => PluginError::bad_request(other.to_string()),
+            })?;
+        self.publish_internal(
+            "internal.service.registered",
+            json!({"service": name, "plugin": plugin}),
+        );
+        Ok(())
+    }
+
+    /// Unregisters a service of a plugin instance.
+    pub fn unregister_service(
+        &self,
+        instance: u64,
+        plugin: &str,
+        name: &str,
+    ) -> Result<(), PluginError> {
+        self.registry
+            .unregister(name, instance)
+            .map_err(|e| PluginError::not_found(e.to_string()))?;
+        self.publish_internal(
+            "internal.service.unregistered",
+            json!({"service": name, "plugin": plugin}),
+        );
+        Ok(())
+    }
+
+    fn observe_call(
+        &self,
+        name: Arc<str>,
+        caller: Arc<str>,
+        status: CallStatus,
+        started: Instant,
+        trace: Option<&str>,
+    ) {
+        if self.observers.is_active() {
+            let mut r = Report::new(ObservationKind::ServiceCall, status, name, caller);
+            r.duration_ns = started.elapsed().as_nanos() as u64;
+            r.trace_context = trace.map(str::to_owned);
+            self.observers.report(r);
+        }
+    }
+
+    fn after_call_failure(&self, instance: &PluginInstance, service: &str, err: &PluginError) {
+        match err.kind {
+            ErrorKind::Panicked | ErrorKind::Timeout => {
+                let msg = format!("service {service}: {}", err.message);
+                if instance.set_state(PluginState::Error, Some(msg.clone())) {
+                    self.plugin_state_changed(instance, "error");
+                }
+                logger::error(
+                    "service_registry",
+                    "service call failed",
+                    json!({"service": service, "plugin": &*instance.name, "error": msg}),
+                );
+                self.report_error("service_call", &instance.name, &msg);
+            }
+            _ => self.report_error(
+                "service_call",
+                &instance.name,
+                &format!("service {service}: {}", err.message),
+            ),
+        }
+    }
+
+    /// Calls a service from a synchronous context (a plugin thread).
+    pub fn call_service(
+        &self,
+        caller: &Arc<str>,
+        name: &str,
+        input: &str,
+        trace: Option<&str>,
+    ) -> Result<String, PluginError> {
+        let started = Instant::now();
+        let Some((entry, instance)) = self.resolve_service(name) else {
+            self.observe_call(
+                Arc::from(name),
+                caller.clone(),
+                CallStatus::NotFound,
+                started,
+                trace,
+            );
+            return Err(PluginError::not_found(format!("no service named {name:?}")));
+        };
+        let (input, trace_owned, svc, who) = (
+            input.to_owned(),
+            trace.map(str::to_owned),
+            entry.name.clone(),
+            caller.clone(),
+        );
+        let result = invoke_sync(
+            &self.runtime,
+            &self.inflight,
+            &instance,
+            "handle_service",
+            name,
+            self.config.service_timeout(),
+            Box::new(move |inst: &PluginInstance| {
+                let t = trace_owned
+                    .as_deref()
+                    .map(abi_stable::std_types::RStr::from);
+                inst.plugin
+                    .handle_service(
+                        (&*svc).into(),
+                        input.as_str().into(),
+                        (&*who).into(),
+                        t.into(),
+                    )
+                    .map(RString::into_string)
+            }),
+        );
+        self.observe_call(
+            entry.name.clone(),
+            caller.clone(),
+            status_of(&result),
+            started,
+            trace,
+        );
+        if let Err(e) = &result {
+            self.after_call_failure(&instance, name, e);
+        }
+        result
+    }
+
+    /// Calls a service from async code (the HTTP API).
+    pub async fn call_service_async(
+        &self,
+        caller: &Arc<str>,
+        name: &str,
+        input: String,
+        trace: Option<String>,
+    ) -> Result<String, PluginError> {
+        let started = Instant::now();
+        let Some((entry, instance)) = self.resolve_service(name) else {
+            self.observe_call(
+                Arc::from(name),
+                caller.clone(),
+                CallStatus::NotFound,
+                started,
+                trace.as_deref(),
+            );
+            return Err(PluginError::not_found(format!("no service named {name:?}")));
+        };
+        let (svc, trace_in, who) = (entry.name.clone(), trace.clone(), caller.clone());
+        let result = invoke_async(
+            &self.inflight,
+            &instance,
+            "handle_service",
+            name,
+            self.config.service_timeout(),
+            Box::new(move |inst: &PluginInstance| {
+                let t = trace_in.as_deref().map(abi_stable::std_types::RStr::from);
+                inst.plugin
+                    .handle_service(
+                        (&*svc).into(),
+                        input.as_str().into(),
+                        (&*who).into(),
+                        t.into(),
+                    )
+                    .map(RString::into_string)
+            }),
+        )
+        .await;
+        self.observe_call(
+            entry.name.clone(),
+            caller.clone(),
+            status_of(&result),
+            started,
+            trace.as_deref(),
+        );
+        if let Err(e) = &result {
+            self.after_call_failure(&instance, name, e);
+        }
+        result
+    }
+
+    fn resolve_service(
+        &self,
+        name: &str,
+    ) -> Option<(crate::registry::ServiceEntry, Arc<PluginInstance>)> {
+        let entry = self.registry.get(name)?;
+        let instance = self.plugins.live(entry.instance)?;
+        Some((entry, instance))
+    }
+
+    // ---- events ----------------------------------------------------------
+
+    /// Subscribes a plugin instance to a pattern.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        instance_id: u64,
+        pattern: &str,
+    ) -> Result<u64, PluginError> {
+        let instance = self
+            .plugins
+            .live(instance_id)
+            .ok_or_else(|| PluginError::unavailable("plugin instance is not live"))?;
+        let core = Arc::downgrade(self);
+        let inst = instance.clone();
+        self.bus
+            .subscribe(instance_id, &instance.name, pattern, move || {
+                Arc::new(move |d: Delivery| {
+                    if let Some(core) = core.upgrade() {
+                        core.deliver_event(&inst, d);
+                    }
+                })
+            })
+            .map_err(|e| PluginError::bad_request(e.to_string()))
+    }
+
+    /// Removes a subscription.
+    pub fn unsubscribe(&self, instance_id: u64, id: u64) -> Result<(), PluginError> {
+        self.bus
+            .unsubscribe(instance_id, id)
+            .map_err(|e| PluginError::not_found(e.to_string()))
+    }
+
+    fn deliver_event(&self, instance: &Arc<PluginInstance>, d: Delivery) {
+        if instance.quarantine_reason().is_some() || self.plugins.live(instance.id).is_none() {
+            return;
+        }
+        let ev = &d.event;
+        let event = Event {
+            topic: RString::from(ev.topic.as_str()),
+            payload: RString::from(ev.payload.as_str()),
+            source: RString::from(ev.source.as_str()),
+            subscription_id: d.subscription_id,
+            published_at_ms: ev.published_at_ms,
+            trace_context: ev.trace_context.as_deref().map(RString::from).into(),
+        };
+        let result = {
+            let _guard = self.inflight.enter(instance, "on_event", &ev.topic);
+            instance.plugin.on_event(&event).into_result()
+        };
+        if self.observers.is_active() {
+            let mut r = Report::new(
+                ObservationKind::EventDelivered,
+                status_of(&result),
+                Arc::from(ev.topic.as_str()),
+                instance.name.clone(),
+            );
+            r.duration_ns = d.enqueued.elapsed().as_nanos() as u64;
+            r.trace_context = ev.trace_context.clone();
+            self.observers.report(r);
+        }
+        if let Err(e) = result {
+            let msg = format!("event handler for {} failed: {e}", ev.topic);
+            logger::warn(
+                "bus",
+                "event handler failed",
+                json!({"plugin": &*instance.name, "topic": ev.topic, "error": e.to_string()}),
+            );
+            self.report_error("event_handler", &instance.name, &msg);
+            if e.kind == ErrorKind::Panicked && instance.set_state(PluginState::Error, Some(msg)) {
+                self.plugin_state_changed(instance, "error");
+            }
+        }
+    }
+
+    /// Publishes an event. Never blocks on subscribers.
+    pub fn publish(
+        &self,
+        source: &Arc<str>,
+        topic: &str,
+        payload: &str,
+        trace: Option<&str>,
+    ) -> Result<PublishOutcome, PluginError> {
+        let event = BusEvent {
+            topic: topic.to_owned(),
+            payload: if payload.trim().is_empty() {
+                "null".to_owned()
+            } else {
+                payload.to_owned()
+            },
+            source: source.to_string(),
+            published_at_ms: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            trace_context: trace.map(str::to_owned),
+        };
+        let observing = self.observers.is_active();
+        let outcome = self
+            .bus
+            .publish(event, |dropped| {
+                if observing {
+                    let r = Report::new(
+                        ObservationKind::EventDropped,
+                        CallStatus::Error,
+                        Arc::from(topic),
+                        dropped.owner_name.clone(),
+                    );
+                    self.observers.report(r);
+                }
+            })
+            .map_err(|e| PluginError::bad_request(e.to_string()))?;
+        if observing {
+            let mut r = Report::new(
+                ObservationKind::EventPublished,
+                CallStatus::Ok,
+                Arc::from(topic),
+                source.clone(),
+            );
+            r.trace_context = trace.map(str::to_owned);
+            self.observers.report(r);
+        }
+        Ok(outcome)
+    }
+
+    // ---- storage ---------------------------------------------------------
+
+    fn observe_storage<T>(
+        &self,
+        op: &Arc<str>,
+        caller: &str,
+        namespace: &str,
+        started: Instant,
+        result: &Result<T, StorageError>,
+    ) {
+        if self.observers.is_active() {
+            let status = match result {
+                Ok(_) => CallStatus::Ok,
+                Err(_) => CallStatus::Error,
+            };
+            let mut r = Report::new(
+                ObservationKind::StorageOperation,
+                status,
+                op.clone(),
+                Arc::from(caller),
+            );
+            r.namespace = Some(Arc::from(namespace));
+            r.duration_ns = started.elapsed().as_nanos() as u64;
+            if let Err(e) = result {
+                r.message = Some(e.to_string());
+            }
+            self.observers.report(r);
+        }
+    }
+
+    /// Reads a value.
+    pub fn storage_get(
+        &self,
+        caller: &str,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<String>, PluginError> {
+        let started = Instant::now();
+        let r = self.storage.get(namespace, key);
+        self.observe_storage(&OP_GET, caller, namespace, started, &r);
+        r.map_err(storage_err)
+    }
+
+    /// Writes a value durably.
+    pub fn storage_set(
+        &self,
+        caller: &str,
+        namespace: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), PluginError> {
+        let started = Instant::now();
+        let r = self.storage.set(namespace, key, value);
+        self.observe_storage(&OP_SET, caller, namespace, started, &r);
+        r.map_err(storage_err)
+    }
+
+    /// Deletes a key.
+    pub fn storage_delete(
+        &self,
+        caller: &str,
+        namespace: &str,
+        key: &str,
+    ) -> Result<bool, PluginError> {
+        let started = Instant::now();
+        let r = self.storage.delete(namespace, key);
+        self.observe_storage(&OP_DELETE, caller, namespace, started, &r);
+        r.map_err(storage_err)
+    }
+
+    /// Lists keys.
+    pub fn storage_list_keys(
+        &self,
+        caller: &str,
+        namespace: &str,
+        prefix: &str,
+    ) -> Result<Vec<String>, PluginError> {
+        let started = Instant::now();
+        let r = self.storage.list_keys(namespace, prefix);
+        self.observe_storage(&OP_LIST, caller, namespace, started, &r);
+        r.map_err(storage_err)
+    }
+
+    // ---- routes, observers, modules, info ---------------------------------
+
+    /// Registers an HTTP route for a plugin instance.
+    pub fn register_route(
+        &self,
+        instance: u64,
+        plugin: &str,
+        method: &str,
+        path: &str,
+    ) -> Result<(), PluginError> {
+        self.routes
+            .register(method, path, plugin, instance)
+            .map_err(|e| match e {
+                crate::routes::RouteError::Duplicate { .. } => PluginError::conflict(e.to_string()),
+                other => PluginError::bad_request(other.to_string()),
+            })
+    }
+
+    /// Turns the observer stream on or off for a plugin instance.
+    pub fn set_observer(
+        self: &Arc<Self>,
+        instance_id: u64,
+        enabled: bool,
+    ) -> Result<(), PluginError> {
+        if !enabled {
+            self.observers.remove(instance_id);
+            return Ok(());
+        }
+        let instance = self
+            .plugins
+            .live(instance_id)
+            .ok_or_else(|| PluginError::unavailable("plugin instance is not live"))?;
+        let inflight = self.inflight.clone();
+        let inst = instance.clone();
+        self.observers.add(
+            instance_id,
+            &instance.name,
+            Arc::new(move |batch| {
+                if inst.quarantine_reason().is_some() {
+                    return;
+                }
+                let _guard = inflight.enter(&inst, "on_observations", "");
+                let _ = inst.plugin.on_observations(RSlice::from_slice(batch));
+            }),
+        );
+        Ok(())
+    }
+
+    /// Revokes everything an instance registered.
+    pub fn revoke_instance(&self, instance: &PluginInstance) {
+        for service in self.registry.remove_instance(instance.id) {
+            self.publish_internal(
+                "internal.service.unregistered",
+                json!({"service": service, "plugin": &*instance.name}),
+            );
+        }
+        self.routes.remove_instance(instance.id);
+        self.bus.remove_owner(instance.id);
+        self.observers.remove(instance.id);
+    }
+
+    /// The built-in modules as a JSON array.
+    pub fn modules_json(&self) -> Value {
+        Value::Array(MODULES.iter().filter_map(|m| self.module_json(m)).collect())
+    }
+
+    /// One built-in module as JSON.
+    pub fn module_json(&self, name: &str) -> Option<Value> {
+        let details = match name {
+            "api" => {
+                json!({"listen": self.config.listen.to_string(), "routes": self.routes.list().len()})
+            }
+            "storage" => {
+                let probe = match self.storage.probe() {
+                    Ok(d) => json!({"ok": true, "duration_ms": d.as_secs_f64() * 1e3}),
+                    Err(e) => json!({"ok": false, "error": e.to_string()}),
+                };
+                json!({"path": self.storage.path().display().to_string(), "probe": probe})
+            }
+            "event_bus" => {
+                json!({"subscriptions": self.bus.subscriptions().len(), "published": self.bus.published(), "dropped": self.bus.dropped()})
+            }
+            "service_registry" => json!({"services": self.registry.len()}),
+            "plugin_manager" => {
+                json!({"plugins_dir": self.config.plugins_dir.display().to_string(), "live": self.plugins.live_instances().len()})
+            }
+            "logger" => json!({"format": "json", "level": self.config.host.log_level}),
+            _ => return None,
+        };
+        let description = match name {
+            "api" => "HTTP API under /api/v1",
+            "storage" => "embedded persistent key-value storage (redb)",
+            "event_bus" => "topic event bus with wildcard subscriptions",
+            "service_registry" => "named services provided by plugins",
+            "plugin_manager" => "loads, hot-reloads and supervises plugins",
+            _ => "structured JSON system logger",
+        };
+        Some(
+            json!({"name": name, "status": "running", "description": description, "details": details}),
+        )
+    }
+
+    /// Facts about the host for plugins.
+    pub fn host_info(&self) -> Value {
+        let started = self
+            .started_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        json!({
+            "host_version": HOST_VERSION,
+            "abi_version": plugin_abi::ABI_VERSION,
+            "started_at_unix": started,
+            "pid": std::process::id(),
+            "observer_dropped_total": self.observers.dropped_total(),
+            "observers": self.observers.stats(),
+            "events_published_total": self.bus.published(),
+            "events_dropped_total": self.bus.dropped(),
+            "event_queues": self.bus.queues().iter().map(|q| json!({"plugin": q.owner_name(), "queued": q.queued(), "dropped": q.dropped(), "delivered": q.delivered()})).collect::<Vec<_>>(),
+            "data_dir": self.config.data_dir.display().to_string(),
+            "plugins_dir": self.config.plugins_dir.display().to_string(),
+        })
+    }
+
+    /// Routes an HTTP request to the plugin that registered it.
+    pub async fn plugin_http(
+        &self,
+        request: PluginHttpRequest,
+    ) -> Result<HttpResponse, (u16, PluginError)> {
+        let found = self.routes.lookup(&request.method, &request.path);
+        let route = match found {
+            Ok(m) => m,
+            Err(true) => {
+                return Err((
+                    405,
+                    PluginError::new(
+                        ErrorKind::BadRequest,
+                        format!(
+                            "method {} is not allowed on {}",
+                            request.method, request.path
+                        ),
+                    ),
+                ))
+            }
+            Err(false) => {
+                return Err((
+                    404,
+                    PluginError::not_found(format!(
+                        "no route for {} {}",
+                        request.method, request.path
+                    )),
+                ))
+            }
+        };
+        let Some(instance) = self.plugins.live(route.owner.instance) else {
+            return Err((
+                503,
+                PluginError::unavailable("the plugin serving this route is not running"),
+            ));
+        };
+        let req = HttpRequest {
+            method: request.method.into(),
+            path: request.path.clone().into(),
+            query: request.query.into(),
+            route: route.route.into(),
+            params: route
+                .params
+                .into_iter()
+                .map(|(k, v)| Tuple2(RString::from(k), RString::from(v)))
+                .collect(),
+            headers: request
+                .headers
+                .into_iter()
+                .map(|(k, v)| Tuple2(RString::from(k), RString::from(v)))
+                .collect(),
+            body: RVec::from(request.body),
+            trace_context: match request.trace_context {
+                Some(t) => ROption::RSome(RString::from(t)),
+                None => ROption::RNone,
+            },
+        };
+        let result = invoke_async(
+            &self.inflight,
+            &instance,
+            "handle_http",
+            &request.path,
+            self.config.callback_timeout(),
+            Box::new(move |inst: &PluginInstance| inst.plugin.handle_http(&req)),
+        )
+        .await;
+        result.map_err(|e| {
+            if matches!(e.kind, ErrorKind::Panicked | ErrorKind::Timeout) {
+                let msg = format!("HTTP handler: {}", e.message);
+                if instance.set_state(PluginState::Error, Some(msg.clone())) {
+                    self.plugin_state_changed(&instance, "error");
+                }
+                self.report_error("http_handler", &instance.name, &msg);
+            }
+            let status = match e.kind {
+                ErrorKind::BadRequest => 400,
+                ErrorKind::NotFound => 404,
+                ErrorKind::Unauthorized => 401,
+                ErrorKind::Conflict => 409,
+                ErrorKind::Timeout => 504,
+                ErrorKind::Unavailable => 503,
+                ErrorKind::Unsupported => 501,
+                _ => 500,
+            };
+            (status, e)
+        })
+    }
+}
+
+/// An HTTP request on its way to a plugin.
+#[derive(Debug, Clone, Default)]
+pub struct PluginHttpRequest {
+    /// Method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Raw query.
+    pub query: String,
+    /// Headers, lower-case names.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Incoming traceparent.
+    pub trace_context: Option<String>,
+}
+
+/// Names of the built-in modules.
+pub const MODULES: &[&str] = &[
+    "api",
+    "storage",
+    "event_bus",
+    "service_registry",
+    "plugin_manager",
+    "logger",
+];

@@ -1,0 +1,234 @@
+//! The host side of [`HostApi`]: what a plugin's handle does.
+//!
+//! Each plugin instance gets its own handle, bound to its name and instance
+//! id, so the host knows who registers, calls or publishes. Every method body
+//! runs under `catch_unwind` (a panic reaching the abi_stable shim would
+//! abort the process, DESIGN.md §2.1). A handle whose instance was stopped or
+//! replaced can no longer register anything.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Weak};
+
+use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
+use plugin_abi::{ErrorKind, HostApi, LogLevel, PluginError};
+
+use crate::core::HostCore;
+
+/// The handle given to one plugin instance.
+#[derive(Clone)]
+pub struct HostApiImpl {
+    core: Weak<HostCore>,
+    name: Arc<str>,
+    instance: u64,
+}
+
+impl HostApiImpl {
+    /// A handle for `instance` of plugin `name`.
+    pub fn new(core: Weak<HostCore>, name: Arc<str>, instance: u64) -> Self {
+        HostApiImpl {
+            core,
+            name,
+            instance,
+        }
+    }
+
+    fn with_core<R>(
+        &self,
+        f: impl FnOnce(&Arc<HostCore>) -> Result<R, PluginError>,
+    ) -> RResult<R, PluginError> {
+        let Some(core) = self.core.upgrade() else {
+            return RResult::RErr(PluginError::unavailable("the host is shutting down"));
+        };
+        match catch_unwind(AssertUnwindSafe(|| f(&core))) {
+            Ok(r) => r.into(),
+            Err(_) => RResult::RErr(PluginError::new(ErrorKind::Failed, "internal host error")),
+        }
+    }
+
+    /// Like `with_core`, but refuses when the instance is no longer live.
+    fn with_live<R>(
+        &self,
+        f: impl FnOnce(&Arc<HostCore>) -> Result<R, PluginError>,
+    ) -> RResult<R, PluginError> {
+        self.with_core(|core| {
+            if core.plugins.live(self.instance).is_none() {
+                return Err(PluginError::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "this instance of plugin {} has been stopped or replaced",
+                        self.name
+                    ),
+                ));
+            }
+            f(core)
+        })
+    }
+}
+
+fn opt(s: ROption<RStr<'_>>) -> Option<&str> {
+    s.into_option().map(|s| s.as_str())
+}
+
+impl HostApi for HostApiImpl {
+    fn plugin_name(&self) -> RString {
+        RString::from(&*self.name)
+    }
+
+    fn register_service(&self, name: RStr<'_>, description: RStr<'_>) -> RResult<(), PluginError> {
+        self.with_live(|core| {
+            core.register_service(
+                self.instance,
+                &self.name,
+                name.as_str(),
+                description.as_str(),
+            )
+        })
+    }
+
+    fn unregister_service(&self, name: RStr<'_>) -> RResult<(), PluginError> {
+        self.with_core(|core| core.unregister_service(self.instance, &self.name, name.as_str()))
+    }
+
+    fn call_service(
+        &self,
+        name: RStr<'_>,
+        input: RStr<'_>,
+        trace_context: ROption<RStr<'_>>,
+    ) -> RResult<RString, PluginError> {
+        self.with_core(|core| {
+            core.call_service(
+                &self.name,
+                name.as_str(),
+                input.as_str(),
+                opt(trace_context),
+            )
+            .map(RString::from)
+        })
+    }
+
+    fn subscribe(&self, pattern: RStr<'_>) -> RResult<u64, PluginError> {
+        self.with_live(|core| core.subscribe(self.instance, pattern.as_str()))
+    }
+
+    fn unsubscribe(&self, subscription_id: u64) -> RResult<(), PluginError> {
+        self.with_core(|core| core.unsubscribe(self.instance, subscription_id))
+    }
+
+    fn publish(
+        &self,
+        topic: RStr<'_>,
+        payload: RStr<'_>,
+        trace_context: ROption<RStr<'_>>,
+    ) -> RResult<(), PluginError> {
+        self.with_core(|core| {
+            core.publish(
+                &self.name,
+                topic.as_str(),
+                payload.as_str(),
+                opt(trace_context),
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn storage_get(
+        &self,
+        namespace: RStr<'_>,
+        key: RStr<'_>,
+    ) -> RResult<ROption<RString>, PluginError> {
+        self.with_core(|core| {
+            core.storage_get(&self.name, namespace.as_str(), key.as_str())
+                .map(|v| v.map(RString::from).into())
+        })
+    }
+
+    fn storage_set(
+        &self,
+        namespace: RStr<'_>,
+        key: RStr<'_>,
+        value: RStr<'_>,
+    ) -> RResult<(), PluginError> {
+        self.with_core(|core| {
+            core.storage_set(&self.name, namespace.as_str(), key.as_str(), value.as_str())
+        })
+    }
+
+    fn storage_delete(&self, namespace: RStr<'_>, key: RStr<'_>) -> RResult<bool, PluginError> {
+        self.with_core(|core| core.storage_delete(&self.name, namespace.as_str(), key.as_str()))
+    }
+
+    fn storage_list_keys(
+        &self,
+        namespace: RStr<'_>,
+        prefix: RStr<'_>,
+    ) -> RResult<RVec<RString>, PluginError> {
+        self.with_core(|core| {
+            core.storage_list_keys(&self.name, namespace.as_str(), prefix.as_str())
+                .map(|keys| keys.into_iter().map(RString::from).collect())
+        })
+    }
+
+    fn list_modules(&self) -> RString {
+        self.with_core(|core| Ok(RString::from(core.modules_json().to_string())))
+            .unwrap_or_else(|_| RString::from("[]"))
+    }
+
+    fn get_module(&self, name: RStr<'_>) -> ROption<RString> {
+        self.with_core(|core| {
+            Ok(core
+                .module_json(name.as_str())
+                .map(|m| RString::from(m.to_string())))
+        })
+        .unwrap_or_else(|_| None)
+        .into()
+    }
+
+    fn list_plugins(&self) -> RString {
+        self.with_core(|core| {
+            Ok(serde_json::to_string(&core.plugins.list()).unwrap_or_else(|_| "[]".into()))
+        })
+        .map(RString::from)
+        .unwrap_or_else(|_| RString::from("[]"))
+    }
+
+    fn register_route(&self, method: RStr<'_>, path: RStr<'_>) -> RResult<(), PluginError> {
+        self.with_live(|core| {
+            core.register_route(self.instance, &self.name, method.as_str(), path.as_str())
+        })
+    }
+
+    fn unregister_route(&self, method: RStr<'_>, path: RStr<'_>) -> RResult<(), PluginError> {
+        self.with_core(|core| {
+            core.routes
+                .unregister(method.as_str(), path.as_str(), self.instance)
+                .map_err(|e| PluginError::not_found(e.to_string()))
+        })
+    }
+
+    fn log(&self, level: LogLevel, message: RStr<'_>, fields_json: RStr<'_>) {
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            let fields = if fields_json.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::from_str(fields_json.as_str())
+                    .unwrap_or_else(|_| serde_json::json!({"raw": fields_json.as_str()}))
+            };
+            crate::logger::log(level, "plugin", message.as_str(), Some(&self.name), fields);
+            if level == LogLevel::Error {
+                if let Some(core) = self.core.upgrade() {
+                    core.report_error("plugin_log", &self.name, message.as_str());
+                }
+            }
+        }));
+    }
+
+    fn set_observer(&self, enabled: bool) -> RResult<(), PluginError> {
+        self.with_live(|core| core.set_observer(self.instance, enabled))
+    }
+
+    fn host_info(&self) -> RString {
+        self.with_core(|core| Ok(core.host_info().to_string()))
+            .map(RString::from)
+            .unwrap_or_else(|_| RString::from("{}"))
+    }
+}

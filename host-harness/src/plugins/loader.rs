@@ -1,0 +1,222 @@
+//! Loading one plugin library file safely.
+//!
+//! dlopen returns the already-loaded library for a path it has seen (and for
+//! hard links and symlinks to it), so every load first byte-copies the file
+//! to a unique path in the plugin cache (DESIGN.md §2.3). abi_stable's
+//! `RootModule::load_from_file` caches one module per type, so each file is
+//! loaded with `lib_header_from_path` + `init_root_module` (§2.2). Errors are
+//! turned into one short paragraph naming the file and, for version
+//! mismatches, the expected and found versions (§2.5).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use abi_stable::library::{lib_header_from_path, LibraryError};
+use plugin_abi::{PluginInfo, PluginMod_Ref};
+
+/// Why a file could not be loaded as a plugin.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be copied to the plugin cache.
+    #[error("{file}: cannot copy to the plugin cache: {reason}")]
+    Copy {
+        /// The plugin file.
+        file: String,
+        /// The I/O error.
+        reason: String,
+    },
+    /// dlopen refused the file.
+    #[error("{file}: not a loadable shared library ({reason})")]
+    NotALibrary {
+        /// The plugin file.
+        file: String,
+        /// The loader's reason, shortened.
+        reason: String,
+    },
+    /// A library, but without an abi_stable root module.
+    #[error("{file}: not a HomeConsole plugin (no abi_stable root module): {reason}")]
+    NotAPlugin {
+        /// The plugin file.
+        file: String,
+        /// Why.
+        reason: String,
+    },
+    /// Built against an incompatible plugin-abi or abi_stable version.
+    #[error("{file}: incompatible ABI version: the host expects {expected}, the plugin was built against {found}; rebuild the plugin against plugin-abi {expected}")]
+    IncompatibleVersion {
+        /// The plugin file.
+        file: String,
+        /// What the host expects.
+        expected: String,
+        /// What the plugin declares.
+        found: String,
+    },
+    /// The types at the boundary differ from the host's.
+    #[error("{file}: incompatible ABI: the plugin's types differ from the host's ({summary}); rebuild the plugin against plugin-abi {expected}")]
+    AbiMismatch {
+        /// The plugin file.
+        file: String,
+        /// The host's ABI version.
+        expected: String,
+        /// First lines of abi_stable's report.
+        summary: String,
+    },
+    /// Anything else abi_stable reported.
+    #[error("{file}: cannot load plugin: {reason}")]
+    Other {
+        /// The plugin file.
+        file: String,
+        /// The reason, shortened.
+        reason: String,
+    },
+}
+
+/// A library that loaded and whose root module passed every check.
+pub struct LoadedLibrary {
+    /// The root module.
+    pub module: PluginMod_Ref,
+    /// Facts the plugin reports about itself.
+    pub info: PluginInfo,
+    /// The cache copy that was dlopen'ed.
+    pub copy: PathBuf,
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.len() <= max {
+        one_line
+    } else {
+        let mut cut = max;
+        while !one_line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}…", &one_line[..cut])
+    }
+}
+
+static COPY_SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn cache_copy(file: &Path, cache_dir: &Path) -> Result<PathBuf, LoadError> {
+    let name = file.display().to_string();
+    let copy_err = |e: std::io::Error| LoadError::Copy {
+        file: name.clone(),
+        reason: e.to_string(),
+    };
+    std::fs::create_dir_all(cache_dir).map_err(copy_err)?;
+    let stem = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin");
+    let ext = file.extension().and_then(|s| s.to_str()).unwrap_or("so");
+    let seq = COPY_SEQ.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let copy = cache_dir.join(format!("{stem}.{}.{nanos}.{seq}.{ext}", std::process::id()));
+    std::fs::copy(file, &copy).map_err(copy_err)?;
+    Ok(copy)
+}
+
+fn describe(file: &Path, err: LibraryError) -> LoadError {
+    let file = file.display().to_string();
+    match err {
+        LibraryError::OpenError { err, .. } => LoadError::NotALibrary {
+            file,
+            reason: shorten(&err.to_string(), 200),
+        },
+        LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin {
+            file,
+            reason: "the library does not export abi_stable's root module symbol".into(),
+        },
+        LibraryError::IncompatibleVersionNumber {
+            expected_version,
+            actual_version,
+            ..
+        } => LoadError::IncompatibleVersion {
+            file,
+            expected: expected_version.to_string(),
+            found: actual_version.to_string(),
+        },
+        LibraryError::InvalidAbiHeader(header) => {
+            let ours = abi_stable::library::AbiHeader::VALUE;
+            LoadError::IncompatibleVersion {
+                file,
+                expected: format!("abi_stable ABI {}.{}", ours.abi_major, ours.abi_minor),
+                found: format!("abi_stable ABI {}.{}", header.abi_major, header.abi_minor),
+            }
+        }
+        LibraryError::Many(mut errors) if !errors.is_empty() => {
+            describe(Path::new(&file), errors.remove(0))
+        }
+        LibraryError::AbiInstability(e) => {
+            let text = e.to_string();
+            let summary = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ");
+            LoadError::AbiMismatch {
+                file,
+                expected: plugin_abi::ABI_VERSION.into(),
+                summary: shorten(&summary, 240),
+            }
+        }
+        other => LoadError::Other {
+            file,
+            reason: shorten(&other.to_string(), 300),
+        },
+    }
+}
+
+/// Copies `file` into `cache_dir`, dlopens the copy and checks its root
+/// module. Never panics; every failure is a [`LoadError`].
+pub fn load(file: &Path, cache_dir: &Path) -> Result<LoadedLibrary, LoadError> {
+    let copy = cache_copy(file, cache_dir)?;
+    let result =
+        lib_header_from_path(&copy).and_then(|header| header.init_root_module::<PluginMod_Ref>());
+    let module = match result {
+        Ok(m) => m,
+        Err(e) => {
+            // The copy is useless now; a library that did load stays mapped.
+            let _ = std::fs::remove_file(&copy);
+            return Err(describe(file, e));
+        }
+    };
+    let info = (module.info())();
+    if info.abi_version.as_str() != plugin_abi::ABI_VERSION {
+        return Err(LoadError::IncompatibleVersion {
+            file: file.display().to_string(),
+            expected: plugin_abi::ABI_VERSION.into(),
+            found: info.abi_version.to_string(),
+        });
+    }
+    Ok(LoadedLibrary { module, info, copy })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_file_is_a_short_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("garbage.so");
+        std::fs::write(&f, b"this is not an ELF file").unwrap();
+        let err = load(&f, &dir.path().join("cache"))
+            .err()
+            .expect("must fail");
+        let text = err.to_string();
+        assert!(matches!(err, LoadError::NotALibrary { .. }), "{text}");
+        assert!(text.contains("garbage.so"), "{text}");
+        assert!(text.len() < 400, "{text}");
+    }
+
+    #[test]
+    fn shorten_cuts_on_char_boundary() {
+        assert_eq!(shorten("a  b\n c", 10), "a b c");
+        assert_eq!(shorten("ééééé", 3), "é…");
+    }
+}

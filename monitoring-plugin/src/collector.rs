@@ -1,0 +1,372 @@
+//! MetricsCollector: turns the host's observer reports and plugin list into
+//! the seed's metric families, and renders the scrape.
+//!
+//! Families are registered once with pre-resolved handles where the label
+//! values are fixed; per-service and per-topic series are looked up on the
+//! observer thread (not on the caller's hot path: the host only queues a
+//! report). A label value beyond the per-metric series limit is folded into
+//! `other` so a flood of topics cannot grow memory without bound.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use plugin_abi::{CallStatus, Observation, ObservationKind};
+use prometheus::Encoder;
+use serde_json::Value;
+
+use crate::metrics::{
+    Counter, CounterFamily, Gauge, GaugeFamily, HistogramFamily, MetricError, MetricStore,
+    StoreConfig, DEFAULT_SECONDS_BUCKETS,
+};
+use crate::names;
+
+/// Label value that absorbs series beyond the per-metric limit.
+pub const OVERFLOW_LABEL: &str = "other";
+
+/// Storage latency buckets (seconds): storage is usually sub-millisecond.
+const STORAGE_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// The plugin's metrics.
+pub struct MetricsCollector {
+    store: Arc<MetricStore>,
+    process: prometheus::Registry,
+    events: CounterFamily,
+    service_calls: CounterFamily,
+    service_duration: HistogramFamily,
+    storage_ops: CounterFamily,
+    storage_duration: HistogramFamily,
+    plugins_loaded: Gauge,
+    plugin_state: GaugeFamily,
+    health_status: GaugeFamily,
+    health_duration: GaugeFamily,
+    deliveries_dropped: CounterFamily,
+    delivery_duration: HistogramFamily,
+    errors: CounterFamily,
+    observations: Counter,
+    observations_dropped: Counter,
+    refusals: CounterFamily,
+    scrape_duration: Gauge,
+    series: Gauge,
+    host_dropped_seen: AtomicU64,
+    refusals_seen: Mutex<HashMap<&'static str, u64>>,
+}
+
+/// A family registration failed: a bug in this crate, reported as an error.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot register metric families: {0}")]
+pub struct SetupError(#[from] MetricError);
+
+fn with_overflow<T>(
+    get: impl Fn(&[&str]) -> Result<T, MetricError>,
+    labels: &[&str],
+    overflow_at: usize,
+) -> Option<T> {
+    match get(labels) {
+        Ok(h) => Some(h),
+        Err(MetricError::TooManySeries { .. }) => {
+            let mut folded: Vec<&str> = labels.to_vec();
+            folded[overflow_at] = OVERFLOW_LABEL;
+            get(&folded).ok()
+        }
+        Err(_) => None,
+    }
+}
+
+fn seconds(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+impl MetricsCollector {
+    /// Registers every family.
+    pub fn new(
+        max_series_per_metric: usize,
+        max_labels: usize,
+        build: &BuildInfo,
+    ) -> Result<Self, SetupError> {
+        let store = Arc::new(MetricStore::with_config(StoreConfig {
+            max_series_per_family: max_series_per_metric,
+            max_labels,
+            ..StoreConfig::default()
+        }));
+        let s = &store;
+        let build_info = s.register_gauge(
+            names::BUILD_INFO,
+            "Build information: host, ABI and monitoring plugin versions (always 1).",
+            &["host_version", "abi_version", "plugin_version"],
+        )?;
+        build_info
+            .with_labels(&[
+                &build.host_version,
+                &build.abi_version,
+                &build.plugin_version,
+            ])?
+            .set(1.0);
+        let process = prometheus::Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = process.register(Box::new(pc));
+        }
+        Ok(MetricsCollector {
+            events: s.register_counter(names::EVENTS_TOTAL, "Events published on the event bus, by topic.", &["event_type"])?,
+            service_calls: s.register_counter(
+                names::SERVICE_CALLS_TOTAL,
+                "Service calls by service and status (ok, error, timeout, not_found).",
+                &["service_name", "status"],
+            )?,
+            service_duration: s.register_histogram(
+                names::SERVICE_CALL_DURATION,
+                "Service call latency in seconds, including the plugin's handler.",
+                &["service_name"],
+                &DEFAULT_SECONDS_BUCKETS,
+            )?,
+            storage_ops: s.register_counter(
+                names::STORAGE_OPERATIONS_TOTAL,
+                "Storage operations by operation (get, set, delete, list) and namespace.",
+                &["operation", "namespace"],
+            )?,
+            storage_duration: s.register_histogram(
+                names::STORAGE_OPERATION_DURATION,
+                "Storage operation latency in seconds.",
+                &["operation"],
+                STORAGE_BUCKETS,
+            )?,
+            plugins_loaded: s
+                .register_gauge(names::PLUGINS_LOADED, "Plugins loaded in the host (state loaded or started).", &[])?
+                .with_labels(&[])?,
+            plugin_state: s.register_gauge(
+                names::PLUGIN_STATE,
+                "Plugin state: 1 started, 0 stopped or not yet started, -1 error.",
+                &["plugin_name"],
+            )?,
+            health_status: s.register_gauge(
+                names::HEALTH_STATUS,
+                "Health per component: 1 healthy, 0.5 degraded, 0 unhealthy (component=overall for the host).",
+                &["component"],
+            )?,
+            health_duration: s.register_gauge(
+                names::HEALTH_CHECK_DURATION,
+                "Duration of the latest health check of each component, in seconds.",
+                &["component"],
+            )?,
+            deliveries_dropped: s.register_counter(
+                names::EVENT_DELIVERIES_DROPPED_TOTAL,
+                "Event deliveries dropped because the subscriber's queue was full.",
+                &["plugin"],
+            )?,
+            delivery_duration: s.register_histogram(
+                names::EVENT_DELIVERY_DURATION,
+                "Event delivery latency per subscriber in seconds: queue wait plus handler time.",
+                &["plugin"],
+                &DEFAULT_SECONDS_BUCKETS,
+            )?,
+            errors: s.register_counter(names::ERRORS_TOTAL, "Errors reported by the host and plugins.", &["plugin", "level"])?,
+            observations: s
+                .register_counter(names::OBSERVATIONS_TOTAL, "Observer reports processed by the monitoring plugin.", &[])?
+                .with_labels(&[])?,
+            observations_dropped: s
+                .register_counter(
+                    names::OBSERVATIONS_DROPPED_TOTAL,
+                    "Observer reports the host dropped because the monitoring queue was full.",
+                    &[],
+                )?
+                .with_labels(&[])?,
+            refusals: s.register_counter(
+                names::RECORD_REFUSALS_TOTAL,
+                "monitoring.record_metric requests refused, by reason.",
+                &["reason"],
+            )?,
+            scrape_duration: s
+                .register_gauge(names::SCRAPE_DURATION, "Duration of the previous metrics scrape in seconds.", &[])?
+                .with_labels(&[])?,
+            series: s
+                .register_gauge(names::SERIES, "Series in the monitoring plugin's own metric store.", &[])?
+                .with_labels(&[])?,
+            store,
+            process,
+            host_dropped_seen: AtomicU64::new(0),
+            refusals_seen: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The metric store (for record_metric).
+    pub fn store(&self) -> &Arc<MetricStore> {
+        &self.store
+    }
+
+    /// Applies a batch of observer reports.
+    pub fn observe(&self, batch: &[Observation]) {
+        for o in batch {
+            match o.kind {
+                ObservationKind::ServiceCall => {
+                    let name = o.name.as_str();
+                    let status = o.status.as_str();
+                    if let Some(c) =
+                        with_overflow(|l| self.service_calls.with_labels(l), &[name, status], 0)
+                    {
+                        c.inc();
+                    }
+                    if o.status != CallStatus::NotFound {
+                        if let Some(h) =
+                            with_overflow(|l| self.service_duration.with_labels(l), &[name], 0)
+                        {
+                            h.observe(seconds(o.duration_ns));
+                        }
+                    }
+                }
+                ObservationKind::StorageOperation => {
+                    let op = o.name.as_str();
+                    if let Some(c) = with_overflow(
+                        |l| self.storage_ops.with_labels(l),
+                        &[op, o.namespace.as_str()],
+                        1,
+                    ) {
+                        c.inc();
+                    }
+                    if let Some(h) =
+                        with_overflow(|l| self.storage_duration.with_labels(l), &[op], 0)
+                    {
+                        h.observe(seconds(o.duration_ns));
+                    }
+                }
+                ObservationKind::EventPublished => {
+                    if let Some(c) =
+                        with_overflow(|l| self.events.with_labels(l), &[o.name.as_str()], 0)
+                    {
+                        c.inc();
+                    }
+                }
+                ObservationKind::EventDelivered => {
+                    if let Some(h) = with_overflow(
+                        |l| self.delivery_duration.with_labels(l),
+                        &[o.caller.as_str()],
+                        0,
+                    ) {
+                        h.observe(seconds(o.duration_ns));
+                    }
+                }
+                ObservationKind::EventDropped => {
+                    if let Some(c) = with_overflow(
+                        |l| self.deliveries_dropped.with_labels(l),
+                        &[o.caller.as_str()],
+                        0,
+                    ) {
+                        c.inc();
+                    }
+                }
+                ObservationKind::Error => {
+                    if let Some(c) = with_overflow(
+                        |l| self.errors.with_labels(l),
+                        &[o.caller.as_str(), "error"],
+                        0,
+                    ) {
+                        c.inc();
+                    }
+                }
+                ObservationKind::PluginState | ObservationKind::HttpRequest => {}
+            }
+        }
+        self.observations.inc_by(batch.len() as f64);
+    }
+
+    /// Counts an error at a given level (used by error tracking).
+    pub fn count_error(&self, plugin: &str, level: &str) {
+        if let Some(c) = with_overflow(|l| self.errors.with_labels(l), &[plugin, level], 0) {
+            c.inc();
+        }
+    }
+
+    /// Updates the plugin gauges from the host's plugin list.
+    pub fn update_plugins(&self, plugins: &Value) {
+        let mut loaded = 0.0;
+        for p in plugins.as_array().map(Vec::as_slice).unwrap_or_default() {
+            let Some(name) = p["name"].as_str() else {
+                continue;
+            };
+            let state = p["state"].as_str().unwrap_or("");
+            let value = match state {
+                "started" => 1.0,
+                "error" => -1.0,
+                _ => 0.0,
+            };
+            if matches!(state, "started" | "loaded") {
+                loaded += 1.0;
+            }
+            if let Some(g) = with_overflow(|l| self.plugin_state.with_labels(l), &[name], 0) {
+                g.set(value);
+            }
+        }
+        self.plugins_loaded.set(loaded);
+    }
+
+    /// Sets a component's health gauges.
+    pub fn set_health(&self, component: &str, score: f64, duration_secs: f64) {
+        if let Some(g) = with_overflow(|l| self.health_status.with_labels(l), &[component], 0) {
+            g.set(score);
+        }
+        if let Some(g) = with_overflow(|l| self.health_duration.with_labels(l), &[component], 0) {
+            g.set(duration_secs);
+        }
+    }
+
+    /// Mirrors the host's observer-drop counter (monotonic there).
+    pub fn sync_host_drops(&self, host_dropped_total: u64) {
+        let seen = self
+            .host_dropped_seen
+            .swap(host_dropped_total, Ordering::Relaxed);
+        if host_dropped_total > seen {
+            self.observations_dropped
+                .inc_by((host_dropped_total - seen) as f64);
+        }
+    }
+
+    fn sync_refusals(&self) {
+        let mut seen = self.refusals_seen.lock();
+        for (reason, count) in self.store.refusals() {
+            let before = seen.insert(reason, count).unwrap_or(0);
+            if let Ok(c) = self.refusals.with_labels(&[reason]) {
+                // Creating the series (even at 0) keeps every reason visible.
+                c.inc_by((count.saturating_sub(before)) as f64);
+            }
+        }
+    }
+
+    /// Drops every series labelled `plugin=<name>` (a removed plugin).
+    pub fn forget_plugin(&self, name: &str) -> usize {
+        self.store.remove_series_where("plugin", name)
+    }
+
+    /// Renders the whole exposition (text format 0.0.4).
+    pub fn render(&self) -> String {
+        let started = Instant::now();
+        self.sync_refusals();
+        self.series.set(self.store.series_count() as f64);
+        let mut out = String::with_capacity(64 * 1024);
+        self.store.encode(&mut out);
+        let mut buf = Vec::new();
+        if prometheus::TextEncoder::new()
+            .encode(&self.process.gather(), &mut buf)
+            .is_ok()
+        {
+            out.push_str(&String::from_utf8_lossy(&buf));
+        }
+        self.scrape_duration.set(started.elapsed().as_secs_f64());
+        out
+    }
+}
+
+/// Versions reported by `homeconsole_build_info`.
+#[derive(Debug, Clone)]
+pub struct BuildInfo {
+    /// Host version.
+    pub host_version: String,
+    /// ABI version.
+    pub abi_version: String,
+    /// This plugin's version.
+    pub plugin_version: String,
+}

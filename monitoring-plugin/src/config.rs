@@ -1,0 +1,93 @@
+//! The monitoring plugin's configuration (`[plugins.monitoring]` in the host
+//! config), with defaults that work with zero setup.
+
+use serde::Deserialize;
+
+/// Access control of the monitoring endpoints.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Bearer token required on `/metrics` (off when empty, so a plain
+    /// Prometheus can scrape).
+    pub metrics_token: Option<String>,
+    /// Bearer token for admin operations and details.
+    pub admin_token: Option<String>,
+    /// When true, `/health` without the admin (or metrics) token answers
+    /// only the overall status; the status code stays public.
+    pub health_details_require_token: bool,
+}
+
+/// Metrics settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Most series one metric may have (record_metric and event topics).
+    pub max_series_per_metric: usize,
+    /// Most labels a recorded metric may have.
+    pub max_labels: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            max_series_per_metric: 1_000,
+            max_labels: 16,
+        }
+    }
+}
+
+/// Health-check settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// How often checks run, seconds.
+    pub interval_secs: u64,
+    /// Deadline of each check, seconds (fractions allowed).
+    pub timeout_secs: f64,
+    /// A storage probe slower than this is degraded, milliseconds.
+    pub storage_slow_ms: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            interval_secs: 30,
+            timeout_secs: 5.0,
+            storage_slow_ms: 250,
+        }
+    }
+}
+
+/// The whole plugin configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitoringConfig {
+    /// Access control.
+    pub access: AccessConfig,
+    /// Metrics.
+    pub metrics: MetricsConfig,
+    /// Health checks.
+    pub health: HealthConfig,
+}
+
+impl MonitoringConfig {
+    /// Parses and checks the JSON config given by the host.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let config: MonitoringConfig =
+            serde_json::from_str(text).map_err(|e| format!("invalid monitoring config: {e}"))?;
+        if config.health.interval_secs == 0 {
+            return Err("invalid monitoring config: health.interval_secs must be > 0".into());
+        }
+        if !(config.health.timeout_secs > 0.0 && config.health.timeout_secs <= 300.0) {
+            return Err(
+                "invalid monitoring config: health.timeout_secs must be in (0, 300]".into(),
+            );
+        }
+        if config.metrics.max_series_per_metric == 0 {
+            return Err(
+                "invalid monitoring config: metrics.max_series_per_metric must be > 0".into(),
+            );
+        }
+        Ok(config)
+    }
+}

@@ -1,0 +1,214 @@
+//! The plugin's HTTP routes under `/api/v1/monitoring`, answered from the
+//! collector and the health checker; plus small request helpers (query
+//! parameters, bearer tokens compared in constant time, JSON errors).
+
+use plugin_abi::{HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+
+use crate::health::Status;
+use crate::module::Inner;
+
+/// Routes the plugin registers: (method, path).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/monitoring/metrics"),
+    ("GET", "/api/v1/monitoring/health"),
+    ("GET", "/api/v1/monitoring/health/live"),
+    ("GET", "/api/v1/monitoring/health/ready"),
+    ("GET", "/api/v1/monitoring/status"),
+];
+
+/// Prometheus text exposition content type.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A JSON error body `{"error": {"kind", "message"}}`.
+pub fn error(status: u16, kind: &str, message: &str) -> HttpResponse {
+    HttpResponse::json(
+        status,
+        &json!({"error": {"kind": kind, "message": message}}),
+    )
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The first value of a query parameter.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k) == name).then(|| percent_decode(v))
+    })
+}
+
+/// Compares two secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
+/// Whether the request carries `Authorization: Bearer <one of tokens>`.
+pub fn has_token(request: &HttpRequest, tokens: &[Option<&str>]) -> bool {
+    let Some(auth) = request.header("authorization") else {
+        return false;
+    };
+    let Some(given) = auth
+        .strip_prefix("Bearer ")
+        .or_else(|| auth.strip_prefix("bearer "))
+    else {
+        return false;
+    };
+    let mut ok = false;
+    for t in tokens.iter().flatten() {
+        ok |= constant_time_eq(given.trim().as_bytes(), t.as_bytes());
+    }
+    ok
+}
+
+fn unauthorized(what: &str) -> HttpResponse {
+    error(
+        401,
+        "unauthorized",
+        &format!("{what} requires a bearer token: send Authorization: Bearer <token>"),
+    )
+    .with_header("www-authenticate", "Bearer")
+}
+
+/// Answers one request.
+pub fn handle(inner: &Inner, request: &HttpRequest) -> HttpResponse {
+    let path = request.path.as_str();
+    match path {
+        "/api/v1/monitoring/metrics" => metrics(inner, request),
+        "/api/v1/monitoring/health" => health(inner, request),
+        "/api/v1/monitoring/health/live" => HttpResponse::json(200, &json!({"status": "alive"})),
+        "/api/v1/monitoring/health/ready" => ready(inner),
+        "/api/v1/monitoring/status" => HttpResponse::json(200, &inner.status_json()),
+        _ => error(404, "not_found", &format!("no monitoring route {path}")),
+    }
+}
+
+fn metrics(inner: &Inner, request: &HttpRequest) -> HttpResponse {
+    let access = &inner.config.access;
+    if let Some(token) = access.metrics_token.as_deref() {
+        if !has_token(request, &[Some(token), access.admin_token.as_deref()]) {
+            return unauthorized("the metrics endpoint");
+        }
+    }
+    inner.refresh_host_gauges();
+    HttpResponse::new(200, PROMETHEUS_TEXT, inner.collector.render().into_bytes())
+}
+
+fn health(inner: &Inner, request: &HttpRequest) -> HttpResponse {
+    let refresh =
+        query_param(request.query.as_str(), "refresh").is_some_and(|v| v == "true" || v == "1");
+    let snapshot = match (refresh, inner.health.latest()) {
+        (false, Some(s)) => s,
+        _ => inner.run_health_round(),
+    };
+    let code = if snapshot.status == Status::Unhealthy {
+        503
+    } else {
+        200
+    };
+    let access = &inner.config.access;
+    let allowed = !access.health_details_require_token
+        || has_token(
+            request,
+            &[
+                access.admin_token.as_deref(),
+                access.metrics_token.as_deref(),
+            ],
+        );
+    let body: Value = if allowed {
+        serde_json::to_value(&*snapshot).unwrap_or(Value::Null)
+    } else {
+        json!({"status": snapshot.status, "checked_at_ms": snapshot.checked_at_ms})
+    };
+    HttpResponse::json(code, &body)
+}
+
+fn ready(inner: &Inner) -> HttpResponse {
+    let mut reasons = Vec::new();
+    match inner.health.latest() {
+        Some(s) => {
+            if let Some(st) = &s.checks.storage {
+                if st.status == Status::Unhealthy {
+                    reasons.push(format!("storage: {}", st.message));
+                }
+            }
+        }
+        None => reasons.push("health checks have not run yet".to_owned()),
+    }
+    for p in inner
+        .host
+        .list_plugins()
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        if p["file_present"] == true && p["state"] != "started" {
+            reasons.push(format!(
+                "plugin {} is {}",
+                p["name"].as_str().unwrap_or("?"),
+                p["state"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    let ready = reasons.is_empty();
+    HttpResponse::json(
+        if ready { 200 } else { 503 },
+        &json!({"ready": ready, "reasons": reasons}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params() {
+        assert_eq!(
+            query_param("a=1&refresh=true", "refresh").as_deref(),
+            Some("true")
+        );
+        assert_eq!(query_param("x=a%20b+c", "x").as_deref(), Some("a b c"));
+        assert_eq!(query_param("x=%zz", "x").as_deref(), Some("%zz"));
+        assert_eq!(query_param("x=%4", "x").as_deref(), Some("%4"));
+        assert_eq!(query_param("", "x"), None);
+    }
+
+    #[test]
+    fn constant_time() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

@@ -1,0 +1,16 @@
+//! HomeConsole monitoring plugin: dropped into the host's plugins directory,
+//! it gives the host Prometheus metrics and health checks (and, as the
+//! project grows, tracing, alerting, error tracking, profiling and
+//! dashboards). This file only exports the root module; each capability is
+//! its own module.
+
+pub mod collector;
+pub mod config;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod module;
+pub mod names;
+pub mod store;
+
+plugin_abi::export_plugin!(crate::module::MonitoringModule);

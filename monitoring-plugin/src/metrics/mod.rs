@@ -1,0 +1,36 @@
+//! HomeConsole metrics core: our own metric store and Prometheus text writer.
+//!
+//! Exists because the `prometheus` crate's `Registry::gather()` + `TextEncoder`
+//! costs ~34 ms for 10,000 labelled series, while a scrape must take <= 5 ms and
+//! hot-path updates a few nanoseconds. Host code registers families on a shared
+//! [`MetricStore`] and keeps pre-resolved, lock-free handles ([`Counter`],
+//! [`Gauge`], [`Histogram`]); untrusted plugin requests
+//! (`monitoring.record_metric`) go through [`MetricStore::record`], which
+//! validates everything and counts refusals by reason; [`MetricStore::encode`]
+//! writes the text exposition format 0.0.4, lint-clean under
+//! `promtool check metrics`.
+//!
+//! Submodules: `error` (errors and refusal reasons), `validate` (name/label/help
+//! rules), `value` (atomic series values and handles), `family` (series lookup,
+//! limits, sorted snapshots), `store` (the store and `record`), `encode` (the
+//! text writer).
+
+mod encode;
+mod error;
+mod family;
+mod store;
+mod validate;
+mod value;
+
+#[cfg(test)]
+mod tests;
+
+pub use self::encode::push_float;
+pub use self::error::{ConflictKind, MetricError, MetricKind, REASONS};
+pub use self::family::{CounterFamily, GaugeFamily, HistogramFamily};
+pub use self::store::{
+    MetricStore, RecordRequest, StoreConfig, DEFAULT_RECORD_HELP, DEFAULT_SECONDS_BUCKETS,
+    FALLBACK_HELP,
+};
+pub use self::validate::{MAX_HELP_LEN, MAX_LABEL_NAME_LEN, MAX_NAME_LEN};
+pub use self::value::{Counter, Gauge, Histogram};

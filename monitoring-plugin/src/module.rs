@@ -1,0 +1,355 @@
+//! MonitoringModule: the plugin's life cycle. At start it registers its
+//! services, routes, the `internal.*` subscription and the observer stream;
+//! at stop it joins its threads (the host revokes the registrations).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use plugin_abi::{
+    Event, Host, HttpRequest, HttpResponse, Observation, PluginError, PluginImpl, ServiceCall,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::collector::{BuildInfo, MetricsCollector};
+use crate::config::MonitoringConfig;
+use crate::health::{CustomCheck, HealthChecker, Snapshot};
+use crate::metrics::{MetricKind, RecordRequest};
+use crate::store::HostKv;
+
+/// Services the plugin registers: (name, description).
+pub const SERVICES: &[(&str, &str)] = &[
+    (
+        "monitoring.record_metric",
+        "record a custom metric: {name, value, labels, kind, help?}",
+    ),
+    (
+        "monitoring.health_check",
+        "one component's latest health: {component, refresh?}",
+    ),
+    (
+        "monitoring.register_health_check",
+        "register a custom check: {name, service, critical?}",
+    ),
+    (
+        "monitoring.unregister_health_check",
+        "remove a custom check: {name}",
+    ),
+];
+
+/// State shared by the plugin's callbacks and threads.
+pub struct Inner {
+    /// Handle to the host.
+    pub host: Host,
+    /// Configuration.
+    pub config: MonitoringConfig,
+    /// Metrics.
+    pub collector: MetricsCollector,
+    /// Health checks.
+    pub health: HealthChecker,
+    stopping: AtomicBool,
+    health_thread: Mutex<Option<JoinHandle<()>>>,
+    events_seen: AtomicU64,
+}
+
+/// The monitoring plugin.
+pub struct MonitoringModule {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordInput {
+    name: String,
+    value: f64,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    kind: String,
+    #[serde(default)]
+    help: Option<String>,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(service: &str, input: &str) -> Result<T, PluginError> {
+    serde_json::from_str(input)
+        .map_err(|e| PluginError::bad_request(format!("invalid input for {service}: {e}")))
+}
+
+impl Inner {
+    /// Runs a health round now and applies its results.
+    pub fn run_health_round(&self) -> Arc<Snapshot> {
+        let (snapshot, changes) = self.health.run();
+        for (component, result) in snapshot.components() {
+            self.collector
+                .set_health(&component, result.status.score(), result.duration_ms / 1e3);
+        }
+        self.collector.set_health(
+            "overall",
+            snapshot.status.score(),
+            snapshot.duration_ms / 1e3,
+        );
+        for change in changes {
+            let payload = serde_json::to_string(&change).unwrap_or_default();
+            if let Err(e) = self
+                .host
+                .publish("monitoring.health.changed", &payload, None)
+            {
+                self.host
+                    .warn(&format!("cannot publish health change: {e}"));
+            }
+        }
+        snapshot
+    }
+
+    /// Refreshes gauges that mirror host state (plugins, observer drops).
+    pub fn refresh_host_gauges(&self) {
+        self.collector.update_plugins(&self.host.list_plugins());
+        let info = self.host.host_info();
+        self.collector
+            .sync_host_drops(info["observer_dropped_total"].as_u64().unwrap_or(0));
+    }
+
+    /// The plugin's own status for `/api/v1/monitoring/status`.
+    pub fn status_json(&self) -> Value {
+        json!({
+            "plugin": MonitoringModule::NAME,
+            "version": MonitoringModule::VERSION,
+            "series": self.collector.store().series_count(),
+            "internal_events_seen": self.events_seen.load(Ordering::Relaxed),
+            "custom_health_checks": self.health.custom_checks(),
+            "host": self.host.host_info(),
+        })
+    }
+
+    fn record_metric(&self, call: &ServiceCall<'_>) -> Result<Value, PluginError> {
+        let input: RecordInput = parse(call.name, call.input)?;
+        let kind = match input.kind.as_str() {
+            "counter" => MetricKind::Counter,
+            "gauge" => MetricKind::Gauge,
+            "histogram" => MetricKind::Histogram,
+            other => {
+                return Err(PluginError::bad_request(format!(
+                    "unknown metric kind {other:?}: use counter, gauge or histogram"
+                )))
+            }
+        };
+        if input.labels.contains_key("plugin") {
+            return Err(PluginError::bad_request(
+                "label \"plugin\" is reserved: it is set to the calling plugin's name",
+            ));
+        }
+        let mut labels = input.labels;
+        labels.insert("plugin".to_owned(), call.caller.to_owned());
+        let request = RecordRequest {
+            name: input.name,
+            value: input.value,
+            labels,
+            kind,
+            help: input.help,
+        };
+        self.collector
+            .store()
+            .record(&request)
+            .map_err(|e| PluginError::bad_request(format!("{} ({})", e, e.reason())))?;
+        Ok(json!({"recorded": request.name}))
+    }
+
+    fn health_check(&self, call: &ServiceCall<'_>) -> Result<Value, PluginError> {
+        #[derive(Deserialize)]
+        struct Input {
+            component: String,
+            #[serde(default)]
+            refresh: bool,
+        }
+        let input: Input = parse(call.name, call.input)?;
+        let snapshot = match (input.refresh, self.health.latest()) {
+            (false, Some(s)) => s,
+            _ => self.run_health_round(),
+        };
+        if input.component == "overall" {
+            return Ok(
+                json!({"component": "overall", "status": snapshot.status, "checked_at_ms": snapshot.checked_at_ms}),
+            );
+        }
+        let wanted = input.component.as_str();
+        snapshot
+            .components()
+            .into_iter()
+            .find(|(name, _)| name == wanted || name.split_once(':').is_some_and(|(_, n)| n == wanted))
+            .map(|(name, r)| json!({"component": name, "result": r}))
+            .ok_or_else(|| {
+                PluginError::not_found(format!(
+                    "no health component {wanted:?}; use storage, overall, module:<name>, plugin:<name> or custom:<name>"
+                ))
+            })
+    }
+}
+
+impl PluginImpl for MonitoringModule {
+    const NAME: &'static str = "monitoring";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str = "metrics, health checks and observability for HomeConsole";
+
+    fn new(host: Host, config: &str) -> Result<Self, PluginError> {
+        let config = MonitoringConfig::from_json(config).map_err(PluginError::bad_request)?;
+        let info = host.host_info();
+        let build = BuildInfo {
+            host_version: info["host_version"]
+                .as_str()
+                .unwrap_or("unknown")
+                .to_owned(),
+            abi_version: plugin_abi::ABI_VERSION.to_owned(),
+            plugin_version: Self::VERSION.to_owned(),
+        };
+        let collector = MetricsCollector::new(
+            config.metrics.max_series_per_metric,
+            config.metrics.max_labels,
+            &build,
+        )
+        .map_err(|e| PluginError::failed(e.to_string()))?;
+        let kv = Arc::new(HostKv::new(host.clone(), "monitoring"));
+        let health = HealthChecker::new(host.clone(), config.health.clone(), kv);
+        Ok(MonitoringModule {
+            inner: Arc::new(Inner {
+                host,
+                config,
+                collector,
+                health,
+                stopping: AtomicBool::new(false),
+                health_thread: Mutex::new(None),
+                events_seen: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    fn start(&self) -> Result<(), PluginError> {
+        let host = &self.inner.host;
+        for (name, description) in SERVICES {
+            host.register_service(name, description)?;
+        }
+        for (method, path) in crate::http::ROUTES {
+            host.register_route(method, path)?;
+        }
+        host.subscribe("internal.*")?;
+        host.set_observer(true)?;
+        self.inner.refresh_host_gauges();
+        self.spawn_health_round();
+        host.info("monitoring started");
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), PluginError> {
+        self.inner.stopping.store(true, Ordering::Release);
+        if let Some(t) = self.inner.health_thread.lock().take() {
+            let _ = t.join();
+        }
+        self.inner.health.wait_idle(Duration::from_secs(6));
+        Ok(())
+    }
+
+    fn handle_service(&self, call: &ServiceCall<'_>) -> Result<String, PluginError> {
+        let inner = &self.inner;
+        let out = match call.name {
+            "monitoring.record_metric" => inner.record_metric(call)?,
+            "monitoring.health_check" => inner.health_check(call)?,
+            "monitoring.register_health_check" => {
+                let mut check: CustomCheck = parse(call.name, call.input)?;
+                check.registered_by = call.caller.to_owned();
+                inner
+                    .health
+                    .register(check.clone())
+                    .map_err(PluginError::bad_request)?;
+                json!({"registered": check.name})
+            }
+            "monitoring.unregister_health_check" => {
+                #[derive(Deserialize)]
+                struct Input {
+                    name: String,
+                }
+                let input: Input = parse(call.name, call.input)?;
+                let existed = inner
+                    .health
+                    .unregister(&input.name)
+                    .map_err(PluginError::unavailable)?;
+                if !existed {
+                    return Err(PluginError::not_found(format!(
+                        "no health check named {:?}",
+                        input.name
+                    )));
+                }
+                json!({"unregistered": input.name})
+            }
+            other => return Err(PluginError::not_found(format!("no service {other}"))),
+        };
+        Ok(out.to_string())
+    }
+
+    fn handle_http(&self, request: &HttpRequest) -> Result<HttpResponse, PluginError> {
+        Ok(crate::http::handle(&self.inner, request))
+    }
+
+    fn on_event(&self, event: &Event) -> Result<(), PluginError> {
+        self.inner.events_seen.fetch_add(1, Ordering::Relaxed);
+        let topic = event.topic.as_str();
+        if topic.starts_with("internal.plugin.") {
+            if topic == "internal.plugin.stopped" {
+                let payload: Value =
+                    serde_json::from_str(event.payload.as_str()).unwrap_or(Value::Null);
+                if let Some(name) = payload["name"].as_str() {
+                    if name != Self::NAME {
+                        self.inner.collector.forget_plugin(name);
+                    }
+                }
+            }
+            self.inner
+                .collector
+                .update_plugins(&self.inner.host.list_plugins());
+        }
+        Ok(())
+    }
+
+    fn on_observations(&self, batch: &[Observation]) -> Result<(), PluginError> {
+        self.inner.collector.observe(batch);
+        Ok(())
+    }
+
+    fn tick(&self, _now_unix_ms: u64) -> Result<(), PluginError> {
+        if self.inner.health.due() {
+            self.spawn_health_round();
+        }
+        Ok(())
+    }
+}
+
+impl MonitoringModule {
+    fn spawn_health_round(&self) {
+        if self.inner.stopping.load(Ordering::Acquire) || !self.inner.health.begin_background() {
+            return;
+        }
+        let mut slot = self.inner.health_thread.lock();
+        if let Some(t) = slot.take() {
+            let _ = t.join();
+        }
+        let inner = self.inner.clone();
+        let spawned = std::thread::Builder::new()
+            .name("monitoring-health".into())
+            .spawn(move || {
+                if !inner.stopping.load(Ordering::Acquire) {
+                    inner.run_health_round();
+                }
+                inner.health.end_background();
+            });
+        match spawned {
+            Ok(t) => *slot = Some(t),
+            Err(e) => {
+                self.inner.health.end_background();
+                self.inner
+                    .host
+                    .error(&format!("cannot start health thread: {e}"));
+            }
+        }
+    }
+}

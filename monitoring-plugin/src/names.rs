@@ -1,0 +1,60 @@
+//! Every metric name the plugin exports, in one place (DESIGN.md §4).
+
+/// Events published on the bus, by topic.
+pub const EVENTS_TOTAL: &str = "homeconsole_events_total";
+/// Service calls by service and status.
+pub const SERVICE_CALLS_TOTAL: &str = "homeconsole_service_calls_total";
+/// Service call latency.
+pub const SERVICE_CALL_DURATION: &str = "homeconsole_service_call_duration_seconds";
+/// Storage operations by operation and namespace.
+pub const STORAGE_OPERATIONS_TOTAL: &str = "homeconsole_storage_operations_total";
+/// Storage operation latency.
+pub const STORAGE_OPERATION_DURATION: &str = "homeconsole_storage_operation_duration_seconds";
+/// Number of plugins loaded (loaded or started).
+pub const PLUGINS_LOADED: &str = "homeconsole_plugins_loaded";
+/// Plugin state: 1 started, 0 stopped or loaded, -1 error.
+pub const PLUGIN_STATE: &str = "homeconsole_plugin_state";
+/// Build information.
+pub const BUILD_INFO: &str = "homeconsole_build_info";
+/// Health per component: 1 healthy, 0.5 degraded, 0 unhealthy.
+pub const HEALTH_STATUS: &str = "homeconsole_health_status";
+/// Duration of the last health check per component.
+pub const HEALTH_CHECK_DURATION: &str = "homeconsole_health_check_duration_seconds";
+/// Event deliveries dropped because a subscriber's queue was full.
+pub const EVENT_DELIVERIES_DROPPED_TOTAL: &str = "homeconsole_event_deliveries_dropped_total";
+/// Event delivery latency (queue wait + handler) per subscriber.
+pub const EVENT_DELIVERY_DURATION: &str = "homeconsole_event_delivery_duration_seconds";
+/// Errors by plugin and level.
+pub const ERRORS_TOTAL: &str = "homeconsole_errors_total";
+/// Observer reports processed by the monitoring plugin.
+pub const OBSERVATIONS_TOTAL: &str = "homeconsole_monitoring_observations_total";
+/// Observer reports dropped by the host because the queue was full.
+pub const OBSERVATIONS_DROPPED_TOTAL: &str = "homeconsole_monitoring_observations_dropped_total";
+/// record_metric refusals by reason.
+pub const RECORD_REFUSALS_TOTAL: &str = "homeconsole_monitoring_record_refusals_total";
+/// Duration of the previous scrape.
+pub const SCRAPE_DURATION: &str = "homeconsole_monitoring_scrape_duration_seconds";
+/// Series exported by the plugin's own store.
+pub const SERIES: &str = "homeconsole_monitoring_series";
+
+/// Every `homeconsole_*` family name (docs and tests check against it).
+pub const ALL: &[&str] = &[
+    EVENTS_TOTAL,
+    SERVICE_CALLS_TOTAL,
+    SERVICE_CALL_DURATION,
+    STORAGE_OPERATIONS_TOTAL,
+    STORAGE_OPERATION_DURATION,
+    PLUGINS_LOADED,
+    PLUGIN_STATE,
+    BUILD_INFO,
+    HEALTH_STATUS,
+    HEALTH_CHECK_DURATION,
+    EVENT_DELIVERIES_DROPPED_TOTAL,
+    EVENT_DELIVERY_DURATION,
+    ERRORS_TOTAL,
+    OBSERVATIONS_TOTAL,
+    OBSERVATIONS_DROPPED_TOTAL,
+    RECORD_REFUSALS_TOTAL,
+    SCRAPE_DURATION,
+    SERIES,
+];

@@ -1,0 +1,104 @@
+//! The one FFI-safe error type that crosses the boundary in both directions.
+
+use abi_stable::std_types::RString;
+use abi_stable::StableAbi;
+
+/// What went wrong, as a small fixed set that is safe to use as a metric label.
+///
+/// Only append new kinds at the end: the discriminants are part of the ABI.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The operation failed for a reason described in the message.
+    Failed,
+    /// The callee panicked; the panic was caught at the boundary.
+    Panicked,
+    /// The callee did not answer within its deadline.
+    Timeout,
+    /// The named service, route, key, plugin or module does not exist.
+    NotFound,
+    /// The caller's input was invalid.
+    BadRequest,
+    /// The callee does not implement the operation.
+    Unsupported,
+    /// The operation conflicts with existing state (e.g. a duplicate name).
+    Conflict,
+    /// The caller is not allowed to do this.
+    Unauthorized,
+    /// A dependency (storage, network peer) is not available right now.
+    Unavailable,
+}
+
+impl ErrorKind {
+    /// A stable snake_case name, usable as a metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Failed => "failed",
+            ErrorKind::Panicked => "panicked",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error with its kind and a human-readable message.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct PluginError {
+    /// The category of the error.
+    pub kind: ErrorKind,
+    /// What happened, for humans. Never contains secrets.
+    pub message: RString,
+}
+
+impl PluginError {
+    /// Builds an error of the given kind.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        PluginError {
+            kind,
+            message: RString::from(message.into()),
+        }
+    }
+
+    /// Shorthand for [`ErrorKind::Failed`].
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Failed, message)
+    }
+
+    /// Shorthand for [`ErrorKind::BadRequest`].
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadRequest, message)
+    }
+
+    /// Shorthand for [`ErrorKind::NotFound`].
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+
+    /// Shorthand for [`ErrorKind::Unsupported`].
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unsupported, message)
+    }
+
+    /// Shorthand for [`ErrorKind::Conflict`].
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, message)
+    }
+
+    /// Shorthand for [`ErrorKind::Unavailable`].
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, message)
+    }
+}

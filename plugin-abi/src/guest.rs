@@ -1,0 +1,447 @@
+//! The safe side of the ABI for plugin authors.
+//!
+//! Implement [`PluginImpl`] with ordinary Rust types and call
+//! [`export_plugin!`](crate::export_plugin). The adapter here wraps every
+//! entry point in `catch_unwind`, so a panic becomes
+//! [`ErrorKind::Panicked`](crate::ErrorKind::Panicked) with the panic message
+//! and location, and never reaches an abi_stable shim (which would abort the
+//! host, DESIGN.md §2.1).
+
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Once;
+
+use abi_stable::prefix_type::PrefixTypeTrait;
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
+
+use crate::error::{ErrorKind, PluginError};
+use crate::ffi::{HostHandle, Plugin, PluginBox, PluginMod, PluginMod_Ref, Plugin_TO};
+use crate::types::{
+    Event, HealthReport, HttpRequest, HttpResponse, LogLevel, Observation, PluginInfo,
+};
+
+/// One incoming service call, as seen by a [`PluginImpl`].
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceCall<'a> {
+    /// The service name.
+    pub name: &'a str,
+    /// JSON input.
+    pub input: &'a str,
+    /// The calling plugin (`http` for the HTTP API, `host` for the host).
+    pub caller: &'a str,
+    /// W3C `traceparent` of the call's span, if traced.
+    pub trace_context: Option<&'a str>,
+}
+
+/// A plugin written in safe Rust. Every method has a sensible default except
+/// construction.
+pub trait PluginImpl: Send + Sync + Sized + 'static {
+    /// Unique plugin name.
+    const NAME: &'static str;
+    /// The plugin's version.
+    const VERSION: &'static str;
+    /// One line saying what the plugin does.
+    const DESCRIPTION: &'static str = "";
+
+    /// Builds the plugin. `config` is the plugin's JSON config (`{}` if none).
+    fn new(host: Host, config: &str) -> Result<Self, PluginError>;
+
+    /// Starts the plugin (register services, routes, subscriptions).
+    fn start(&self) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// Stops the plugin; must join every thread it started.
+    fn stop(&self) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// Handles a call to one of the plugin's services.
+    fn handle_service(&self, call: &ServiceCall<'_>) -> Result<String, PluginError> {
+        Err(PluginError::not_found(format!(
+            "service {} is not implemented",
+            call.name
+        )))
+    }
+
+    /// Handles an HTTP request on one of the plugin's routes.
+    fn handle_http(&self, request: &HttpRequest) -> Result<HttpResponse, PluginError> {
+        Err(PluginError::not_found(format!(
+            "no handler for {}",
+            request.path
+        )))
+    }
+
+    /// Receives an event.
+    fn on_event(&self, _event: &Event) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// Receives a batch of observer reports.
+    fn on_observations(&self, _batch: &[Observation]) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// Periodic tick.
+    fn tick(&self, _now_unix_ms: u64) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// The plugin's own health.
+    fn health(&self) -> Result<HealthReport, PluginError> {
+        Ok(HealthReport::healthy())
+    }
+}
+
+/// A convenient, owned wrapper around the [`HostHandle`].
+#[derive(Clone)]
+pub struct Host {
+    inner: HostHandle,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").finish_non_exhaustive()
+    }
+}
+
+fn to_opt(s: Option<&str>) -> ROption<RStr<'_>> {
+    match s {
+        Some(s) => ROption::RSome(RStr::from(s)),
+        None => ROption::RNone,
+    }
+}
+
+impl Host {
+    /// Wraps a raw handle.
+    pub fn new(inner: HostHandle) -> Self {
+        Host { inner }
+    }
+
+    /// The raw FFI handle.
+    pub fn raw(&self) -> &HostHandle {
+        &self.inner
+    }
+
+    /// The name of the plugin this handle belongs to.
+    pub fn plugin_name(&self) -> String {
+        self.inner.plugin_name().into_string()
+    }
+
+    /// See [`crate::HostApi::register_service`].
+    pub fn register_service(&self, name: &str, description: &str) -> Result<(), PluginError> {
+        self.inner
+            .register_service(name.into(), description.into())
+            .into_result()
+    }
+
+    /// See [`crate::HostApi::unregister_service`].
+    pub fn unregister_service(&self, name: &str) -> Result<(), PluginError> {
+        self.inner.unregister_service(name.into()).into_result()
+    }
+
+    /// See [`crate::HostApi::call_service`].
+    pub fn call_service(
+        &self,
+        name: &str,
+        input: &str,
+        trace_context: Option<&str>,
+    ) -> Result<String, PluginError> {
+        self.inner
+            .call_service(name.into(), input.into(), to_opt(trace_context))
+            .into_result()
+            .map(RString::into_string)
+    }
+
+    /// See [`crate::HostApi::subscribe`].
+    pub fn subscribe(&self, pattern: &str) -> Result<u64, PluginError> {
+        self.inner.subscribe(pattern.into()).into_result()
+    }
+
+    /// See [`crate::HostApi::unsubscribe`].
+    pub fn unsubscribe(&self, id: u64) -> Result<(), PluginError> {
+        self.inner.unsubscribe(id).into_result()
+    }
+
+    /// See [`crate::HostApi::publish`].
+    pub fn publish(
+        &self,
+        topic: &str,
+        payload: &str,
+        trace_context: Option<&str>,
+    ) -> Result<(), PluginError> {
+        self.inner
+            .publish(topic.into(), payload.into(), to_opt(trace_context))
+            .into_result()
+    }
+
+    /// See [`crate::HostApi::storage_get`].
+    pub fn storage_get(&self, namespace: &str, key: &str) -> Result<Option<String>, PluginError> {
+        self.inner
+            .storage_get(namespace.into(), key.into())
+            .into_result()
+            .map(|v| v.into_option().map(RString::into_string))
+    }
+
+    /// See [`crate::HostApi::storage_set`].
+    pub fn storage_set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value_json: &str,
+    ) -> Result<(), PluginError> {
+        self.inner
+            .storage_set(namespace.into(), key.into(), value_json.into())
+            .into_result()
+    }
+
+    /// See [`crate::HostApi::storage_delete`].
+    pub fn storage_delete(&self, namespace: &str, key: &str) -> Result<bool, PluginError> {
+        self.inner
+            .storage_delete(namespace.into(), key.into())
+            .into_result()
+    }
+
+    /// See [`crate::HostApi::storage_list_keys`].
+    pub fn storage_list_keys(
+        &self,
+        namespace: &str,
+        prefix: &str,
+    ) -> Result<Vec<String>, PluginError> {
+        self.inner
+            .storage_list_keys(namespace.into(), prefix.into())
+            .into_result()
+            .map(|v| v.into_iter().map(RString::into_string).collect())
+    }
+
+    /// See [`crate::HostApi::list_modules`].
+    pub fn list_modules(&self) -> serde_json::Value {
+        serde_json::from_str(self.inner.list_modules().as_str()).unwrap_or_default()
+    }
+
+    /// See [`crate::HostApi::get_module`].
+    pub fn get_module(&self, name: &str) -> Option<serde_json::Value> {
+        self.inner
+            .get_module(name.into())
+            .into_option()
+            .and_then(|s| serde_json::from_str(s.as_str()).ok())
+    }
+
+    /// See [`crate::HostApi::list_plugins`].
+    pub fn list_plugins(&self) -> serde_json::Value {
+        serde_json::from_str(self.inner.list_plugins().as_str()).unwrap_or_default()
+    }
+
+    /// See [`crate::HostApi::register_route`].
+    pub fn register_route(&self, method: &str, path: &str) -> Result<(), PluginError> {
+        self.inner
+            .register_route(method.into(), path.into())
+            .into_result()
+    }
+
+    /// See [`crate::HostApi::unregister_route`].
+    pub fn unregister_route(&self, method: &str, path: &str) -> Result<(), PluginError> {
+        self.inner
+            .unregister_route(method.into(), path.into())
+            .into_result()
+    }
+
+    /// Logs a line with structured fields.
+    pub fn log(&self, level: LogLevel, message: &str, fields: &serde_json::Value) {
+        let fields = if fields.is_null() {
+            String::new()
+        } else {
+            fields.to_string()
+        };
+        self.inner
+            .log(level, message.into(), fields.as_str().into());
+    }
+
+    /// Logs an info line without fields.
+    pub fn info(&self, message: &str) {
+        self.inner.log(LogLevel::Info, message.into(), "".into());
+    }
+
+    /// Logs a warning without fields.
+    pub fn warn(&self, message: &str) {
+        self.inner.log(LogLevel::Warn, message.into(), "".into());
+    }
+
+    /// Logs an error without fields.
+    pub fn error(&self, message: &str) {
+        self.inner.log(LogLevel::Error, message.into(), "".into());
+    }
+
+    /// See [`crate::HostApi::set_observer`].
+    pub fn set_observer(&self, enabled: bool) -> Result<(), PluginError> {
+        self.inner.set_observer(enabled).into_result()
+    }
+
+    /// See [`crate::HostApi::host_info`].
+    pub fn host_info(&self) -> serde_json::Value {
+        serde_json::from_str(self.inner.host_info().as_str()).unwrap_or_default()
+    }
+}
+
+thread_local! {
+    /// Location and message of the last panic on this thread, set by the hook.
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+static HOOK: Once = Once::new();
+
+/// Installs (once per library: every cdylib has its own panic hook) a hook
+/// that records the panic location instead of printing to stderr; the
+/// message then travels to the host in the `Panicked` error.
+fn install_panic_hook() {
+    HOOK.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+                .unwrap_or_else(|| "unknown location".to_owned());
+            LAST_PANIC.with(|p| *p.borrow_mut() = Some(location));
+        }));
+    });
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// Runs `f`, turning a panic into `ErrorKind::Panicked` naming the callback.
+pub fn guard<R>(
+    callback: &str,
+    f: impl FnOnce() -> Result<R, PluginError>,
+) -> RResult<R, PluginError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result.into(),
+        Err(payload) => {
+            let location = LAST_PANIC.with(|p| p.borrow_mut().take());
+            let mut message = format!("panicked in {callback}: {}", panic_message(&*payload));
+            if let Some(location) = location {
+                message.push_str(" at ");
+                message.push_str(&location);
+            }
+            RResult::RErr(PluginError::new(ErrorKind::Panicked, message))
+        }
+    }
+}
+
+/// Adapts a [`PluginImpl`] to the FFI [`Plugin`] trait, guarding every call.
+pub struct Guarded<T>(pub T);
+
+impl<T: PluginImpl> Plugin for Guarded<T> {
+    fn start(&self) -> RResult<(), PluginError> {
+        guard("start", || self.0.start())
+    }
+
+    fn stop(&self) -> RResult<(), PluginError> {
+        guard("stop", || self.0.stop())
+    }
+
+    fn handle_service(
+        &self,
+        name: RStr<'_>,
+        input: RStr<'_>,
+        caller: RStr<'_>,
+        trace_context: ROption<RStr<'_>>,
+    ) -> RResult<RString, PluginError> {
+        guard("handle_service", || {
+            let call = ServiceCall {
+                name: name.as_str(),
+                input: input.as_str(),
+                caller: caller.as_str(),
+                trace_context: trace_context.into_option().map(|t| t.as_str()),
+            };
+            self.0.handle_service(&call).map(RString::from)
+        })
+    }
+
+    fn handle_http(&self, request: &HttpRequest) -> RResult<HttpResponse, PluginError> {
+        guard("handle_http", || self.0.handle_http(request))
+    }
+
+    fn on_event(&self, event: &Event) -> RResult<(), PluginError> {
+        guard("on_event", || self.0.on_event(event))
+    }
+
+    fn on_observations(&self, batch: RSlice<'_, Observation>) -> RResult<(), PluginError> {
+        guard("on_observations", || {
+            self.0.on_observations(batch.as_slice())
+        })
+    }
+
+    fn tick(&self, now_unix_ms: u64) -> RResult<(), PluginError> {
+        guard("tick", || self.0.tick(now_unix_ms))
+    }
+
+    fn health(&self) -> RResult<HealthReport, PluginError> {
+        guard("health", || self.0.health())
+    }
+}
+
+extern "C" fn plugin_info<T: PluginImpl>() -> PluginInfo {
+    PluginInfo {
+        name: T::NAME.into(),
+        version: T::VERSION.into(),
+        abi_version: crate::ABI_VERSION.into(),
+        description: T::DESCRIPTION.into(),
+    }
+}
+
+extern "C" fn plugin_new<T: PluginImpl>(
+    host: HostHandle,
+    config_json: RStr<'_>,
+) -> RResult<PluginBox, PluginError> {
+    install_panic_hook();
+    guard("new", || {
+        let plugin = T::new(Host::new(host), config_json.as_str())?;
+        Ok(Plugin_TO::from_value(Guarded(plugin), TD_Opaque))
+    })
+}
+
+/// Builds the root module for `T`; used by [`crate::export_plugin!`].
+pub fn root_module<T: PluginImpl>() -> PluginMod_Ref {
+    PluginMod {
+        info: plugin_info::<T>,
+        new: plugin_new::<T>,
+    }
+    .leak_into_prefix()
+}
+
+/// Helper for plugins: a JSON error body as `RVec<u8>`.
+pub fn json_bytes(value: &serde_json::Value) -> RVec<u8> {
+    RVec::from(value.to_string().into_bytes())
+}
+
+/// Exports a [`PluginImpl`] as this library's root module.
+///
+/// ```ignore
+/// plugin_abi::export_plugin!(MyPlugin);
+/// ```
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        /// The exported root module of this plugin library.
+        #[doc(hidden)]
+        #[allow(missing_docs)]
+        pub mod __homeconsole_plugin_export {
+            #[allow(unused_imports)]
+            use super::*;
+
+            /// The root module of this plugin library, read by the host at load.
+            #[$crate::abi_stable::export_root_module]
+            pub fn homeconsole_plugin_root_module() -> $crate::PluginMod_Ref {
+                $crate::guest::root_module::<$plugin>()
+            }
+        }
+    };
+}

@@ -1,0 +1,319 @@
+//! FFI-safe values exchanged between host and plugins.
+//!
+//! Structs here are `#[repr(C)]` and derive `StableAbi`; changing a field is an
+//! ABI break (bump the crate's minor version and note it in the CHANGELOG).
+#![allow(unsafe_code)] // `#[derive(StableAbi)]` expands to `unsafe impl`.
+
+use abi_stable::std_types::{ROption, RString, RVec, Tuple2};
+use abi_stable::StableAbi;
+
+/// Severity of a log line sent to the host's logger.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    /// Very verbose diagnostics.
+    Trace,
+    /// Diagnostics.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something unexpected that the plugin recovered from.
+    Warn,
+    /// A failure.
+    Error,
+}
+
+impl LogLevel {
+    /// Lower-case name as written in the JSON log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// Static facts about a plugin, read before it is constructed.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct PluginInfo {
+    /// Unique plugin name, e.g. `monitoring`.
+    pub name: RString,
+    /// The plugin's own version.
+    pub version: RString,
+    /// The `plugin-abi` version the plugin was built against.
+    pub abi_version: RString,
+    /// One line saying what the plugin does.
+    pub description: RString,
+}
+
+/// An HTTP request routed by the host to a plugin.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Default)]
+pub struct HttpRequest {
+    /// Upper-case method, e.g. `GET`.
+    pub method: RString,
+    /// The full path, e.g. `/api/v1/monitoring/metrics`.
+    pub path: RString,
+    /// The raw query string without `?` (may be empty).
+    pub query: RString,
+    /// The route pattern that matched, e.g. `/api/v1/monitoring/traces/{id}`.
+    pub route: RString,
+    /// Values of `{param}` segments in the matched route.
+    pub params: RVec<Tuple2<RString, RString>>,
+    /// Request headers, names lower-case.
+    pub headers: RVec<Tuple2<RString, RString>>,
+    /// The request body (already bounded by the host).
+    pub body: RVec<u8>,
+    /// W3C `traceparent` of the request, when tracing is active.
+    pub trace_context: ROption<RString>,
+}
+
+impl HttpRequest {
+    /// First header with this (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|h| h.0.as_str() == name)
+            .map(|h| h.1.as_str())
+    }
+
+    /// Value of a route parameter.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|p| p.0.as_str() == name)
+            .map(|p| p.1.as_str())
+    }
+}
+
+/// The response a plugin gives to an [`HttpRequest`].
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct HttpResponse {
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers.
+    pub headers: RVec<Tuple2<RString, RString>>,
+    /// Response body.
+    pub body: RVec<u8>,
+}
+
+impl HttpResponse {
+    /// A response with a body and content type.
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        HttpResponse {
+            status,
+            headers: RVec::from(vec![Tuple2(
+                RString::from("content-type"),
+                RString::from(content_type),
+            )]),
+            body: RVec::from(body.into()),
+        }
+    }
+
+    /// A JSON response.
+    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+        Self::new(status, "application/json", value.to_string().into_bytes())
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers
+            .push(Tuple2(RString::from(name), RString::from(value)));
+        self
+    }
+}
+
+/// An event delivered from the bus to a subscriber.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct Event {
+    /// Dotted topic, e.g. `device.light1.state`.
+    pub topic: RString,
+    /// JSON payload.
+    pub payload: RString,
+    /// Who published it: a plugin name or `host`.
+    pub source: RString,
+    /// The subscription this delivery is for.
+    pub subscription_id: u64,
+    /// Publication time, Unix epoch milliseconds.
+    pub published_at_ms: u64,
+    /// W3C `traceparent` of the publisher, if any.
+    pub trace_context: ROption<RString>,
+}
+
+/// The health a plugin reports for itself.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HealthStatus {
+    /// Everything works.
+    Healthy,
+    /// Works with reduced function or speed.
+    Degraded,
+    /// Does not work.
+    Unhealthy,
+}
+
+impl HealthStatus {
+    /// Lower-case name as used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Degraded => "degraded",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// A plugin's answer to "how are you?".
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct HealthReport {
+    /// Overall status.
+    pub status: HealthStatus,
+    /// Short explanation (empty when healthy).
+    pub message: RString,
+}
+
+impl HealthReport {
+    /// A healthy report with no message.
+    pub fn healthy() -> Self {
+        HealthReport {
+            status: HealthStatus::Healthy,
+            message: RString::new(),
+        }
+    }
+}
+
+/// The life-cycle state of a plugin in the host.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PluginState {
+    /// Loaded and constructed, not started yet.
+    Loaded,
+    /// Started and serving.
+    Started,
+    /// Stopped (removed, replaced, or shutting down).
+    Stopped,
+    /// Failed to load, start, or misbehaved; see its error message.
+    Error,
+}
+
+impl PluginState {
+    /// Lower-case name as used in JSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginState::Loaded => "loaded",
+            PluginState::Started => "started",
+            PluginState::Stopped => "stopped",
+            PluginState::Error => "error",
+        }
+    }
+}
+
+/// What an [`Observation`] reports.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObservationKind {
+    /// A service call finished: `name` = service, `caller`, `status`, `duration_ns`.
+    ServiceCall,
+    /// A storage operation finished: `name` = operation (`get`, `set`, `delete`,
+    /// `list`), `namespace`, `status`, `duration_ns`.
+    StorageOperation,
+    /// An event was published: `name` = topic, `caller` = publisher.
+    EventPublished,
+    /// A plugin changed state: `name` = plugin, `detail` = new state
+    /// (`loaded`/`started`/`stopped`/`error`), `message` = error text if any.
+    PluginState,
+    /// An error happened in the host or a plugin: `name` = where (a short
+    /// fixed identifier such as `plugin_load`, `event_handler`), `caller` =
+    /// plugin, `message` = text.
+    Error,
+    /// An event was handed to a subscriber: `name` = topic, `caller` =
+    /// subscriber plugin, `duration_ns` = queue wait + handler time.
+    EventDelivered,
+    /// An event could not be queued for a subscriber: `name` = topic,
+    /// `caller` = subscriber plugin.
+    EventDropped,
+    /// An HTTP request was answered: `name` = matched route (or path),
+    /// `detail` = `METHOD STATUS`, `duration_ns`.
+    HttpRequest,
+}
+
+/// Outcome of an observed operation.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallStatus {
+    /// Success.
+    Ok,
+    /// The callee returned an error.
+    Error,
+    /// The callee did not answer in time.
+    Timeout,
+    /// No such service / key.
+    NotFound,
+}
+
+impl CallStatus {
+    /// Lower-case name, used as the `status` metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallStatus::Ok => "ok",
+            CallStatus::Error => "error",
+            CallStatus::Timeout => "timeout",
+            CallStatus::NotFound => "not_found",
+        }
+    }
+}
+
+/// One report from the host's observer stream. Which fields are meaningful
+/// depends on `kind` (see [`ObservationKind`]); unused strings are empty.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct Observation {
+    /// What is reported.
+    pub kind: ObservationKind,
+    /// Outcome.
+    pub status: CallStatus,
+    /// Main subject: service name, storage operation, topic or plugin.
+    pub name: RString,
+    /// Calling or affected plugin (`http` for API calls, `host` for the host).
+    pub caller: RString,
+    /// Storage namespace for storage operations.
+    pub namespace: RString,
+    /// Extra detail (e.g. the new plugin state).
+    pub detail: RString,
+    /// Error message, if any.
+    pub message: RString,
+    /// Duration in nanoseconds, where measured.
+    pub duration_ns: u64,
+    /// When it happened, Unix epoch nanoseconds.
+    pub at_unix_ns: u64,
+    /// W3C `traceparent` of the operation's own span, if traced.
+    pub trace_context: ROption<RString>,
+    /// Span id (16 hex digits) of the parent span, empty for a root.
+    pub parent_span_id: RString,
+}
+
+impl Observation {
+    /// An observation of `kind` with every other field empty.
+    pub fn empty(kind: ObservationKind) -> Self {
+        Observation {
+            kind,
+            status: CallStatus::Ok,
+            name: RString::new(),
+            caller: RString::new(),
+            namespace: RString::new(),
+            detail: RString::new(),
+            message: RString::new(),
+            duration_ns: 0,
+            at_unix_ns: 0,
+            trace_context: ROption::RNone,
+            parent_span_id: RString::new(),
+        }
+    }
+}
