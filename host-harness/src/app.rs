@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use plugin_abi::{HealthStatus, PluginState};
+use plugin_abi::{ErrorKind, HealthStatus, PluginState};
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -145,13 +145,26 @@ fn tick_one(core: &Arc<HostCore>, instance: &Arc<PluginInstance>) {
                 json!({"plugin": &*instance.name, "error": e.to_string()}),
             );
             core.report_error("tick", &instance.name, &e.to_string());
+            if e.kind == ErrorKind::Panicked
+                && instance.set_state(PluginState::Error, Some(e.message.to_string()))
+            {
+                core.plugin_state_changed(instance, "error");
+            }
         }
     }
     {
         let _guard = core.inflight.enter(instance, "health", "");
         match instance.plugin.health().into_result() {
             Ok(report) => instance.set_health(report.status, report.message.into_string()),
-            Err(e) => instance.set_health(HealthStatus::Unhealthy, e.to_string()),
+            Err(e) => {
+                instance.set_health(HealthStatus::Unhealthy, e.to_string());
+                if e.kind == ErrorKind::Panicked
+                    && instance.set_state(PluginState::Error, Some(e.message.to_string()))
+                {
+                    core.report_error("health", &instance.name, &e.to_string());
+                    core.plugin_state_changed(instance, "error");
+                }
+            }
         }
     }
     instance.ticking.store(false, Ordering::Release);

@@ -593,17 +593,35 @@ impl HostCore {
             .plugins
             .live(instance_id)
             .ok_or_else(|| PluginError::unavailable("plugin instance is not live"))?;
-        let inflight = self.inflight.clone();
+        let core = Arc::downgrade(self);
         let inst = instance.clone();
         self.observers.add(
             instance_id,
             &instance.name,
             Arc::new(move |batch| {
+                let Some(core) = core.upgrade() else { return };
                 if inst.quarantine_reason().is_some() {
                     return;
                 }
-                let _guard = inflight.enter(&inst, "on_observations", "");
-                let _ = inst.plugin.on_observations(RSlice::from_slice(batch));
+                let result = {
+                    let _guard = core.inflight.enter(&inst, "on_observations", "");
+                    inst.plugin
+                        .on_observations(RSlice::from_slice(batch))
+                        .into_result()
+                };
+                if let Err(e) = result {
+                    let msg = format!("on_observations failed: {e}");
+                    logger::warn(
+                        "observer",
+                        "observer failed",
+                        json!({"plugin": &*inst.name, "error": e.to_string()}),
+                    );
+                    if e.kind == ErrorKind::Panicked
+                        && inst.set_state(PluginState::Error, Some(msg.clone()))
+                    {
+                        core.plugin_state_changed(&inst, "error");
+                    }
+                }
             }),
         );
         Ok(())

@@ -18,6 +18,9 @@ pub mod ffi;
 pub mod guest;
 pub mod types;
 
+#[cfg(feature = "incompatible-fixture")]
+mod incompatible_fixture;
+
 pub use abi_stable;
 pub use error::{ErrorKind, PluginError};
 pub use ffi::{

@@ -150,18 +150,47 @@ fn describe(file: &Path, err: LibraryError) -> LoadError {
             describe(Path::new(&file), errors.remove(0))
         }
         LibraryError::AbiInstability(e) => {
+            // abi_stable prints both layouts in full (~700 lines); the
+            // useful part is the `Error:` line and its Expected / Found.
             let text = e.to_string();
-            let summary = text
+            let lines: Vec<&str> = text
                 .lines()
                 .map(str::trim)
                 .filter(|l| !l.is_empty())
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ");
-            LoadError::AbiMismatch {
-                file,
-                expected: plugin_abi::ABI_VERSION.into(),
-                summary: shorten(&summary, 240),
+                .collect();
+            let start = lines
+                .iter()
+                .position(|l| l.starts_with("Error:"))
+                .unwrap_or(0);
+            let tail = &lines[start..];
+            let after = |label: &str| {
+                tail.iter()
+                    .position(|l| *l == label)
+                    .and_then(|i| tail.get(i + 1))
+                    .copied()
+            };
+            let what = tail
+                .first()
+                .map(|l| l.trim_start_matches("Error:").trim())
+                .unwrap_or("layout differs");
+            match (after("Expected:"), after("Found:")) {
+                (Some(expected), Some(found)) if what.contains("version") => {
+                    LoadError::IncompatibleVersion {
+                        file,
+                        expected: expected.to_owned(),
+                        found: found.to_owned(),
+                    }
+                }
+                (Some(expected), Some(found)) => LoadError::AbiMismatch {
+                    file,
+                    expected: plugin_abi::ABI_VERSION.into(),
+                    summary: shorten(&format!("{what}: expected {expected}, found {found}"), 240),
+                },
+                _ => LoadError::AbiMismatch {
+                    file,
+                    expected: plugin_abi::ABI_VERSION.into(),
+                    summary: shorten(what, 240),
+                },
             }
         }
         other => LoadError::Other {

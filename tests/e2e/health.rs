@@ -1,0 +1,1 @@
+//! Health checks end to end.

@@ -1,0 +1,1 @@
+//! Metrics end to end.

@@ -1,0 +1,483 @@
+//! Test support: runs the real `host-harness` binary with a temp plugins
+//! dir, a temp data dir and a free port, and talks to it over real HTTP.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Directory holding the built binary and plugin libraries.
+pub fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_host-harness"))
+        .parent()
+        .expect("binary has a parent dir")
+        .to_owned()
+}
+
+/// Path of a built plugin library, e.g. `plugin_lib("demo_devices")`.
+pub fn plugin_lib(crate_name: &str) -> PathBuf {
+    let p = target_dir().join(format!("lib{crate_name}.so"));
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace first (`cargo build --workspace`), or run ./scripts/test",
+        p.display()
+    );
+    p
+}
+
+/// The monitoring plugin library.
+pub const MONITORING: &str = "monitoring_plugin";
+/// The demo plugin library.
+pub const DEMO: &str = "demo_devices";
+/// The faulty fixture.
+pub const FAULTY: &str = "fixture_faulty";
+
+/// How to start a host.
+pub struct HostBuilder {
+    plugins: Vec<String>,
+    config: String,
+    data_dir: Option<PathBuf>,
+    plugins_dir: Option<PathBuf>,
+}
+
+impl HostBuilder {
+    /// Adds a plugin library (crate name with underscores).
+    pub fn plugin(mut self, crate_name: &str) -> Self {
+        self.plugins.push(crate_name.to_owned());
+        self
+    }
+
+    /// Appends TOML to the config file.
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config.push_str(toml);
+        self.config.push('\n');
+        self
+    }
+
+    /// Reuses a data dir (restart tests).
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_owned());
+        self
+    }
+
+    /// Reuses a plugins dir.
+    pub fn plugins_dir(mut self, dir: &Path) -> Self {
+        self.plugins_dir = Some(dir.to_owned());
+        self
+    }
+
+    /// Starts the host and waits until it listens.
+    pub fn start(self) -> TestHost {
+        let root = tempfile::tempdir().expect("tempdir");
+        let plugins_dir = self
+            .plugins_dir
+            .clone()
+            .unwrap_or_else(|| root.path().join("plugins"));
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| root.path().join("data"));
+        std::fs::create_dir_all(&plugins_dir).unwrap();
+        for p in &self.plugins {
+            std::fs::copy(plugin_lib(p), plugins_dir.join(format!("lib{p}.so"))).unwrap();
+        }
+        let config_path = root.path().join("host.toml");
+        let config = if self.config.contains("[host]") {
+            self.config.clone()
+        } else {
+            format!("[host]\ntick_interval_ms = 200\n{}", self.config)
+        };
+        std::fs::write(&config_path, config).unwrap();
+        TestHost::spawn(root, plugins_dir, data_dir, config_path)
+    }
+}
+
+/// A running host process.
+pub struct TestHost {
+    child: Option<Child>,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its plugins dir.
+    pub plugins_dir: PathBuf,
+    /// Its data dir.
+    pub data_dir: PathBuf,
+    /// Its config file.
+    pub config_path: PathBuf,
+    logs: Arc<Mutex<Vec<String>>>,
+    _root: tempfile::TempDir,
+}
+
+/// An HTTP response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    /// Status code.
+    pub status: u16,
+    /// Headers (lower-case names).
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: String,
+}
+
+impl Resp {
+    /// Body as JSON (panics with the body if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// A header value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl TestHost {
+    /// A builder with no plugins.
+    pub fn builder() -> HostBuilder {
+        HostBuilder {
+            plugins: Vec::new(),
+            config: String::new(),
+            data_dir: None,
+            plugins_dir: None,
+        }
+    }
+
+    fn spawn(
+        root: tempfile::TempDir,
+        plugins_dir: PathBuf,
+        data_dir: PathBuf,
+        config_path: PathBuf,
+    ) -> TestHost {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_host-harness"))
+            .arg("--plugins-dir")
+            .arg(&plugins_dir)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--config")
+            .arg(&config_path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn host-harness");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
+        let stdout = child.stdout.take().unwrap();
+        let l = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v["message"] == "listening" {
+                        if let Some(a) = v["fields"]["addr"].as_str().and_then(|a| a.parse().ok()) {
+                            let _ = tx.send(a);
+                        }
+                    }
+                }
+                l.lock().unwrap().push(line);
+            }
+        });
+        let stderr = child.stderr.take().unwrap();
+        let l = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                l.lock().unwrap().push(format!("STDERR {line}"));
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "host did not start; logs:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        TestHost {
+            child: Some(child),
+            addr,
+            plugins_dir,
+            data_dir,
+            config_path,
+            logs,
+            _root: root,
+        }
+    }
+
+    /// Restarts a stopped host on the same dirs (new port).
+    pub fn restart(mut self) -> TestHost {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let root = std::mem::replace(&mut self._root, tempfile::tempdir().unwrap());
+        TestHost::spawn(
+            root,
+            self.plugins_dir.clone(),
+            self.data_dir.clone(),
+            self.config_path.clone(),
+        )
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// All log lines so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Log lines parsed as JSON.
+    pub fn json_logs(&self) -> Vec<Value> {
+        self.logs()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Sends a raw HTTP/1.1 request and reads the whole response.
+    pub fn raw(&self, request: &[u8]) -> Resp {
+        let mut s = TcpStream::connect(self.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s.write_all(request).unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        parse_response(&buf)
+    }
+
+    /// Sends a request with optional body and headers.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let body = body.unwrap_or("");
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !body.is_empty()
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req.push_str("Content-Type: application/json\r\n");
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        self.raw(req.as_bytes())
+    }
+
+    /// GET.
+    pub fn get(&self, path: &str) -> Resp {
+        self.request("GET", path, None, &[])
+    }
+
+    /// POST with a JSON body.
+    pub fn post(&self, path: &str, body: &str) -> Resp {
+        self.request("POST", path, Some(body), &[])
+    }
+
+    /// Calls a service over HTTP.
+    pub fn call(&self, service: &str, input: &Value) -> Resp {
+        self.post(&format!("/api/v1/services/{service}"), &input.to_string())
+    }
+
+    /// The plugin entry named `name` from `/api/v1/plugins`.
+    pub fn plugin(&self, name: &str) -> Option<Value> {
+        let list = self.get("/api/v1/plugins").json();
+        list["plugins"]
+            .as_array()?
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+    }
+
+    /// Fetches the metrics text.
+    pub fn metrics(&self) -> String {
+        let r = self.get("/api/v1/monitoring/metrics");
+        assert_eq!(r.status, 200, "metrics: {}", r.body);
+        r.body
+    }
+
+    /// Sends SIGTERM and waits for exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        wait_exit(&mut child, Duration::from_secs(30))
+    }
+
+    /// SIGKILL, no cleanup.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+fn wait_exit(child: &mut Child, max: Duration) -> ExitStatus {
+    let until = Instant::now() + max;
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return s;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("host did not exit within {max:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn parse_response(buf: &[u8]) -> Resp {
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response: {:?}", String::from_utf8_lossy(buf)));
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let mut body = buf[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Resp {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(pos) = data.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..pos]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = pos + 2;
+        out.extend_from_slice(&data[start..(start + size).min(data.len())]);
+        data = &data[(start + size + 2).min(data.len())..];
+    }
+    out
+}
+
+/// Polls `f` until it returns `Some`, up to `max`; panics with `what`.
+pub fn wait_for<T>(what: &str, max: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let until = Instant::now() + max;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > until {
+            panic!("timed out after {max:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The value of one sample in a metrics text, e.g.
+/// `sample(text, "homeconsole_service_calls_total", &[("service_name", "x"), ("status", "ok")])`.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ')?;
+        let (series_name, label_text) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if series_name != name {
+            continue;
+        }
+        let parsed = parse_labels(label_text);
+        if labels
+            .iter()
+            .all(|(k, v)| parsed.iter().any(|(pk, pv)| pk == k && pv == v))
+        {
+            return value.parse().ok();
+        }
+    }
+    None
+}
+
+fn parse_labels(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(eq) = rest.find("=\"") {
+        let name = rest[..eq].trim_start_matches(',').to_owned();
+        let mut value = String::new();
+        let mut chars = rest[eq + 2..].char_indices();
+        let mut end = rest.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, n)) = chars.next() {
+                        value.push(match n {
+                            'n' => '\n',
+                            other => other,
+                        });
+                    }
+                }
+                '"' => {
+                    end = eq + 2 + i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        out.push((name, value));
+        rest = &rest[end.min(rest.len())..];
+    }
+    out
+}
