@@ -5,8 +5,11 @@
 //! `kill -9` of the host.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::RwLock;
 use redb::{Database, TableDefinition};
 
 const KV: TableDefinition<(&str, &str), &str> = TableDefinition::new("kv");
@@ -27,13 +30,15 @@ pub enum StorageError {
     Unavailable(String),
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StorageError {
-    StorageError::Unavailable(e.to_string())
-}
-
 /// The host's key-value store.
+///
+/// After an I/O error (disk full, read-only file system) redb refuses every
+/// further operation until the database is reopened, so the store marks
+/// itself poisoned and reopens on the next operation: storage recovers by
+/// itself once the disk does.
 pub struct Storage {
-    db: Database,
+    db: RwLock<Option<Arc<Database>>>,
+    poisoned: AtomicBool,
     dir: PathBuf,
     path: PathBuf,
 }
@@ -58,6 +63,17 @@ fn check_name(what: &str, name: &str) -> Result<(), StorageError> {
     Ok(())
 }
 
+fn open_db(path: &Path) -> Result<Database, StorageError> {
+    let unavailable = |e: &dyn std::fmt::Display| {
+        StorageError::Unavailable(format!("cannot open {}: {e}", path.display()))
+    };
+    let db = Database::create(path).map_err(|e| unavailable(&e))?;
+    let tx = db.begin_write().map_err(|e| unavailable(&e))?;
+    tx.open_table(KV).map_err(|e| unavailable(&e))?;
+    tx.commit().map_err(|e| unavailable(&e))?;
+    Ok(db)
+}
+
 impl Storage {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Storage, StorageError> {
@@ -65,14 +81,10 @@ impl Storage {
             StorageError::Unavailable(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
         let path = dir.join("homeconsole.redb");
-        let db = Database::create(&path).map_err(|e| {
-            StorageError::Unavailable(format!("cannot open {}: {e}", path.display()))
-        })?;
-        let tx = db.begin_write().map_err(unavailable)?;
-        tx.open_table(KV).map_err(unavailable)?;
-        tx.commit().map_err(unavailable)?;
+        let db = open_db(&path)?;
         Ok(Storage {
-            db,
+            db: RwLock::new(Some(Arc::new(db))),
+            poisoned: AtomicBool::new(false),
             dir: dir.to_owned(),
             path,
         })
@@ -83,13 +95,39 @@ impl Storage {
         &self.path
     }
 
+    /// The open database, reopening it first if an earlier I/O error
+    /// poisoned it.
+    fn db(&self) -> Result<Arc<Database>, StorageError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            let mut slot = self.db.write();
+            if self.poisoned.load(Ordering::Acquire) {
+                // Drop our handle first: redb refuses a second open.
+                slot.take();
+                let db = open_db(&self.path)?;
+                *slot = Some(Arc::new(db));
+                self.poisoned.store(false, Ordering::Release);
+            }
+        }
+        self.db
+            .read()
+            .clone()
+            .ok_or_else(|| StorageError::Unavailable("database is being reopened".into()))
+    }
+
+    /// Maps a redb error and marks the database for reopening.
+    fn fail(&self, e: impl std::fmt::Display) -> StorageError {
+        self.poisoned.store(true, Ordering::Release);
+        StorageError::Unavailable(e.to_string())
+    }
+
     /// Reads a value.
     pub fn get(&self, namespace: &str, key: &str) -> Result<Option<String>, StorageError> {
         check_name("namespace", namespace)?;
         check_name("key", key)?;
-        let tx = self.db.begin_read().map_err(unavailable)?;
-        let table = tx.open_table(KV).map_err(unavailable)?;
-        let value = table.get((namespace, key)).map_err(unavailable)?;
+        let db = self.db()?;
+        let tx = db.begin_read().map_err(|e| self.fail(e))?;
+        let table = tx.open_table(KV).map_err(|e| self.fail(e))?;
+        let value = table.get((namespace, key)).map_err(|e| self.fail(e))?;
         Ok(value.map(|v| v.value().to_owned()))
     }
 
@@ -105,36 +143,44 @@ impl Storage {
         }
         serde_json::from_str::<serde::de::IgnoredAny>(value)
             .map_err(|e| StorageError::Invalid(format!("value is not valid JSON: {e}")))?;
-        let tx = self.db.begin_write().map_err(unavailable)?;
+        let db = self.db()?;
+        let tx = db.begin_write().map_err(|e| self.fail(e))?;
         {
-            let mut table = tx.open_table(KV).map_err(unavailable)?;
-            table.insert((namespace, key), value).map_err(unavailable)?;
+            let mut table = tx.open_table(KV).map_err(|e| self.fail(e))?;
+            table
+                .insert((namespace, key), value)
+                .map_err(|e| self.fail(e))?;
         }
-        tx.commit().map_err(unavailable)
+        tx.commit().map_err(|e| self.fail(e))
     }
 
     /// Deletes a key; returns whether it existed.
     pub fn delete(&self, namespace: &str, key: &str) -> Result<bool, StorageError> {
         check_name("namespace", namespace)?;
         check_name("key", key)?;
-        let tx = self.db.begin_write().map_err(unavailable)?;
+        let db = self.db()?;
+        let tx = db.begin_write().map_err(|e| self.fail(e))?;
         let existed = {
-            let mut table = tx.open_table(KV).map_err(unavailable)?;
-            let removed = table.remove((namespace, key)).map_err(unavailable)?;
+            let mut table = tx.open_table(KV).map_err(|e| self.fail(e))?;
+            let removed = table.remove((namespace, key)).map_err(|e| self.fail(e))?;
             removed.is_some()
         };
-        tx.commit().map_err(unavailable)?;
+        tx.commit().map_err(|e| self.fail(e))?;
         Ok(existed)
     }
 
     /// Lists the keys of a namespace that start with `prefix`, in order.
     pub fn list_keys(&self, namespace: &str, prefix: &str) -> Result<Vec<String>, StorageError> {
         check_name("namespace", namespace)?;
-        let tx = self.db.begin_read().map_err(unavailable)?;
-        let table = tx.open_table(KV).map_err(unavailable)?;
+        let db = self.db()?;
+        let tx = db.begin_read().map_err(|e| self.fail(e))?;
+        let table = tx.open_table(KV).map_err(|e| self.fail(e))?;
         let mut keys = Vec::new();
-        for entry in table.range((namespace, prefix)..).map_err(unavailable)? {
-            let (k, _) = entry.map_err(unavailable)?;
+        for entry in table
+            .range((namespace, prefix)..)
+            .map_err(|e| self.fail(e))?
+        {
+            let (k, _) = entry.map_err(|e| self.fail(e))?;
             let (ns, key) = k.value();
             if ns != namespace || !key.starts_with(prefix) {
                 break;

@@ -23,6 +23,9 @@ use crate::metrics::{
 };
 use crate::names;
 
+/// Series cap of each of the host's own families (topics, services, …).
+pub const INTERNAL_SERIES_CAP: usize = 10_000;
+
 /// Label value that absorbs series beyond the per-metric limit.
 pub const OVERFLOW_LABEL: &str = "other";
 
@@ -33,6 +36,10 @@ const STORAGE_BUCKETS: &[f64] = &[
 
 /// The plugin's metrics.
 pub struct MetricsCollector {
+    /// The host's own families (`homeconsole_*`), with a generous series cap.
+    internal: MetricStore,
+    /// Families created through `monitoring.record_metric`, with the
+    /// configured caps.
     store: Arc<MetricStore>,
     process: prometheus::Registry,
     events: CounterFamily,
@@ -93,7 +100,11 @@ impl MetricsCollector {
             max_labels,
             ..StoreConfig::default()
         }));
-        let s = &store;
+        let internal = MetricStore::with_config(StoreConfig {
+            max_series_per_family: INTERNAL_SERIES_CAP,
+            ..StoreConfig::default()
+        });
+        let s = &internal;
         let build_info = s.register_gauge(
             names::BUILD_INFO,
             "Build information: host, ABI and monitoring plugin versions (always 1).",
@@ -187,6 +198,7 @@ impl MetricsCollector {
             series: s
                 .register_gauge(names::SERIES, "Series in the monitoring plugin's own metric store.", &[])?
                 .with_labels(&[])?,
+            internal,
             store,
             process,
             host_dropped_seen: AtomicU64::new(0),
@@ -339,14 +351,17 @@ impl MetricsCollector {
     /// Drops every series labelled `plugin=<name>` (a removed plugin).
     pub fn forget_plugin(&self, name: &str) -> usize {
         self.store.remove_series_where("plugin", name)
+            + self.internal.remove_series_where("plugin", name)
     }
 
     /// Renders the whole exposition (text format 0.0.4).
     pub fn render(&self) -> String {
         let started = Instant::now();
         self.sync_refusals();
-        self.series.set(self.store.series_count() as f64);
+        self.series
+            .set((self.internal.series_count() + self.store.series_count()) as f64);
         let mut out = String::with_capacity(64 * 1024);
+        self.internal.encode(&mut out);
         self.store.encode(&mut out);
         let mut buf = Vec::new();
         if prometheus::TextEncoder::new()

@@ -51,6 +51,8 @@ struct Shared {
     config: Config,
     calls: AtomicU64,
     stop: StopFlag,
+    /// What `demo.health` answers, and how long it takes.
+    health: Mutex<(Value, u64)>,
 }
 
 /// The demo plugin.
@@ -76,6 +78,14 @@ const SERVICES: &[(&str, &str)] = &[
     (
         "demo.publish",
         "publish {\"topic\", \"payload\"} on the bus",
+    ),
+    (
+        "demo.health",
+        "health of the simulated hub (a custom health check target)",
+    ),
+    (
+        "demo.health.set",
+        "set what demo.health answers: {\"status\", \"message\"?, \"delay_ms\"?}",
     ),
 ];
 
@@ -108,6 +118,12 @@ impl Shared {
             .storage_set(NAMESPACE, &format!("light/{device}"), &state.to_string())?;
         self.host
             .publish(&format!("device.{device}.state"), &state.to_string(), trace)?;
+        // A custom metric through the monitoring plugin, when it is loaded.
+        let metric = json!({"name": "demo_light_toggles_total", "kind": "counter", "value": 1,
+                            "labels": {"device": device}, "help": "Light toggles in the demo plugin."});
+        let _ = self
+            .host
+            .call_service("monitoring.record_metric", &metric.to_string(), trace);
         Ok(state)
     }
 
@@ -187,6 +203,7 @@ impl PluginImpl for DemoDevices {
                 config,
                 calls: AtomicU64::new(0),
                 stop: StopFlag::default(),
+                health: Mutex::new((json!({"status": "healthy"}), 0)),
             }),
             thread: Mutex::new(None),
         })
@@ -264,6 +281,18 @@ impl PluginImpl for DemoDevices {
                 json!({"slept_ms": ms})
             }
             "demo.fail" => return Err(PluginError::failed("demo.fail always fails")),
+            "demo.health" => {
+                let (answer, delay) = s.health.lock().clone();
+                std::thread::sleep(Duration::from_millis(delay));
+                answer
+            }
+            "demo.health.set" => {
+                let v = input(input_text)?;
+                let delay = v["delay_ms"].as_u64().unwrap_or(0).min(600_000);
+                let answer = json!({"status": field(&v, "status")?, "message": v["message"].as_str().unwrap_or("")});
+                *s.health.lock() = (answer.clone(), delay);
+                answer
+            }
             "demo.publish" => {
                 let v = input(input_text)?;
                 let topic = field(&v, "topic")?;

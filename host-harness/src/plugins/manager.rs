@@ -487,6 +487,10 @@ impl PluginManager {
         if let Some(instance) = instance {
             if self.live(instance.id).is_some() {
                 self.stop_instance(core, &instance, "file removed");
+            } else if instance.state() != PluginState::Stopped {
+                // It had failed (and was revoked) already: now it is gone.
+                instance.set_state(PluginState::Stopped, None);
+                core.plugin_state_changed(&instance, "stopped");
             }
         }
         logger::info(
