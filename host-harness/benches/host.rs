@@ -1,1 +1,248 @@
-fn main() {}
+//! Host hot paths: a service call through the registry (with and without
+//! the monitoring plugin observing), the observer report itself, event
+//! publish → delivery, a full scrape of 10,000 series over HTTP, and the
+//! health endpoint with 100 custom checks.
+//!
+//! Needs the release plugin libraries next to the bench binary's parent
+//! dir: run `./scripts/bench` (it builds them first).
+#![allow(missing_docs)] // criterion_group! generates undocumented items.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use host_harness::bus::{BusEvent, Delivery, EventBus};
+use host_harness::core::HostCore;
+use host_harness::observer::{ObserverHub, Report};
+use host_harness::{App, Config};
+use plugin_abi::{CallStatus, ObservationKind};
+use serde_json::json;
+
+fn lib_dir() -> PathBuf {
+    // target/release/deps/host-<hash> → target/release
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().to_owned()
+}
+
+struct RunningHost {
+    core: Arc<HostCore>,
+    addr: SocketAddr,
+    _runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn start_host(plugins: &[&str], extra_toml: &str) -> RunningHost {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins_dir = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins_dir).unwrap();
+    for p in plugins {
+        let src = lib_dir().join(format!("lib{p}.so"));
+        assert!(
+            src.exists(),
+            "{} missing: run ./scripts/bench",
+            src.display()
+        );
+        std::fs::copy(&src, plugins_dir.join(format!("lib{p}.so"))).unwrap();
+    }
+    let mut config = Config::from_toml(&format!(
+        "[host]\nlog_level = \"error\"\n[plugins.demo-devices]\ninterval_ms = 0\n{extra_toml}"
+    ))
+    .unwrap();
+    config.plugins_dir = plugins_dir;
+    config.data_dir = dir.path().join("data");
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (core, addr) = runtime.block_on(async {
+        let app = App::build(config).await.unwrap();
+        let core = app.core().clone();
+        let addr = app.local_addr().unwrap();
+        tokio::spawn(app.run(std::future::pending()));
+        (core, addr)
+    });
+    // Wait until the plugins are started.
+    for _ in 0..200 {
+        if core.plugins.live_instances().len() == plugins.len() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    RunningHost {
+        core,
+        addr,
+        _runtime: runtime,
+        _dir: dir,
+    }
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> usize {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::with_capacity(1 << 20);
+    s.read_to_end(&mut buf).unwrap();
+    assert!(buf.starts_with(b"HTTP/1.1 200") || buf.starts_with(b"HTTP/1.1 503"));
+    buf.len()
+}
+
+fn service_calls(c: &mut Criterion) {
+    let input = json!({"ms": 0}).to_string();
+    let caller: Arc<str> = Arc::from("bench");
+    let mut group = c.benchmark_group("service_call");
+    let plain = start_host(&["demo_devices"], "");
+    group.bench_function("registry_without_monitoring", |b| {
+        b.iter(|| {
+            plain
+                .core
+                .call_service(&caller, "demo.sleep", &input, None)
+                .unwrap()
+        })
+    });
+    drop(plain);
+    let observed = start_host(&["demo_devices", "monitoring_plugin"], "");
+    group.bench_function("registry_with_monitoring", |b| {
+        b.iter(|| {
+            observed
+                .core
+                .call_service(&caller, "demo.sleep", &input, None)
+                .unwrap()
+        })
+    });
+    group.finish();
+}
+
+fn observer_report(c: &mut Criterion) {
+    let mut group = c.benchmark_group("observer_report");
+    let name: Arc<str> = Arc::from("demo.light.toggle");
+    let caller: Arc<str> = Arc::from("http");
+    let idle = ObserverHub::new(65_536, Duration::from_millis(20));
+    group.bench_function("no_observer", |b| {
+        b.iter(|| {
+            if idle.is_active() {
+                idle.report(Report::new(
+                    ObservationKind::ServiceCall,
+                    CallStatus::Ok,
+                    name.clone(),
+                    caller.clone(),
+                ));
+            }
+        })
+    });
+    let hub = ObserverHub::new(1 << 20, Duration::from_millis(1));
+    hub.add(1, "bench", Arc::new(|_| {}));
+    group.bench_function("one_observer_timed_call", |b| {
+        b.iter(|| {
+            let started = std::time::Instant::now();
+            let mut r = Report::new(
+                ObservationKind::ServiceCall,
+                CallStatus::Ok,
+                name.clone(),
+                caller.clone(),
+            );
+            r.duration_ns = started.elapsed().as_nanos() as u64;
+            hub.report(r);
+        })
+    });
+    group.finish();
+    hub.remove(1);
+}
+
+fn events(c: &mut Criterion) {
+    let mut group = c.benchmark_group("event_bus");
+    let bus = EventBus::new(1 << 16);
+    let delivered = Arc::new(AtomicU64::new(0));
+    let d = delivered.clone();
+    bus.subscribe(1, "bench", "device.*.state", move || {
+        Arc::new(move |_: Delivery| {
+            d.fetch_add(1, Ordering::Release);
+        })
+    })
+    .unwrap();
+    let event = || BusEvent {
+        topic: "device.light1.state".into(),
+        payload: "{\"on\":true}".into(),
+        source: "bench".into(),
+        published_at_ms: 0,
+        trace_context: None,
+    };
+    group.bench_function("publish_to_delivery", |b| {
+        b.iter(|| {
+            let before = delivered.load(Ordering::Acquire);
+            bus.publish(event(), |_| {}).unwrap();
+            while delivered.load(Ordering::Acquire) == before {
+                std::hint::spin_loop();
+            }
+        })
+    });
+    group.bench_function("publish_only", |b| {
+        b.iter(|| bus.publish(event(), |_| {}).unwrap())
+    });
+    group.finish();
+}
+
+fn scrape_and_health(c: &mut Criterion) {
+    let host = start_host(
+        &["demo_devices", "monitoring_plugin"],
+        "[plugins.monitoring.metrics]\nmax_series_per_metric = 20000",
+    );
+    let caller: Arc<str> = Arc::from("bench");
+    // 10,000 series: 100 × 100 label values of one counter.
+    for a in 0..100 {
+        for b in 0..100 {
+            let input = json!({"name": "bench_requests_total", "kind": "counter", "value": 1,
+                               "labels": {"a": format!("a{a}"), "b": format!("b{b}")}});
+            host.core
+                .call_service(
+                    &caller,
+                    "monitoring.record_metric",
+                    &input.to_string(),
+                    None,
+                )
+                .unwrap();
+        }
+    }
+    for i in 0..100 {
+        let input = json!({"name": format!("check{i}"), "service": "demo.health"});
+        host.core
+            .call_service(
+                &caller,
+                "monitoring.register_health_check",
+                &input.to_string(),
+                None,
+            )
+            .unwrap();
+    }
+    let bytes = http_get(host.addr, "/api/v1/monitoring/metrics");
+    eprintln!("scrape body: {bytes} bytes");
+    let mut group = c.benchmark_group("http");
+    group.sample_size(30);
+    group.bench_function("scrape_10k_series", |b| {
+        b.iter(|| http_get(host.addr, "/api/v1/monitoring/metrics"))
+    });
+    group.bench_function("health_cached_100_checks", |b| {
+        b.iter(|| http_get(host.addr, "/api/v1/monitoring/health"))
+    });
+    group.bench_function("health_refresh_100_checks", |b| {
+        b.iter(|| http_get(host.addr, "/api/v1/monitoring/health?refresh=true"))
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    observer_report,
+    events,
+    service_calls,
+    scrape_and_health
+);
+criterion_main!(benches);

@@ -109,25 +109,20 @@ async fn list_services(State(core): State<Arc<HostCore>>) -> Response {
     Json(json!({"services": core.registry.list()})).into_response()
 }
 
-fn parse_json_body(body: &Bytes) -> Result<String, Response> {
+/// Checks that a body is JSON (empty means `null`); the error is the
+/// message for a 400.
+fn parse_json_body(body: &Bytes) -> Result<String, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok("null".into());
     }
-    let text = std::str::from_utf8(body).map_err(|_| {
-        error_response(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "request body is not UTF-8",
-        )
-    })?;
-    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| {
-        error_response(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            &format!("request body is not valid JSON: {e}"),
-        )
-    })?;
+    let text = std::str::from_utf8(body).map_err(|_| "request body is not UTF-8".to_owned())?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map_err(|e| format!("request body is not valid JSON: {e}"))?;
     Ok(text.to_owned())
+}
+
+fn bad_request(message: &str) -> Response {
+    error_response(StatusCode::BAD_REQUEST, "bad_request", message)
 }
 
 fn traceparent(headers: &HeaderMap) -> Option<String> {
@@ -145,7 +140,7 @@ async fn call_service(
 ) -> Response {
     let input = match parse_json_body(&body) {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(m) => return bad_request(&m),
     };
     match core
         .call_service_async(&HTTP_CALLER, &name, input, traceparent(&headers))
@@ -175,7 +170,7 @@ async fn publish_event(
 ) -> Response {
     let payload = match parse_json_body(&body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(m) => return bad_request(&m),
     };
     match core.publish(
         &HTTP_CALLER,
@@ -240,7 +235,7 @@ async fn put_value(
 ) -> Response {
     let value = match parse_json_body(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(m) => return bad_request(&m),
     };
     let r = tokio::task::spawn_blocking(move || core.storage_set("http", &namespace, &key, &value))
         .await;

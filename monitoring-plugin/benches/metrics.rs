@@ -1,4 +1,5 @@
 //! Hot-path and scrape benchmarks of the metrics module.
+#![allow(missing_docs)] // criterion_group! generates undocumented items.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;

@@ -41,7 +41,6 @@ pub struct HostBuilder {
     plugins: Vec<String>,
     config: String,
     data_dir: Option<PathBuf>,
-    plugins_dir: Option<PathBuf>,
 }
 
 impl HostBuilder {
@@ -64,19 +63,10 @@ impl HostBuilder {
         self
     }
 
-    /// Reuses a plugins dir.
-    pub fn plugins_dir(mut self, dir: &Path) -> Self {
-        self.plugins_dir = Some(dir.to_owned());
-        self
-    }
-
     /// Starts the host and waits until it listens.
     pub fn start(self) -> TestHost {
         let root = tempfile::tempdir().expect("tempdir");
-        let plugins_dir = self
-            .plugins_dir
-            .clone()
-            .unwrap_or_else(|| root.path().join("plugins"));
+        let plugins_dir = root.path().join("plugins");
         let data_dir = self
             .data_dir
             .clone()
@@ -108,6 +98,7 @@ pub struct TestHost {
     /// Its config file.
     pub config_path: PathBuf,
     logs: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
     _root: tempfile::TempDir,
 }
 
@@ -144,7 +135,6 @@ impl TestHost {
             plugins: Vec::new(),
             config: String::new(),
             data_dir: None,
-            plugins_dir: None,
         }
     }
 
@@ -171,7 +161,7 @@ impl TestHost {
         let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
         let stdout = child.stdout.take().unwrap();
         let l = logs.clone();
-        std::thread::spawn(move || {
+        let out_reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Ok(v) = serde_json::from_str::<Value>(&line) {
                     if v["message"] == "listening" {
@@ -185,7 +175,7 @@ impl TestHost {
         });
         let stderr = child.stderr.take().unwrap();
         let l = logs.clone();
-        std::thread::spawn(move || {
+        let err_reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 l.lock().unwrap().push(format!("STDERR {line}"));
             }
@@ -207,6 +197,7 @@ impl TestHost {
             data_dir,
             config_path,
             logs,
+            readers: vec![out_reader, err_reader],
             _root: root,
         }
     }
@@ -224,11 +215,6 @@ impl TestHost {
             self.data_dir.clone(),
             self.config_path.clone(),
         )
-    }
-
-    /// Process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
     /// All log lines so far.
@@ -322,7 +308,12 @@ impl TestHost {
             .arg("-TERM")
             .arg(child.id().to_string())
             .status();
-        wait_exit(&mut child, Duration::from_secs(30))
+        let status = wait_exit(&mut child, Duration::from_secs(30));
+        // Every line the host wrote is in `logs` once the readers hit EOF.
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        status
     }
 
     /// SIGKILL, no cleanup.
@@ -395,12 +386,9 @@ fn parse_response(buf: &[u8]) -> Resp {
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(pos) = data.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
-        let size =
-            usize::from_str_radix(String::from_utf8_lossy(&data[..pos]).trim(), 16).unwrap_or(0);
+    while let Some(pos) = data.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&data[..pos]);
+        let size = usize::from_str_radix(size_text.trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
         }
