@@ -60,7 +60,59 @@ pub fn router(core: Arc<HostCore>) -> Router {
         .fallback(plugin_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            core.clone(),
+            observe_request,
+        ))
         .with_state(core)
+}
+
+/// Reports every answered request to observers (an `HttpRequest`
+/// observation, and an `Error` one for 5xx answers).
+async fn observe_request(
+    State(core): State<Arc<HostCore>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !core.observers.is_active() {
+        return next.run(request).await;
+    }
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let trace = traceparent(request.headers());
+    let route = match request.extensions().get::<axum::extract::MatchedPath>() {
+        Some(m) => m.as_str().to_owned(),
+        None => core
+            .routes
+            .lookup(method.as_str(), &path)
+            .map(|m| m.route)
+            .unwrap_or_else(|_| "unmatched".to_owned()),
+    };
+    let response = next.run(request).await;
+    let status = response.status();
+    let mut r = crate::observer::Report::new(
+        plugin_abi::ObservationKind::HttpRequest,
+        if status.is_server_error() {
+            plugin_abi::CallStatus::Error
+        } else {
+            plugin_abi::CallStatus::Ok
+        },
+        Arc::from(route.as_str()),
+        HTTP_CALLER.clone(),
+    );
+    r.detail = Some(format!("{method} {}", status.as_u16()));
+    r.duration_ns = started.elapsed().as_nanos() as u64;
+    r.trace_context = trace;
+    core.observers.report(r);
+    if status.is_server_error() {
+        core.report_error(
+            "http_5xx",
+            "http",
+            &format!("{method} {path} answered {}", status.as_u16()),
+        );
+    }
+    response
 }
 
 async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
@@ -271,7 +323,7 @@ async fn delete_value(
 async fn plugin_route(State(core): State<Arc<HostCore>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
-    if !path.starts_with("/api/v1/") {
+    if !path.starts_with("/api/") {
         return error_response(
             StatusCode::NOT_FOUND,
             "not_found",

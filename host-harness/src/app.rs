@@ -137,7 +137,9 @@ fn tick_one(core: &Arc<HostCore>, instance: &Arc<PluginInstance>) {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     {
-        let _guard = core.inflight.enter(instance, "tick", "");
+        let _guard = core
+            .inflight
+            .enter(instance, "tick", "", core.config.callback_timeout());
         if let Err(e) = instance.plugin.tick(now).into_result() {
             logger::warn(
                 "host",
@@ -153,7 +155,9 @@ fn tick_one(core: &Arc<HostCore>, instance: &Arc<PluginInstance>) {
         }
     }
     {
-        let _guard = core.inflight.enter(instance, "health", "");
+        let _guard = core
+            .inflight
+            .enter(instance, "health", "", core.config.callback_timeout());
         match instance.plugin.health().into_result() {
             Ok(report) => instance.set_health(report.status, report.message.into_string()),
             Err(e) => {
@@ -178,15 +182,26 @@ fn spawn_watchdog(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("watchdog".into()).spawn(move || {
-        let threshold = core.config.callback_timeout().max(core.config.service_timeout());
+                let stall = Duration::from_millis(core.config.host.stall_threshold_ms);
         while !stop.load(Ordering::Acquire) {
             std::thread::sleep(Duration::from_millis(100));
-            for call in core.inflight.take_overdue(threshold) {
+            for call in core.inflight.take_stalled(stall) {
+                let busy = call.started.elapsed();
+                logger::warn(
+                    "watchdog",
+                    "plugin callback stalled",
+                    json!({"plugin": &*call.plugin, "callback": call.callback, "detail": call.detail,
+                           "thread": call.thread, "busy_ms": busy.as_millis() as u64,
+                           "threshold_ms": stall.as_millis() as u64}),
+                );
+                core.report_stall(&call, busy);
+            }
+            for call in core.inflight.take_hung() {
                 let reason = format!(
                     "hung in {}{} for more than {}",
                     call.callback,
                     if call.detail.is_empty() { String::new() } else { format!(" ({})", call.detail) },
-                    humanize(threshold)
+                    humanize(call.limit)
                 );
                 logger::error("watchdog", "plugin callback hung", json!({"plugin": &*call.plugin, "callback": call.callback, "detail": call.detail, "reason": reason}));
                 core.report_error("stall", &call.plugin, &reason);

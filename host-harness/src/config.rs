@@ -57,6 +57,8 @@ pub struct HostSettings {
     /// How often the plugins directory is rescanned, ms (in addition to
     /// file-system notifications).
     pub plugin_scan_ms: u64,
+    /// A plugin callback busy longer than this is reported as stalled, ms.
+    pub stall_threshold_ms: u64,
     /// Minimum log level.
     pub log_level: String,
 }
@@ -73,6 +75,7 @@ impl Default for HostSettings {
             max_body_bytes: 1 << 20,
             plugin_settle_ms: 300,
             plugin_scan_ms: 500,
+            stall_threshold_ms: 1_000,
             log_level: "info".into(),
         }
     }
@@ -168,6 +171,7 @@ impl Config {
             ("host.tick_interval_ms", h.tick_interval_ms),
             ("host.observer_flush_ms", h.observer_flush_ms),
             ("host.plugin_scan_ms", h.plugin_scan_ms),
+            ("host.stall_threshold_ms", h.stall_threshold_ms),
         ];
         for (name, value) in positive {
             if value == 0 {

@@ -103,6 +103,26 @@ impl HostCore {
 
     // ---- reporting -------------------------------------------------------
 
+    /// Reports a stalled callback to observers.
+    pub fn report_stall(
+        &self,
+        call: &crate::plugins::invoke::CallInFlight,
+        busy: std::time::Duration,
+    ) {
+        if self.observers.is_active() {
+            let mut r = Report::new(
+                ObservationKind::Stall,
+                CallStatus::Error,
+                Arc::from(call.callback),
+                call.plugin.clone(),
+            );
+            r.detail = Some(call.detail.clone());
+            r.message = Some(call.thread.clone());
+            r.duration_ns = busy.as_nanos() as u64;
+            self.observers.report(r);
+        }
+    }
+
     /// Reports an error to observers.
     pub fn report_error(&self, place: &str, plugin: &str, message: &str) {
         if self.observers.is_active() {
@@ -400,7 +420,12 @@ impl HostCore {
             trace_context: ev.trace_context.as_deref().map(RString::from).into(),
         };
         let result = {
-            let _guard = self.inflight.enter(instance, "on_event", &ev.topic);
+            let _guard = self.inflight.enter(
+                instance,
+                "on_event",
+                &ev.topic,
+                self.config.callback_timeout(),
+            );
             instance.plugin.on_event(&event).into_result()
         };
         if self.observers.is_active() {
@@ -570,9 +595,10 @@ impl HostCore {
         plugin: &str,
         method: &str,
         path: &str,
+        timeout_ms: u64,
     ) -> Result<(), PluginError> {
         self.routes
-            .register(method, path, plugin, instance)
+            .register(method, path, plugin, instance, timeout_ms)
             .map_err(|e| match e {
                 crate::routes::RouteError::Duplicate { .. } => PluginError::conflict(e.to_string()),
                 other => PluginError::bad_request(other.to_string()),
@@ -604,7 +630,12 @@ impl HostCore {
                     return;
                 }
                 let result = {
-                    let _guard = core.inflight.enter(&inst, "on_observations", "");
+                    let _guard = core.inflight.enter(
+                        &inst,
+                        "on_observations",
+                        "",
+                        core.config.callback_timeout(),
+                    );
                     inst.plugin
                         .on_observations(RSlice::from_slice(batch))
                         .into_result()
@@ -733,6 +764,10 @@ impl HostCore {
                 ))
             }
         };
+        let timeout = match route.owner.timeout_ms {
+            0 => self.config.callback_timeout(),
+            ms => std::time::Duration::from_millis(ms),
+        };
         let Some(instance) = self.plugins.live(route.owner.instance) else {
             return Err((
                 503,
@@ -765,7 +800,7 @@ impl HostCore {
             &instance,
             "handle_http",
             &request.path,
-            self.config.callback_timeout(),
+            timeout,
             Box::new(move |inst: &PluginInstance| inst.plugin.handle_http(&req)),
         )
         .await;

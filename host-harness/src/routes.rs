@@ -50,6 +50,8 @@ pub struct RouteOwner {
     /// Plugin instance.
     #[serde(skip)]
     pub instance: u64,
+    /// Handler deadline in ms (0 = the host's default).
+    pub timeout_ms: u64,
 }
 
 /// A successful lookup.
@@ -72,6 +74,9 @@ const RESERVED: &[&str] = &[
     "/api/v1/storage",
     "/api/v1/host",
 ];
+
+/// Longest handler deadline a route may ask for (10 minutes).
+pub const MAX_TIMEOUT_MS: u64 = 600_000;
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"];
 
@@ -117,6 +122,7 @@ impl RouteTable {
         path: &str,
         plugin: &str,
         instance: u64,
+        timeout_ms: u64,
     ) -> Result<(), RouteError> {
         let method = method.to_ascii_uppercase();
         let invalid = |reason: &str| RouteError::Invalid {
@@ -129,14 +135,15 @@ impl RouteTable {
                 "method must be one of GET, POST, PUT, DELETE, PATCH, HEAD",
             ));
         }
-        if !path.starts_with("/api/v1/")
-            || path.len() > 512
-            || path.contains("//")
-            || path.ends_with('/')
-        {
+        if !path.starts_with("/api/") || path.len() > 512 || path.contains("//") {
             return Err(invalid(
-                "path must start with /api/v1/, have no empty segment and no trailing '/'",
+                "path must start with /api/ and have no empty segment",
             ));
+        }
+        if timeout_ms > MAX_TIMEOUT_MS {
+            return Err(invalid(&format!(
+                "timeout_ms must be at most {MAX_TIMEOUT_MS}"
+            )));
         }
         if RESERVED
             .iter()
@@ -158,6 +165,7 @@ impl RouteTable {
             RouteOwner {
                 plugin: plugin.to_owned(),
                 instance,
+                timeout_ms,
             },
         );
         self.rebuild(&next).map_err(|e| invalid(&e))?;
@@ -260,9 +268,9 @@ mod tests {
     #[test]
     fn register_lookup_revoke() {
         let t = RouteTable::default();
-        t.register("get", "/api/v1/monitoring/metrics", "monitoring", 1)
+        t.register("get", "/api/v1/monitoring/metrics", "monitoring", 1, 0)
             .unwrap();
-        t.register("GET", "/api/v1/monitoring/traces/{id}", "monitoring", 1)
+        t.register("GET", "/api/v1/monitoring/traces/{id}", "monitoring", 1, 0)
             .unwrap();
         let m = t.lookup("GET", "/api/v1/monitoring/traces/abc").unwrap();
         assert_eq!(m.params, vec![("id".to_owned(), "abc".to_owned())]);
@@ -273,14 +281,14 @@ mod tests {
         ));
         assert!(matches!(t.lookup("GET", "/api/v1/nothing"), Err(false)));
         assert!(matches!(
-            t.register("GET", "/api/v1/monitoring/metrics", "x", 2),
+            t.register("GET", "/api/v1/monitoring/metrics", "x", 2, 0),
             Err(RouteError::Duplicate { .. })
         ));
-        assert!(t.register("GET", "/other", "x", 2).is_err());
-        assert!(t.register("GET", "/api/v1/plugins/x", "x", 2).is_err());
+        assert!(t.register("GET", "/other", "x", 2, 0).is_err());
+        assert!(t.register("GET", "/api/v1/plugins/x", "x", 2, 0).is_err());
         assert_eq!(t.remove_instance(1), 2);
         assert!(t.lookup("GET", "/api/v1/monitoring/metrics").is_err());
-        t.register("GET", "/api/v1/monitoring/metrics", "monitoring", 3)
+        t.register("GET", "/api/v1/monitoring/metrics", "monitoring", 3, 0)
             .unwrap();
     }
 }

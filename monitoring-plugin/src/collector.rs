@@ -280,7 +280,10 @@ impl MetricsCollector {
                         c.inc();
                     }
                 }
-                ObservationKind::PluginState | ObservationKind::HttpRequest => {}
+                ObservationKind::PluginState
+                | ObservationKind::HttpRequest
+                | ObservationKind::LogLine
+                | ObservationKind::Stall => {}
             }
         }
         self.observations.inc_by(batch.len() as f64);

@@ -92,10 +92,18 @@ pub trait HostApi: Send + Sync + Clone {
     /// JSON array of all plugins with their state, error and generation.
     fn list_plugins(&self) -> RString;
 
-    /// Registers an HTTP route under `/api/v1/`; requests arrive through
-    /// [`Plugin::handle_http`]. `path` may contain `{param}` segments and a
-    /// final `{*rest}` segment.
-    fn register_route(&self, method: RStr<'_>, path: RStr<'_>) -> RResult<(), PluginError>;
+    /// Registers an HTTP route under `/api/` (not on the host's own
+    /// `/api/v1/{plugins,modules,services,events,storage,host}`); requests
+    /// arrive through [`Plugin::handle_http`]. `path` may contain `{param}`
+    /// segments and a final `{*rest}` segment. `timeout_ms` is the handler's
+    /// deadline (0 = the host's default callback timeout), for long requests
+    /// such as a CPU profile.
+    fn register_route(
+        &self,
+        method: RStr<'_>,
+        path: RStr<'_>,
+        timeout_ms: u64,
+    ) -> RResult<(), PluginError>;
 
     /// Removes one of this plugin's routes.
     fn unregister_route(&self, method: RStr<'_>, path: RStr<'_>) -> RResult<(), PluginError>;

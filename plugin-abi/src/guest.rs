@@ -233,10 +233,20 @@ impl Host {
         serde_json::from_str(self.inner.list_plugins().as_str()).unwrap_or_default()
     }
 
-    /// See [`crate::HostApi::register_route`].
+    /// See [`crate::HostApi::register_route`] (default deadline).
     pub fn register_route(&self, method: &str, path: &str) -> Result<(), PluginError> {
+        self.register_route_with_timeout(method, path, 0)
+    }
+
+    /// See [`crate::HostApi::register_route`].
+    pub fn register_route_with_timeout(
+        &self,
+        method: &str,
+        path: &str,
+        timeout_ms: u64,
+    ) -> Result<(), PluginError> {
         self.inner
-            .register_route(method.into(), path.into())
+            .register_route(method.into(), path.into(), timeout_ms)
             .into_result()
     }
 

@@ -242,6 +242,14 @@ pub enum ObservationKind {
     /// An HTTP request was answered: `name` = matched route (or path),
     /// `detail` = `METHOD STATUS`, `duration_ns`.
     HttpRequest,
+    /// A plugin wrote a log line (info and above): `caller` = plugin,
+    /// `name` = level, `message` = text, `detail` = fields as JSON.
+    LogLine,
+    /// A plugin callback has been busy longer than the stall threshold:
+    /// `caller` = plugin, `name` = callback, `detail` = what it was doing
+    /// (service, topic, path), `duration_ns` = busy so far, `message` =
+    /// the thread's name.
+    Stall,
 }
 
 /// Outcome of an observed operation.

@@ -191,9 +191,20 @@ impl HostApi for HostApiImpl {
         .unwrap_or_else(|_| RString::from("[]"))
     }
 
-    fn register_route(&self, method: RStr<'_>, path: RStr<'_>) -> RResult<(), PluginError> {
+    fn register_route(
+        &self,
+        method: RStr<'_>,
+        path: RStr<'_>,
+        timeout_ms: u64,
+    ) -> RResult<(), PluginError> {
         self.with_live(|core| {
-            core.register_route(self.instance, &self.name, method.as_str(), path.as_str())
+            core.register_route(
+                self.instance,
+                &self.name,
+                method.as_str(),
+                path.as_str(),
+                timeout_ms,
+            )
         })
     }
 
@@ -213,11 +224,25 @@ impl HostApi for HostApiImpl {
                 serde_json::from_str(fields_json.as_str())
                     .unwrap_or_else(|_| serde_json::json!({"raw": fields_json.as_str()}))
             };
+            let Some(core) = self.core.upgrade() else {
+                return;
+            };
+            if level >= LogLevel::Info && core.observers.is_active() {
+                let mut r = crate::observer::Report::new(
+                    plugin_abi::ObservationKind::LogLine,
+                    plugin_abi::CallStatus::Ok,
+                    std::sync::Arc::from(level.as_str()),
+                    self.name.clone(),
+                );
+                r.message = Some(message.as_str().to_owned());
+                if !fields.is_null() {
+                    r.detail = Some(fields.to_string());
+                }
+                core.observers.report(r);
+            }
             crate::logger::log(level, "plugin", message.as_str(), Some(&self.name), fields);
             if level == LogLevel::Error {
-                if let Some(core) = self.core.upgrade() {
-                    core.report_error("plugin_log", &self.name, message.as_str());
-                }
+                core.report_error("plugin_log", &self.name, message.as_str());
             }
         }));
     }

@@ -31,10 +31,16 @@ pub struct CallInFlight {
     pub callback: &'static str,
     /// Detail such as the service name.
     pub detail: String,
+    /// The thread running it.
+    pub thread: String,
     /// When it started.
     pub started: Instant,
-    /// Whether the watchdog already reported it.
-    pub reported: bool,
+    /// Its deadline: busy longer than this means hung.
+    pub limit: Duration,
+    /// Whether the watchdog already reported it as stalled.
+    pub stall_reported: bool,
+    /// Whether the watchdog already reported it as hung.
+    pub hang_reported: bool,
 }
 
 /// The set of callbacks in progress.
@@ -44,15 +50,21 @@ pub struct InFlight {
     calls: Mutex<HashMap<u64, CallInFlight>>,
 }
 
-/// Removes its entry from [`InFlight`] when dropped.
+/// Removes its entry from [`InFlight`] and books the time spent on the
+/// instance when dropped.
 pub struct InFlightGuard<'a> {
     set: &'a InFlight,
     id: u64,
+    instance: Arc<PluginInstance>,
+    callback: &'static str,
+    started: Instant,
 }
 
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
         self.set.calls.lock().remove(&self.id);
+        self.instance
+            .record_callback(self.callback, self.started.elapsed());
     }
 }
 
@@ -60,11 +72,13 @@ impl InFlight {
     /// Records a call until the guard is dropped.
     pub fn enter(
         &self,
-        instance: &PluginInstance,
+        instance: &Arc<PluginInstance>,
         callback: &'static str,
         detail: &str,
+        limit: Duration,
     ) -> InFlightGuard<'_> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
         self.calls.lock().insert(
             id,
             CallInFlight {
@@ -72,21 +86,47 @@ impl InFlight {
                 plugin: instance.name.clone(),
                 callback,
                 detail: detail.to_owned(),
-                started: Instant::now(),
-                reported: false,
+                thread: std::thread::current()
+                    .name()
+                    .unwrap_or("unnamed")
+                    .to_owned(),
+                started,
+                limit,
+                stall_reported: false,
+                hang_reported: false,
             },
         );
-        InFlightGuard { set: self, id }
+        InFlightGuard {
+            set: self,
+            id,
+            instance: instance.clone(),
+            callback,
+            started,
+        }
     }
 
-    /// Calls running longer than `threshold` not reported yet; marks them
-    /// reported.
-    pub fn take_overdue(&self, threshold: Duration) -> Vec<CallInFlight> {
+    /// Calls busy longer than `threshold` and not reported as stalled yet;
+    /// marks them reported.
+    pub fn take_stalled(&self, threshold: Duration) -> Vec<CallInFlight> {
         let mut calls = self.calls.lock();
         let mut out = Vec::new();
         for call in calls.values_mut() {
-            if !call.reported && call.started.elapsed() > threshold {
-                call.reported = true;
+            if !call.stall_reported && call.started.elapsed() > threshold {
+                call.stall_reported = true;
+                out.push(call.clone());
+            }
+        }
+        out
+    }
+
+    /// Calls busy longer than their own deadline and not reported as hung
+    /// yet; marks them reported.
+    pub fn take_hung(&self) -> Vec<CallInFlight> {
+        let mut calls = self.calls.lock();
+        let mut out = Vec::new();
+        for call in calls.values_mut() {
+            if !call.hang_reported && call.started.elapsed() > call.limit {
+                call.hang_reported = true;
                 out.push(call.clone());
             }
         }
@@ -141,7 +181,7 @@ pub fn invoke_sync<R: Send + 'static>(
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let (inst, set, detail_owned) = (instance.clone(), inflight.clone(), detail.to_owned());
     runtime.spawn_blocking(move || {
-        let _guard = set.enter(&inst, callback, &detail_owned);
+        let _guard = set.enter(&inst, callback, &detail_owned, timeout);
         let result = f(&inst).into_result();
         let _ = tx.send(result);
     });
@@ -168,7 +208,7 @@ pub async fn invoke_async<R: Send + 'static>(
     }
     let (inst, set, detail_owned) = (instance.clone(), inflight.clone(), detail.to_owned());
     let task = tokio::task::spawn_blocking(move || {
-        let _guard = set.enter(&inst, callback, &detail_owned);
+        let _guard = set.enter(&inst, callback, &detail_owned, timeout);
         f(&inst).into_result()
     });
     match tokio::time::timeout(timeout, task).await {

@@ -85,6 +85,26 @@ pub struct PluginInstance {
     /// Whether a tick is running now.
     pub ticking: AtomicBool,
     status: Mutex<Status>,
+    callback_stats: [CallbackStat; CALLBACKS.len()],
+}
+
+/// The plugin callbacks the host times, in a fixed order.
+pub const CALLBACKS: [&str; 8] = [
+    "start",
+    "stop",
+    "handle_service",
+    "handle_http",
+    "on_event",
+    "on_observations",
+    "tick",
+    "health",
+];
+
+/// Time spent in one callback of one instance.
+#[derive(Default)]
+struct CallbackStat {
+    nanos: AtomicU64,
+    calls: AtomicU64,
 }
 
 impl PluginInstance {
@@ -120,6 +140,29 @@ impl PluginInstance {
 
     pub(crate) fn set_health(&self, status: HealthStatus, message: String) {
         self.status.lock().health = Some((status, message));
+    }
+
+    /// Books time spent in a callback (two relaxed atomic adds).
+    pub fn record_callback(&self, callback: &str, spent: Duration) {
+        if let Some(i) = CALLBACKS.iter().position(|c| *c == callback) {
+            let stat = &self.callback_stats[i];
+            stat.nanos
+                .fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
+            stat.calls.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `{callback: {"seconds": total, "calls": n}}` for every callback used.
+    pub fn callback_stats_json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        for (i, name) in CALLBACKS.iter().enumerate() {
+            let calls = self.callback_stats[i].calls.load(Ordering::Relaxed);
+            if calls > 0 {
+                let secs = self.callback_stats[i].nanos.load(Ordering::Relaxed) as f64 / 1e9;
+                map.insert((*name).to_owned(), json!({"seconds": secs, "calls": calls}));
+            }
+        }
+        serde_json::Value::Object(map)
     }
 }
 
@@ -163,6 +206,8 @@ pub struct PluginSummary {
     pub health: Option<serde_json::Value>,
     /// Whether the file is still in the plugins directory.
     pub file_present: bool,
+    /// Time spent in each callback of the current instance.
+    pub callbacks: serde_json::Value,
 }
 
 /// All plugins.
@@ -314,6 +359,7 @@ impl PluginManager {
                 start_ms: None,
                 health: None,
             }),
+            callback_stats: Default::default(),
         });
         let old = {
             let mut entries = self.entries.lock();
@@ -540,6 +586,7 @@ fn summarize(file: &Path, e: &FileEntry) -> PluginSummary {
                     .health
                     .map(|(st, m)| json!({"status": st.as_str(), "message": m})),
                 file_present: e.present,
+                callbacks: i.callback_stats_json(),
             }
         }
         None => PluginSummary {
@@ -561,6 +608,7 @@ fn summarize(file: &Path, e: &FileEntry) -> PluginSummary {
             quarantined: false,
             health: None,
             file_present: e.present,
+            callbacks: serde_json::Value::Null,
         },
     }
 }
