@@ -4,13 +4,18 @@
 //! dashboards). This file only exports the root module; each capability is
 //! its own module.
 
+#![forbid(unsafe_code)]
+
+pub mod alerts;
 pub mod collector;
 pub mod config;
+pub mod error_tracking;
 pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod module;
 pub mod names;
+pub mod profiling;
 pub mod store;
 
 plugin_abi::export_plugin!(crate::module::MonitoringModule);

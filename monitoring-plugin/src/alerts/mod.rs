@@ -1,0 +1,18 @@
+//! Prometheus-compatible alerting evaluated in-process (HomeConsole monitoring plugin).
+//!
+//! The plugin must alert without an external Prometheus, yet with the same rule files
+//! and the same results a Prometheus 2.x would give, so that alerting can move to
+//! Prometheus + Alertmanager unchanged. Pieces, in data-flow order:
+//!
+//! - [`history`]: bounded in-memory samples of the plugin's own series (with staleness);
+//! - [`promql`]: the PromQL subset, checked at load time, evaluated over the history;
+//! - [`template`]: the supported subset of Go alert templates, rendered exactly;
+//! - [`rules`]: Prometheus rule files, loaded rule by rule with precise errors;
+//! - [`engine`]: pending/firing/resolved state machine, health, persistence;
+//! - [`notify`]: Alertmanager v2 and webhook (payload v4) notifiers on their own threads.
+pub mod engine;
+pub mod history;
+pub mod notify;
+pub mod promql;
+pub mod rules;
+pub mod template;

@@ -1,0 +1,381 @@
+//! Alert notifications that never block evaluation.
+//!
+//! Each notifier owns one background std thread fed by a bounded queue: the engine
+//! hands over a batch with [`Notifier::notify`], which never waits (a full queue drops
+//! the batch and counts it). The thread sends either to Alertmanager's v2 API
+//! (`POST {url}/api/v2/alerts`, every batch, so firing alerts are re-sent and resolved
+//! ones carry `endsAt`) or to a webhook with Alertmanager's webhook payload version
+//! "4" (state changes only). Errors, 5xx and 429 are retried with exponential backoff.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value as Json};
+
+use super::engine::Notification;
+
+/// Where a notifier sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Alertmanager base URL (`http://host:9093`); alerts go to `/api/v2/alerts`.
+    Alertmanager {
+        /// Base URL.
+        url: String,
+    },
+    /// A webhook URL receiving Alertmanager's webhook payload (version "4").
+    Webhook {
+        /// Full URL.
+        url: String,
+        /// `receiver` field of the payload.
+        receiver: String,
+    },
+}
+
+/// Notifier settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifierConfig {
+    /// Destination.
+    pub target: Target,
+    /// Batches waiting at most (default 256); more are dropped and counted.
+    pub queue_capacity: usize,
+    /// Retries after the first attempt (default 5).
+    pub max_retries: u32,
+    /// First backoff (default 500 ms), doubled per retry up to `max_backoff`.
+    pub initial_backoff: Duration,
+    /// Backoff ceiling (default 30 s).
+    pub max_backoff: Duration,
+    /// Per-request timeout (default 10 s).
+    pub timeout: Duration,
+    /// `externalURL` of webhook payloads.
+    pub external_url: String,
+}
+
+impl NotifierConfig {
+    /// Defaults for `target`.
+    pub fn new(target: Target) -> Self {
+        NotifierConfig {
+            target,
+            queue_capacity: 256,
+            max_retries: 5,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+            external_url: "http://localhost".into(),
+        }
+    }
+}
+
+/// Counters of one notifier (alerts, not batches).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NotifierStats {
+    /// Alerts delivered.
+    pub sent: u64,
+    /// Alerts given up on after retries (or refused with a 4xx).
+    pub failed: u64,
+    /// Alerts dropped because the queue was full or the notifier stopped.
+    pub dropped: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// Errors of notifier set-up.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// The thread could not be started.
+    #[error("cannot start notifier thread: {0}")]
+    Spawn(#[from] std::io::Error),
+}
+
+/// A running notifier.
+pub struct Notifier {
+    name: String,
+    tx: Option<SyncSender<Vec<Notification>>>,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Notifier {
+    /// Starts the background thread.
+    pub fn start(name: &str, config: NotifierConfig) -> Result<Notifier, NotifyError> {
+        let (tx, rx) = sync_channel(config.queue_capacity.max(1));
+        let counters = Arc::new(Counters::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, s) = (counters.clone(), stop.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("alerts-notify-{name}"))
+            .spawn(move || worker(config, rx, c, s))?;
+        Ok(Notifier {
+            name: name.to_string(),
+            tx: Some(tx),
+            counters,
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    /// The notifier's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Queues a batch without blocking; returns false (and counts the alerts as
+    /// dropped) if the queue is full.
+    pub fn notify(&self, batch: Vec<Notification>) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        let n = batch.len() as u64;
+        let Some(tx) = &self.tx else {
+            self.counters.dropped.fetch_add(n, Ordering::Relaxed);
+            return false;
+        };
+        match tx.try_send(batch) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.counters.dropped.fetch_add(n, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> NotifierStats {
+        NotifierStats {
+            sent: self.counters.sent.load(Ordering::Relaxed),
+            failed: self.counters.failed.load(Ordering::Relaxed),
+            dropped: self.counters.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sends what is queued (without further retries once stopping) and joins the thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.tx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn worker(
+    config: NotifierConfig,
+    rx: Receiver<Vec<Notification>>,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(config.timeout))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    while let Ok(batch) = rx.recv() {
+        let (url, body, n) = match &config.target {
+            Target::Alertmanager { url } => {
+                let body = Json::Array(batch.iter().map(am_alert).collect());
+                (
+                    format!("{}/api/v2/alerts", url.trim_end_matches('/')),
+                    body,
+                    batch.len(),
+                )
+            }
+            Target::Webhook { url, receiver } => {
+                let changed: Vec<&Notification> =
+                    batch.iter().filter(|n| n.state_changed).collect();
+                if changed.is_empty() {
+                    continue;
+                }
+                (
+                    url.clone(),
+                    webhook_payload(receiver, &config.external_url, &changed),
+                    changed.len(),
+                )
+            }
+        };
+        let text = body.to_string();
+        let mut backoff = config.initial_backoff;
+        let mut attempt = 0u32;
+        loop {
+            let res = agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .send(text.as_str());
+            let retry = match res {
+                Ok(resp) => {
+                    let code = resp.status().as_u16();
+                    if (200..300).contains(&code) {
+                        counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+                        break;
+                    }
+                    code == 429 || code >= 500
+                }
+                Err(_) => true,
+            };
+            if !retry || attempt >= config.max_retries || stop.load(Ordering::SeqCst) {
+                counters.failed.fetch_add(n as u64, Ordering::Relaxed);
+                break;
+            }
+            attempt += 1;
+            // Sleep in slices so that a stop request is honoured quickly.
+            let until = std::time::Instant::now() + backoff;
+            while std::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(10).min(backoff));
+            }
+            backoff = (backoff * 2).min(config.max_backoff);
+        }
+    }
+}
+
+fn labels_json<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Json {
+    Json::Object(
+        pairs
+            .map(|(k, v)| (k.to_string(), Json::String(v.to_string())))
+            .collect(),
+    )
+}
+
+fn am_alert(n: &Notification) -> Json {
+    json!({
+        "labels": labels_json(n.labels.iter()),
+        "annotations": labels_json(n.annotations.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        "startsAt": rfc3339(n.starts_at_ms),
+        "endsAt": rfc3339(n.ends_at_ms),
+        "generatorURL": n.generator_url,
+    })
+}
+
+fn common(maps: &[Map<String, Json>]) -> Json {
+    let Some(first) = maps.first() else {
+        return json!({});
+    };
+    let mut out = first.clone();
+    out.retain(|k, v| maps.iter().all(|m| m.get(k) == Some(v)));
+    Json::Object(out)
+}
+
+/// Alertmanager's webhook payload (version "4") for one batch (one group).
+pub fn webhook_payload(receiver: &str, external_url: &str, alerts: &[&Notification]) -> Json {
+    let label_maps: Vec<Map<String, Json>> = alerts
+        .iter()
+        .map(|n| match labels_json(n.labels.iter()) {
+            Json::Object(m) => m,
+            _ => Map::new(),
+        })
+        .collect();
+    let ann_maps: Vec<Map<String, Json>> = alerts
+        .iter()
+        .map(
+            |n| match labels_json(n.annotations.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+                Json::Object(m) => m,
+                _ => Map::new(),
+            },
+        )
+        .collect();
+    let firing = alerts.iter().any(|n| !n.resolved);
+    let items: Vec<Json> = alerts
+        .iter()
+        .zip(label_maps.iter().zip(&ann_maps))
+        .map(|(n, (l, a))| {
+            json!({
+                "status": if n.resolved { "resolved" } else { "firing" },
+                "labels": l,
+                "annotations": a,
+                "startsAt": rfc3339(n.starts_at_ms),
+                "endsAt": if n.resolved { rfc3339(n.ends_at_ms) } else { "0001-01-01T00:00:00Z".into() },
+                "generatorURL": n.generator_url,
+                "fingerprint": fingerprint(l),
+            })
+        })
+        .collect();
+    json!({
+        "receiver": receiver,
+        "status": if firing { "firing" } else { "resolved" },
+        "alerts": items,
+        "groupLabels": {},
+        "commonLabels": common(&label_maps),
+        "commonAnnotations": common(&ann_maps),
+        "externalURL": external_url,
+        "version": "4",
+        "groupKey": "{}:{}",
+        "truncatedAlerts": 0,
+    })
+}
+
+fn fingerprint(labels: &Map<String, Json>) -> String {
+    // FNV-1a over sorted name/value pairs: stable, 16 hex digits like Alertmanager's.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (k, v) in labels {
+        for b in k
+            .bytes()
+            .chain([0xff])
+            .chain(v.as_str().unwrap_or("").bytes())
+            .chain([0xff])
+        {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// Formats epoch milliseconds as RFC 3339 UTC (`2024-01-02T03:04:05.678Z`).
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Civil-from-days (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_format() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+}
