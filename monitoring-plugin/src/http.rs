@@ -91,6 +91,30 @@ pub fn has_token(request: &HttpRequest, tokens: &[Option<&str>]) -> bool {
     ok
 }
 
+/// Checks the admin token for an admin endpoint. With no admin token
+/// configured, admin endpoints are disabled (403, saying how to enable
+/// them); a missing or wrong token is 401. The token is never echoed.
+pub fn require_admin(
+    access: &crate::config::AccessConfig,
+    request: &HttpRequest,
+    what: &str,
+) -> Result<(), HttpResponse> {
+    let Some(token) = access.admin_token.as_deref().filter(|t| !t.is_empty()) else {
+        return Err(error(
+            403,
+            "forbidden",
+            &format!(
+                "{what} is an admin endpoint and no admin token is configured: set admin_token under [plugins.monitoring.access] in the host config to enable it"
+            ),
+        ));
+    };
+    if has_token(request, &[Some(token)]) {
+        Ok(())
+    } else {
+        Err(unauthorized(what))
+    }
+}
+
 fn unauthorized(what: &str) -> HttpResponse {
     error(
         401,
@@ -109,7 +133,11 @@ pub fn handle(inner: &Inner, request: &HttpRequest) -> HttpResponse {
         "/api/v1/monitoring/health/live" => HttpResponse::json(200, &json!({"status": "alive"})),
         "/api/v1/monitoring/health/ready" => ready(inner),
         "/api/v1/monitoring/status" => HttpResponse::json(200, &inner.status_json()),
-        _ => error(404, "not_found", &format!("no monitoring route {path}")),
+        _ => inner
+            .capabilities
+            .iter()
+            .find_map(|cap| cap.handle_http(request))
+            .unwrap_or_else(|| error(404, "not_found", &format!("no monitoring route {path}"))),
     }
 }
 

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alerts;
+pub mod capability;
 pub mod collector;
 pub mod config;
 pub mod error_tracking;
@@ -17,5 +18,6 @@ pub mod module;
 pub mod names;
 pub mod profiling;
 pub mod store;
+pub mod trace;
 
 plugin_abi::export_plugin!(crate::module::MonitoringModule);

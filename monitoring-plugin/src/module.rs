@@ -15,6 +15,7 @@ use plugin_abi::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::capability::{build_all, Capability, Ctx};
 use crate::collector::{BuildInfo, MetricsCollector};
 use crate::config::MonitoringConfig;
 use crate::health::{CustomCheck, HealthChecker, Snapshot};
@@ -46,11 +47,13 @@ pub struct Inner {
     /// Handle to the host.
     pub host: Host,
     /// Configuration.
-    pub config: MonitoringConfig,
+    pub config: Arc<MonitoringConfig>,
     /// Metrics.
-    pub collector: MetricsCollector,
+    pub collector: Arc<MetricsCollector>,
     /// Health checks.
     pub health: HealthChecker,
+    /// Alerting, error tracking, tracing, profiling, …
+    pub capabilities: Vec<Arc<dyn Capability>>,
     stopping: AtomicBool,
     health_thread: Mutex<Option<JoinHandle<()>>>,
     events_seen: AtomicU64,
@@ -119,7 +122,8 @@ impl Inner {
             "version": MonitoringModule::VERSION,
             "series": self.collector.store().series_count(),
             "internal_events_seen": self.events_seen.load(Ordering::Relaxed),
-            "custom_health_checks": self.health.custom_checks(),
+                        "custom_health_checks": self.health.custom_checks(),
+            "capabilities": self.capabilities.iter().map(|c| (c.name().to_owned(), c.status())).collect::<serde_json::Map<String, Value>>(),
             "host": self.host.host_info(),
         })
     }
@@ -212,12 +216,20 @@ impl PluginImpl for MonitoringModule {
         .map_err(|e| PluginError::failed(e.to_string()))?;
         let kv = Arc::new(HostKv::new(host.clone(), "monitoring"));
         let health = HealthChecker::new(host.clone(), config.health.clone(), kv);
+        let (config, collector) = (Arc::new(config), Arc::new(collector));
+        let ctx = Ctx {
+            host: host.clone(),
+            config: config.clone(),
+            collector: collector.clone(),
+        };
+        let capabilities = build_all(&ctx)?;
         Ok(MonitoringModule {
             inner: Arc::new(Inner {
                 host,
                 config,
                 collector,
                 health,
+                capabilities,
                 stopping: AtomicBool::new(false),
                 health_thread: Mutex::new(None),
                 events_seen: AtomicU64::new(0),
@@ -234,6 +246,20 @@ impl PluginImpl for MonitoringModule {
             host.register_route(method, path)?;
         }
         host.subscribe("internal.*")?;
+        for cap in &self.inner.capabilities {
+            for (name, description) in cap.services() {
+                host.register_service(name, description)?;
+            }
+            for route in cap.routes() {
+                host.register_route_with_timeout(route.method, route.path, route.timeout_ms)?;
+            }
+            for pattern in cap.subscriptions() {
+                host.subscribe(pattern)?;
+            }
+        }
+        for cap in &self.inner.capabilities {
+            cap.start()?;
+        }
         host.set_observer(true)?;
         self.inner.refresh_host_gauges();
         self.spawn_health_round();
@@ -243,6 +269,9 @@ impl PluginImpl for MonitoringModule {
 
     fn stop(&self) -> Result<(), PluginError> {
         self.inner.stopping.store(true, Ordering::Release);
+        for cap in self.inner.capabilities.iter().rev() {
+            cap.stop();
+        }
         if let Some(t) = self.inner.health_thread.lock().take() {
             let _ = t.join();
         }
@@ -282,7 +311,14 @@ impl PluginImpl for MonitoringModule {
                 }
                 json!({"unregistered": input.name})
             }
-            other => return Err(PluginError::not_found(format!("no service {other}"))),
+            other => {
+                for cap in &inner.capabilities {
+                    if let Some(result) = cap.handle_service(call) {
+                        return result.map(|v| v.to_string());
+                    }
+                }
+                return Err(PluginError::not_found(format!("no service {other}")));
+            }
         };
         Ok(out.to_string())
     }
@@ -293,6 +329,9 @@ impl PluginImpl for MonitoringModule {
 
     fn on_event(&self, event: &Event) -> Result<(), PluginError> {
         self.inner.events_seen.fetch_add(1, Ordering::Relaxed);
+        for cap in &self.inner.capabilities {
+            cap.on_event(event);
+        }
         let topic = event.topic.as_str();
         if topic.starts_with("internal.plugin.") {
             if topic == "internal.plugin.stopped" {
@@ -313,10 +352,16 @@ impl PluginImpl for MonitoringModule {
 
     fn on_observations(&self, batch: &[Observation]) -> Result<(), PluginError> {
         self.inner.collector.observe(batch);
+        for cap in &self.inner.capabilities {
+            cap.on_observations(batch);
+        }
         Ok(())
     }
 
-    fn tick(&self, _now_unix_ms: u64) -> Result<(), PluginError> {
+    fn tick(&self, now_unix_ms: u64) -> Result<(), PluginError> {
+        for cap in &self.inner.capabilities {
+            cap.tick(now_unix_ms);
+        }
         if self.inner.health.due() {
             self.spawn_health_round();
         }

@@ -301,8 +301,14 @@ fn health_details_can_require_the_token() {
 #[test]
 fn unusable_storage_is_unhealthy_and_recovers() {
     let mnt = tempfile::tempdir().unwrap();
+    // Room for the plugin-cache copy of the (debug) plugin plus the database.
+    let plugin_mb = std::fs::metadata(crate::support::plugin_lib(MONITORING))
+        .unwrap()
+        .len()
+        / (1 << 20);
+    let size = format!("size={}m", plugin_mb * 2 + 64);
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", &size, "tmpfs"])
         .arg(mnt.path())
         .status()
         .map(|s| s.success())

@@ -1,0 +1,115 @@
+//! The seam between the plugin's life cycle and its capabilities (alerting,
+//! error tracking, tracing, profiling, …): each capability declares its
+//! services, routes and subscriptions and receives the callbacks it cares
+//! about, so the module that drives the life cycle stays small and adding a
+//! capability is one line in [`build_all`].
+
+use std::sync::Arc;
+
+use plugin_abi::{Event, Host, HttpRequest, HttpResponse, Observation, PluginError, ServiceCall};
+use serde_json::Value;
+
+use crate::collector::MetricsCollector;
+use crate::config::MonitoringConfig;
+use crate::store::{HostKv, KvStore};
+
+/// What every capability gets at construction.
+#[derive(Clone)]
+pub struct Ctx {
+    /// Handle to the host.
+    pub host: Host,
+    /// The plugin configuration.
+    pub config: Arc<MonitoringConfig>,
+    /// The plugin's metrics.
+    pub collector: Arc<MetricsCollector>,
+}
+
+impl Ctx {
+    /// Host storage in `namespace`.
+    pub fn kv(&self, namespace: &str) -> Arc<dyn KvStore> {
+        Arc::new(HostKv::new(self.host.clone(), namespace))
+    }
+}
+
+/// An HTTP route a capability answers.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// Method.
+    pub method: &'static str,
+    /// Path (matchit syntax: `{param}`, final `{*rest}`).
+    pub path: &'static str,
+    /// Handler deadline in ms (0 = host default).
+    pub timeout_ms: u64,
+}
+
+impl Route {
+    /// A route with the host's default deadline.
+    pub const fn new(method: &'static str, path: &'static str) -> Self {
+        Route {
+            method,
+            path,
+            timeout_ms: 0,
+        }
+    }
+}
+
+/// One capability of the monitoring plugin. Every method has a no-op
+/// default; callbacks must not block for long (the host times them).
+pub trait Capability: Send + Sync {
+    /// Short name, for logs and status.
+    fn name(&self) -> &'static str;
+
+    /// Services to register: (name, description).
+    fn services(&self) -> Vec<(&'static str, &'static str)> {
+        Vec::new()
+    }
+
+    /// HTTP routes to register.
+    fn routes(&self) -> Vec<Route> {
+        Vec::new()
+    }
+
+    /// Extra bus subscriptions (the module already subscribes `internal.*`
+    /// and forwards those events to every capability).
+    fn subscriptions(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    /// Called once after registration; start threads here.
+    fn start(&self) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// Stop threads and join them.
+    fn stop(&self) {}
+
+    /// Handles a service call if it is one of this capability's.
+    fn handle_service(&self, _call: &ServiceCall<'_>) -> Option<Result<Value, PluginError>> {
+        None
+    }
+
+    /// Handles an HTTP request if it is one of this capability's routes.
+    fn handle_http(&self, _request: &HttpRequest) -> Option<HttpResponse> {
+        None
+    }
+
+    /// Receives every event the plugin gets.
+    fn on_event(&self, _event: &Event) {}
+
+    /// Receives every observer batch.
+    fn on_observations(&self, _batch: &[Observation]) {}
+
+    /// Host tick (default every second).
+    fn tick(&self, _now_unix_ms: u64) {}
+
+    /// Facts for `/api/v1/monitoring/status`.
+    fn status(&self) -> Value {
+        Value::Null
+    }
+}
+
+/// Builds every capability, in the order callbacks reach them.
+pub fn build_all(_ctx: &Ctx) -> Result<Vec<Arc<dyn Capability>>, PluginError> {
+    let all: Vec<Arc<dyn Capability>> = vec![];
+    Ok(all)
+}
