@@ -34,7 +34,7 @@ else
 fi
 echo "docker-compose.monitoring.yml: OK"
 
-python3 - grafana/provisioning/*/*.yml <<'PY'
+"${HOMECONSOLE_PYTHON:-python3}" - grafana/provisioning/*/*.yml <<'PY'
 import sys, yaml
 for path in sys.argv[1:]:
     with open(path) as f:
