@@ -9,6 +9,7 @@ use std::sync::Arc;
 use plugin_abi::{Event, Host, HttpRequest, HttpResponse, Observation, PluginError, ServiceCall};
 use serde_json::Value;
 
+use crate::alerts::history::History;
 use crate::collector::MetricsCollector;
 use crate::config::MonitoringConfig;
 use crate::store::{HostKv, KvStore};
@@ -22,6 +23,9 @@ pub struct Ctx {
     pub config: Arc<MonitoringConfig>,
     /// The plugin's metrics.
     pub collector: Arc<MetricsCollector>,
+    /// Bounded history of the plugin's own samples (alert evaluation, the
+    /// query API and the dashboard read it).
+    pub history: Arc<History>,
 }
 
 impl Ctx {
@@ -109,7 +113,10 @@ pub trait Capability: Send + Sync {
 }
 
 /// Builds every capability, in the order callbacks reach them.
-pub fn build_all(_ctx: &Ctx) -> Result<Vec<Arc<dyn Capability>>, PluginError> {
-    let all: Vec<Arc<dyn Capability>> = vec![];
+pub fn build_all(ctx: &Ctx) -> Result<Vec<Arc<dyn Capability>>, PluginError> {
+    let all: Vec<Arc<dyn Capability>> = vec![
+        Arc::new(crate::promapi::PromApi::new(ctx.history.clone())),
+        Arc::new(crate::dashboard::Dashboard),
+    ];
     Ok(all)
 }

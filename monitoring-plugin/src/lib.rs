@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod capability;
 pub mod collector;
 pub mod config;
+pub mod dashboard;
 pub mod error_tracking;
 pub mod health;
 pub mod http;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod module;
 pub mod names;
 pub mod profiling;
+pub mod promapi;
 pub mod store;
 pub mod trace;
 
