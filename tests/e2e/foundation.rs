@@ -634,3 +634,41 @@ fn cli_help_and_bad_config() {
         "{err}"
     );
 }
+
+#[test]
+fn plugins_cannot_read_other_plugins_storage_unless_granted() {
+    let host = TestHost::builder()
+        .plugin(MONITORING)
+        .plugin(DEMO)
+        .config(QUIET_DEMO)
+        .start();
+    // The monitoring plugin stores its health checks in namespace "monitoring".
+    let r = host.call(
+        "demo.kv.peek",
+        &json!({"namespace": "monitoring", "key": "healthcheck/x"}),
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(
+        msg.contains("may not use storage namespace \"monitoring\""),
+        "{msg}"
+    );
+    // Its own namespaces work.
+    let r = host.call(
+        "demo.kv.peek",
+        &json!({"namespace": "demo-devices.cache", "key": "x"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    drop(host);
+
+    let host = TestHost::builder()
+        .plugin(MONITORING)
+        .plugin(DEMO)
+        .config("[host]\ntick_interval_ms = 200\n[host.storage_grants]\ndemo-devices = [\"monitoring\"]\n[plugins.demo-devices]\ninterval_ms = 0")
+        .start();
+    let r = host.call(
+        "demo.kv.peek",
+        &json!({"namespace": "monitoring", "key": "nothing"}),
+    );
+    assert_eq!(r.status, 200, "granted: {}", r.body);
+}

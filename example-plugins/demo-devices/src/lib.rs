@@ -71,6 +71,10 @@ const SERVICES: &[(&str, &str)] = &[
     ),
     ("demo.kv.get", "read a stored value: {\"key\"}"),
     (
+        "demo.kv.peek",
+        "read another namespace (refused unless granted): {\"namespace\", \"key\"}",
+    ),
+    (
         "demo.sleep",
         "sleep for {\"ms\": n} milliseconds, then answer",
     ),
@@ -274,6 +278,13 @@ impl PluginImpl for DemoDevices {
                         )))
                     }
                 }
+            }
+            "demo.kv.peek" => {
+                let v = input(input_text)?;
+                let value = s
+                    .host
+                    .storage_get(field(&v, "namespace")?, field(&v, "key")?)?;
+                json!({"value": value})
             }
             "demo.sleep" => {
                 let ms = input(input_text)?["ms"].as_u64().unwrap_or(0).min(60_000);

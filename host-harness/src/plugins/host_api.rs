@@ -69,6 +69,24 @@ fn opt(s: ROption<RStr<'_>>) -> Option<&str> {
     s.into_option().map(|s| s.as_str())
 }
 
+impl HostApiImpl {
+    /// Applies the storage isolation rule (`config::namespace_allowed`).
+    fn check_namespace(&self, core: &HostCore, namespace: &str) -> Result<(), PluginError> {
+        if crate::config::namespace_allowed(&self.name, namespace, &core.config.host.storage_grants)
+        {
+            Ok(())
+        } else {
+            Err(PluginError::new(
+                ErrorKind::Unauthorized,
+                format!(
+                    "plugin {} may not use storage namespace {namespace:?}: plugins use their own namespace ({0}, {0}-*, {0}.*) unless [host.storage_grants] grants more",
+                    self.name
+                ),
+            ))
+        }
+    }
+}
+
 impl HostApi for HostApiImpl {
     fn plugin_name(&self) -> RString {
         RString::from(&*self.name)
@@ -137,6 +155,7 @@ impl HostApi for HostApiImpl {
         key: RStr<'_>,
     ) -> RResult<ROption<RString>, PluginError> {
         self.with_core(|core| {
+            self.check_namespace(core, namespace.as_str())?;
             core.storage_get(&self.name, namespace.as_str(), key.as_str())
                 .map(|v| v.map(RString::from).into())
         })
@@ -149,12 +168,16 @@ impl HostApi for HostApiImpl {
         value: RStr<'_>,
     ) -> RResult<(), PluginError> {
         self.with_core(|core| {
+            self.check_namespace(core, namespace.as_str())?;
             core.storage_set(&self.name, namespace.as_str(), key.as_str(), value.as_str())
         })
     }
 
     fn storage_delete(&self, namespace: RStr<'_>, key: RStr<'_>) -> RResult<bool, PluginError> {
-        self.with_core(|core| core.storage_delete(&self.name, namespace.as_str(), key.as_str()))
+        self.with_core(|core| {
+            self.check_namespace(core, namespace.as_str())?;
+            core.storage_delete(&self.name, namespace.as_str(), key.as_str())
+        })
     }
 
     fn storage_list_keys(
@@ -163,6 +186,7 @@ impl HostApi for HostApiImpl {
         prefix: RStr<'_>,
     ) -> RResult<RVec<RString>, PluginError> {
         self.with_core(|core| {
+            self.check_namespace(core, namespace.as_str())?;
             core.storage_list_keys(&self.name, namespace.as_str(), prefix.as_str())
                 .map(|keys| keys.into_iter().map(RString::from).collect())
         })
