@@ -1,0 +1,202 @@
+//! Hostile input: property tests over the untrusted parsers — the
+//! record_metric validator, the Sentry envelope/ingest parser, the rule-file
+//! loader and PromQL subset, and the HTTP query-parameter parsing. Each runs
+//! the committed seed corpus (`tests/corpus/`) as is and mutated, plus
+//! arbitrary input; the property is "no panic, a clean result or a clean
+//! error, and bounded output". Case counts: `PROPTEST_CASES` (proptest's default,
+//! per property by default, proptest's 256).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use monitoring_plugin::alerts::history::{History, HistoryConfig, Sample};
+use monitoring_plugin::alerts::promql::{eval_instant, parse_supported};
+use monitoring_plugin::alerts::rules::parse_rule_file;
+use monitoring_plugin::error_tracking::ingest::{parse_request, IngestConfig, IngestRequest};
+use monitoring_plugin::http::query_param;
+use monitoring_plugin::metrics::{MetricKind, MetricStore, RecordRequest};
+use proptest::prelude::*;
+
+static TRIED: AtomicU64 = AtomicU64::new(0);
+
+fn corpus(dir: &str) -> Vec<Vec<u8>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus")
+        .join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&path)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files.iter().map(|f| std::fs::read(f).unwrap()).collect()
+}
+
+fn lines(dir: &str) -> Vec<String> {
+    corpus(dir)
+        .iter()
+        .flat_map(|b| {
+            String::from_utf8_lossy(b)
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| !l.trim().is_empty())
+        .collect()
+}
+
+/// A seed with a few random byte edits (replace, insert, delete, truncate).
+fn mutate(seed: &[u8], edits: &[(u16, u8, u8)]) -> Vec<u8> {
+    let mut out = seed.to_vec();
+    for &(pos, byte, op) in edits {
+        let at = if out.is_empty() {
+            0
+        } else {
+            pos as usize % (out.len() + 1)
+        };
+        match op % 4 {
+            0 if at < out.len() => out[at] = byte,
+            1 => out.insert(at, byte),
+            2 if at < out.len() => {
+                out.remove(at);
+            }
+            3 => out.truncate(at),
+            _ => out.push(byte),
+        }
+    }
+    out
+}
+
+fn edits() -> impl Strategy<Value = Vec<(u16, u8, u8)>> {
+    prop::collection::vec((any::<u16>(), any::<u8>(), any::<u8>()), 0..8)
+}
+
+fn history() -> History {
+    let h = History::new(HistoryConfig::default());
+    for i in 0..20 {
+        h.ingest(
+            i * 15_000,
+            &[
+                Sample {
+                    name: "x_total".into(),
+                    labels: vec![("a".into(), "1".into())],
+                    value: i as f64,
+                },
+                Sample {
+                    name: "up".into(),
+                    labels: vec![],
+                    value: 1.0,
+                },
+            ],
+        );
+    }
+    h
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn record_metric_never_panics_and_never_corrupts(
+        name in "[a-zA-Z_:0-9\\-\\.é]{0,40}",
+        labels in prop::collection::btree_map("[a-zA-Z_0-9\\-]{0,12}", ".{0,40}", 0..20),
+        value in prop_oneof![any::<f64>(), Just(f64::NAN), Just(f64::INFINITY), Just(-1.0), Just(0.5)],
+        kind in 0u8..3,
+        seed_index in any::<usize>(),
+    ) {
+        TRIED.fetch_add(1, Ordering::Relaxed);
+        let store = MetricStore::new();
+        store.record(&RecordRequest { name: "anchor_total".into(), value: 7.0, labels: BTreeMap::new(), kind: MetricKind::Counter, help: None }).unwrap();
+        let before = store.encode_to_string();
+        let kind = [MetricKind::Counter, MetricKind::Gauge, MetricKind::Histogram][kind as usize];
+        let seeds = lines("metrics");
+        let seed: serde_json::Value = serde_json::from_str(&seeds[seed_index % seeds.len()]).unwrap();
+        for req in [
+            RecordRequest { name: name.clone(), value, labels: labels.clone(), kind, help: None },
+            RecordRequest {
+                name: seed["name"].as_str().unwrap().to_owned(),
+                value,
+                labels: labels.clone(),
+                kind,
+                help: Some(name.clone()),
+            },
+        ] {
+            if store.record(&req).is_err() {
+                // A refusal changes nothing.
+                prop_assert!(store.encode_to_string().contains("anchor_total 7"));
+            }
+        }
+        let after = store.encode_to_string();
+        prop_assert!(after.contains("anchor_total 7"), "anchor corrupted:\n{before}\n---\n{after}");
+        prop_assert!(after.len() < 1 << 20);
+    }
+
+    #[test]
+    fn sentry_ingest_never_panics(
+        seed_index in any::<usize>(),
+        edits in edits(),
+        raw in prop::collection::vec(any::<u8>(), 0..512),
+        encoding in prop_oneof![Just(""), Just("gzip"), Just("deflate"), Just("br"), Just("zstd")],
+        use_raw in any::<bool>(),
+        path in prop_oneof![Just("/api/1/envelope/"), Just("/api/1/store/"), Just("/api/x/envelope/"), Just("/api//store/")],
+    ) {
+        TRIED.fetch_add(1, Ordering::Relaxed);
+        let seeds = corpus("envelopes");
+        let body = if use_raw { raw } else { mutate(&seeds[seed_index % seeds.len()], &edits) };
+        let mut headers = vec![("x-sentry-auth".to_owned(), "Sentry sentry_key=public, sentry_version=7".to_owned())];
+        if !encoding.is_empty() {
+            headers.push(("content-encoding".to_owned(), encoding.to_owned()));
+        }
+        let config = IngestConfig { public_keys: vec!["public".into()], max_decompressed_bytes: 1 << 20, ..IngestConfig::default() };
+        let req = IngestRequest { method: "POST", path, headers: &headers, body: &body };
+        match parse_request(&config, &req) {
+            Ok(outcome) => prop_assert!(outcome.events.len() <= config.max_items),
+            Err(e) => prop_assert!(matches!(e.status(), 400 | 401 | 404 | 405 | 413), "{e:?}"),
+        }
+    }
+
+    #[test]
+    fn rule_loader_never_panics(seed_index in any::<usize>(), edits in edits(), junk in ".{0,200}") {
+        TRIED.fetch_add(1, Ordering::Relaxed);
+        let seeds = corpus("rules");
+        let text = String::from_utf8_lossy(&mutate(&seeds[seed_index % seeds.len()], &edits)).into_owned();
+        let result = parse_rule_file(&text, "fuzz.yml");
+        for e in &result.errors {
+            prop_assert!(e.to_string().contains("fuzz.yml"), "{e}");
+        }
+        let _ = parse_rule_file(&junk, "junk.yml");
+    }
+
+    #[test]
+    fn promql_subset_never_panics(seed_index in any::<usize>(), edits in edits(), junk in ".{0,80}") {
+        TRIED.fetch_add(1, Ordering::Relaxed);
+        let seeds = lines("promql");
+        let text = String::from_utf8_lossy(&mutate(seeds[seed_index % seeds.len()].as_bytes(), &edits)).into_owned();
+        let h = history();
+        for q in [text.as_str(), junk.as_str()] {
+            if let Ok(expr) = parse_supported(q) {
+                let _ = eval_instant(&expr, 300_000, &h);
+            }
+        }
+    }
+
+    #[test]
+    fn query_parameters_never_panic(query in ".{0,120}", name in "[a-z\\[\\]%]{0,8}", bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+        TRIED.fetch_add(1, Ordering::Relaxed);
+        let _ = query_param(&query, &name);
+        let lossy = String::from_utf8_lossy(&bytes).into_owned();
+        let _ = query_param(&lossy, "query");
+        let _ = query_param("%", "%");
+        let _ = query_param("a=%e9%", "a");
+    }
+}
+
+#[test]
+fn zz_report_inputs_tried() {
+    // Runs last in the file (name order under nextest's per-test processes
+    // this counts only itself; the figure comes from `cargo test` runs).
+    eprintln!(
+        "hostile inputs tried in this process: {}",
+        TRIED.load(Ordering::Relaxed)
+    );
+}
