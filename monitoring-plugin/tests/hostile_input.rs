@@ -3,8 +3,8 @@
 //! loader and PromQL subset, and the HTTP query-parameter parsing. Each runs
 //! the committed seed corpus (`tests/corpus/`) as is and mutated, plus
 //! arbitrary input; the property is "no panic, a clean result or a clean
-//! error, and bounded output". Case counts: `PROPTEST_CASES` (proptest's default,
-//! per property by default, proptest's 256).
+//! error, and bounded output". Case counts: `PROPTEST_CASES` (256 per
+//! property when unset).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
