@@ -206,6 +206,11 @@ impl MetricsCollector {
         })
     }
 
+    /// Every host family registered (`homeconsole_*`), series or not.
+    pub fn host_family_names(&self) -> Vec<String> {
+        self.internal.family_names()
+    }
+
     /// The metric store (for record_metric).
     pub fn store(&self) -> &Arc<MetricStore> {
         &self.store

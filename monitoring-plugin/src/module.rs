@@ -120,7 +120,8 @@ impl Inner {
         json!({
             "plugin": MonitoringModule::NAME,
             "version": MonitoringModule::VERSION,
-            "series": self.collector.store().series_count(),
+                        "series": self.collector.store().series_count(),
+            "metric_families": self.collector.host_family_names(),
             "internal_events_seen": self.events_seen.load(Ordering::Relaxed),
                         "custom_health_checks": self.health.custom_checks(),
             "capabilities": self.capabilities.iter().map(|c| (c.name().to_owned(), c.status())).collect::<serde_json::Map<String, Value>>(),

@@ -96,7 +96,8 @@ fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
+        .sum::<f64>()
+        + 0.0
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {

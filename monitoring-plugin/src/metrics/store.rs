@@ -445,6 +445,11 @@ impl MetricStore {
         self.families.read().len()
     }
 
+    /// Names of every registered family, with or without series.
+    pub fn family_names(&self) -> Vec<String> {
+        self.families.read().keys().map(|k| k.to_string()).collect()
+    }
+
     /// Refusals of [`Self::record`] so far, per reason, for every reason in
     /// [`crate::metrics::REASONS`] order (zeros included).
     pub fn refusals(&self) -> Vec<(&'static str, u64)> {
