@@ -17,6 +17,10 @@ fn documented() -> BTreeSet<String> {
         .filter(|l| l.starts_with("| `"))
         .filter_map(|l| l.split('`').nth(1))
         .filter(|name| name.starts_with("homeconsole_") || name.starts_with("process_"))
+        .filter(|name| {
+            name.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
         .map(str::to_owned)
         .collect()
 }
