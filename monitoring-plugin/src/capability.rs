@@ -115,6 +115,7 @@ pub trait Capability: Send + Sync {
 /// Builds every capability, in the order callbacks reach them.
 pub fn build_all(ctx: &Ctx) -> Result<Vec<Arc<dyn Capability>>, PluginError> {
     let all: Vec<Arc<dyn Capability>> = vec![
+        Arc::new(crate::history_sampler::HistorySampler::new(ctx)),
         Arc::new(crate::promapi::PromApi::new(ctx.history.clone())),
         Arc::new(crate::dashboard::Dashboard),
     ];

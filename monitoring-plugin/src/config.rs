@@ -58,6 +58,28 @@ impl Default for HealthConfig {
     }
 }
 
+/// Embedded history settings (alerts, query API and dashboard read it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// How often the plugin samples its own metrics, seconds.
+    pub sample_interval_secs: f64,
+    /// How long samples are kept, seconds (default one hour).
+    pub retention_secs: u64,
+    /// Most series kept.
+    pub max_series: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            sample_interval_secs: 15.0,
+            retention_secs: 3_600,
+            max_series: 50_000,
+        }
+    }
+}
+
 /// The whole plugin configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -68,6 +90,8 @@ pub struct MonitoringConfig {
     pub metrics: MetricsConfig,
     /// Health checks.
     pub health: HealthConfig,
+    /// Embedded history.
+    pub history: HistoryConfig,
 }
 
 impl MonitoringConfig {
@@ -82,6 +106,17 @@ impl MonitoringConfig {
             return Err(
                 "invalid monitoring config: health.timeout_secs must be in (0, 300]".into(),
             );
+        }
+        if !(config.history.sample_interval_secs >= 0.1
+            && config.history.sample_interval_secs <= 3_600.0)
+        {
+            return Err(
+                "invalid monitoring config: history.sample_interval_secs must be in [0.1, 3600]"
+                    .into(),
+            );
+        }
+        if config.history.retention_secs < 60 || config.history.max_series == 0 {
+            return Err("invalid monitoring config: history.retention_secs must be >= 60 and history.max_series > 0".into());
         }
         if config.metrics.max_series_per_metric == 0 {
             return Err(

@@ -13,6 +13,7 @@ pub mod config;
 pub mod dashboard;
 pub mod error_tracking;
 pub mod health;
+pub mod history_sampler;
 pub mod http;
 pub mod metrics;
 pub mod module;
