@@ -11,6 +11,7 @@ pub mod capability;
 pub mod collector;
 pub mod config;
 pub mod error_tracking;
+pub mod errors;
 pub mod health;
 pub mod http;
 pub mod metrics;
