@@ -218,7 +218,7 @@ impl Errors {
 
     /// Turns one `Error` observation into an event, attaching the panic
     /// backtrace the plugin logged just before, if any.
-    fn from_observation(&self, o: &Observation) -> ErrorEvent {
+    fn event_for(&self, o: &Observation) -> ErrorEvent {
         let mut event = event_from_error(o);
         if event.exception.first().is_some_and(|e| e.ty == "panic") {
             let pending = self.pending_backtraces.lock().remove(o.caller.as_str());
@@ -803,7 +803,7 @@ impl Capability for Errors {
                     if o.name.as_str() == "plugin_log"
                         && o.message.as_str() == PANIC_BACKTRACE_LOG => {}
                 ObservationKind::Error => {
-                    let event = self.from_observation(o);
+                    let event = self.event_for(o);
                     self.record(event);
                 }
                 ObservationKind::LogLine
