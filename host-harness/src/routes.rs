@@ -291,4 +291,36 @@ mod tests {
         t.register("GET", "/api/v1/monitoring/metrics", "monitoring", 3, 0)
             .unwrap();
     }
+
+    /// The Sentry ingest paths (`/api/{project_id}/envelope/`, with and
+    /// without the trailing slash) live outside `/api/v1/` next to static
+    /// `/api/v1/...` routes; both must keep resolving.
+    #[test]
+    fn sentry_ingest_paths_beside_v1_routes() {
+        let t = RouteTable::default();
+        t.register("GET", "/api/v1/monitoring/errors", "monitoring", 1, 0)
+            .unwrap();
+        for p in [
+            "/api/{project_id}/envelope/",
+            "/api/{project_id}/envelope",
+            "/api/{project_id}/store/",
+            "/api/{project_id}/store",
+        ] {
+            t.register("POST", p, "monitoring", 1, 0).unwrap();
+        }
+        let m = t.lookup("POST", "/api/42/envelope/").unwrap();
+        assert_eq!(m.route, "/api/{project_id}/envelope/");
+        assert_eq!(m.params, vec![("project_id".to_owned(), "42".to_owned())]);
+        assert_eq!(
+            t.lookup("POST", "/api/42/store").unwrap().route,
+            "/api/{project_id}/store"
+        );
+        assert_eq!(
+            t.lookup("GET", "/api/v1/monitoring/errors").unwrap().route,
+            "/api/v1/monitoring/errors"
+        );
+        assert!(t
+            .register("POST", "/api/v1/plugins/x/envelope/", "x", 2, 0)
+            .is_err());
+    }
 }

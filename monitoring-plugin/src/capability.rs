@@ -118,6 +118,7 @@ pub fn build_all(ctx: &Ctx) -> Result<Vec<Arc<dyn Capability>>, PluginError> {
         Arc::new(crate::history_sampler::HistorySampler::new(ctx)),
         Arc::new(crate::promapi::PromApi::new(ctx.history.clone())),
         Arc::new(crate::dashboard::Dashboard),
+        Arc::new(crate::errors::Errors::new(ctx)?),
     ];
     Ok(all)
 }

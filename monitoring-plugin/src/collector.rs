@@ -276,16 +276,10 @@ impl MetricsCollector {
                         c.inc();
                     }
                 }
-                ObservationKind::Error => {
-                    if let Some(c) = with_overflow(
-                        |l| self.errors.with_labels(l),
-                        &[o.caller.as_str(), "error"],
-                        0,
-                    ) {
-                        c.inc();
-                    }
-                }
-                ObservationKind::PluginState
+                // Errors are counted once, with their real level, by the
+                // error-tracking capability (`count_error`), not here.
+                ObservationKind::Error
+                | ObservationKind::PluginState
                 | ObservationKind::HttpRequest
                 | ObservationKind::LogLine
                 | ObservationKind::Stall => {}
@@ -294,7 +288,9 @@ impl MetricsCollector {
         self.observations.inc_by(batch.len() as f64);
     }
 
-    /// Counts an error at a given level (used by error tracking).
+    /// Counts an error at a given level: the one place that feeds
+    /// `homeconsole_errors_total` (called by error tracking for every
+    /// captured or ingested event).
     pub fn count_error(&self, plugin: &str, level: &str) {
         if let Some(c) = with_overflow(|l| self.errors.with_labels(l), &[plugin, level], 0) {
             c.inc();

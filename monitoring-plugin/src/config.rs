@@ -80,6 +80,70 @@ impl Default for HistoryConfig {
     }
 }
 
+/// Error-tracking settings (`[plugins.monitoring.errors]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ErrorsConfig {
+    /// Environment recorded on every captured event.
+    pub environment: String,
+    /// Sentry public keys accepted by the ingest endpoints (the user part of
+    /// a DSN). Empty: ingest answers 401 to everything.
+    pub public_keys: Vec<String>,
+    /// Numeric project ids accepted by the ingest endpoints. Empty: any.
+    pub project_ids: Vec<String>,
+    /// When set, captured events are also forwarded to this Sentry DSN.
+    pub sentry_dsn: Option<String>,
+    /// Also forward events received through ingest (off: avoids loops when
+    /// two instances point at each other).
+    pub forward_ingested: bool,
+    /// Events waiting to be forwarded; more are dropped (counted).
+    pub forward_queue: usize,
+    /// Retries of one forwarded event after network errors or 5xx.
+    pub forward_max_retries: u32,
+    /// Per-request timeout of the forwarder, milliseconds.
+    pub forward_timeout_ms: u64,
+    /// Most issues kept; the least recently seen is evicted.
+    pub max_issues: usize,
+    /// Sample events kept per issue (the first plus the most recent).
+    pub samples_per_issue: usize,
+    /// Issues not seen for this many days are dropped.
+    pub max_age_days: u64,
+    /// Samples stored per issue per minute (counts stay exact).
+    pub samples_per_minute: u32,
+    /// Breadcrumbs kept per plugin.
+    pub breadcrumbs: usize,
+    /// Largest ingest body as sent, bytes (the host's `max_body_bytes`
+    /// applies first).
+    pub max_compressed_bytes: usize,
+    /// Largest ingest body after decompression, bytes.
+    pub max_decompressed_bytes: usize,
+    /// Items per ingested envelope.
+    pub max_items: usize,
+}
+
+impl Default for ErrorsConfig {
+    fn default() -> Self {
+        ErrorsConfig {
+            environment: "production".to_owned(),
+            public_keys: Vec::new(),
+            project_ids: Vec::new(),
+            sentry_dsn: None,
+            forward_ingested: false,
+            forward_queue: 100,
+            forward_max_retries: 3,
+            forward_timeout_ms: 10_000,
+            max_issues: 1000,
+            samples_per_issue: 10,
+            max_age_days: 30,
+            samples_per_minute: 5,
+            breadcrumbs: 50,
+            max_compressed_bytes: 1024 * 1024,
+            max_decompressed_bytes: 10 * 1024 * 1024,
+            max_items: 100,
+        }
+    }
+}
+
 /// The whole plugin configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -92,6 +156,8 @@ pub struct MonitoringConfig {
     pub health: HealthConfig,
     /// Embedded history.
     pub history: HistoryConfig,
+    /// Error tracking.
+    pub errors: ErrorsConfig,
 }
 
 impl MonitoringConfig {
@@ -122,6 +188,17 @@ impl MonitoringConfig {
             return Err(
                 "invalid monitoring config: metrics.max_series_per_metric must be > 0".into(),
             );
+        }
+        let e = &config.errors;
+        if e.max_issues == 0 || e.samples_per_issue == 0 || e.max_age_days == 0 {
+            return Err("invalid monitoring config: errors.max_issues, errors.samples_per_issue and errors.max_age_days must be > 0".into());
+        }
+        if e.max_compressed_bytes == 0 || e.max_decompressed_bytes == 0 || e.max_items == 0 {
+            return Err("invalid monitoring config: errors.max_compressed_bytes, errors.max_decompressed_bytes and errors.max_items must be > 0".into());
+        }
+        if let Some(dsn) = e.sentry_dsn.as_deref().filter(|d| !d.is_empty()) {
+            dsn.parse::<crate::error_tracking::Dsn>()
+                .map_err(|err| format!("invalid monitoring config: errors.sentry_dsn: {err}"))?;
         }
         Ok(config)
     }

@@ -12,6 +12,7 @@ pub mod collector;
 pub mod config;
 pub mod dashboard;
 pub mod error_tracking;
+pub mod errors;
 pub mod health;
 pub mod history_sampler;
 pub mod http;

@@ -7,9 +7,10 @@
 //! and location, and never reaches an abi_stable shim (which would abort the
 //! host, DESIGN.md §2.1).
 
+use std::backtrace::Backtrace;
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 
 use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::sabi_trait::TD_Opaque;
@@ -297,13 +298,31 @@ impl Host {
 thread_local! {
     /// Location and message of the last panic on this thread, set by the hook.
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// Backtrace of the last panic on this thread, set by the hook.
+    static LAST_BACKTRACE: RefCell<Option<Backtrace>> = const { RefCell::new(None) };
 }
 
 static HOOK: Once = Once::new();
 
+/// The host handle of this library's plugin, for reporting panic backtraces
+/// from [`guard`] (which has no handle of its own). Every cdylib has its own
+/// statics, so this is per plugin library; the first plugin built wins.
+static PANIC_HOST: OnceLock<Host> = OnceLock::new();
+
+/// Message of the error-level log line that carries a panic backtrace in its
+/// fields (`callback`, `panic`, `backtrace`). The monitoring plugin attaches
+/// the backtrace to the panic's issue instead of opening an issue for the
+/// line itself.
+pub const PANIC_BACKTRACE_LOG: &str = "plugin panic backtrace";
+
+/// Longest backtrace text sent to the host, in bytes.
+const MAX_BACKTRACE_BYTES: usize = 16 * 1024;
+
 /// Installs (once per library: every cdylib has its own panic hook) a hook
-/// that records the panic location instead of printing to stderr; the
-/// message then travels to the host in the `Panicked` error.
+/// that records the panic location and a backtrace instead of printing to
+/// stderr. The message (with the location only) travels to the host in the
+/// `Panicked` error, which may reach HTTP clients; the backtrace goes only
+/// to the host log (see [`PANIC_BACKTRACE_LOG`]).
 fn install_panic_hook() {
     HOOK.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
@@ -312,8 +331,30 @@ fn install_panic_hook() {
                 .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
                 .unwrap_or_else(|| "unknown location".to_owned());
             LAST_PANIC.with(|p| *p.borrow_mut() = Some(location));
+            LAST_BACKTRACE.with(|b| *b.borrow_mut() = Some(Backtrace::force_capture()));
         }));
     });
+}
+
+/// Sends the backtrace of a panic caught in `callback` to the host log.
+fn report_backtrace(callback: &str, message: &str, backtrace: Option<Backtrace>) {
+    let (Some(host), Some(backtrace)) = (PANIC_HOST.get(), backtrace) else {
+        return;
+    };
+    // Formatting resolves symbols; never let a failure there escape.
+    let text = catch_unwind(AssertUnwindSafe(|| backtrace.to_string())).unwrap_or_default();
+    let mut cut = text.len().min(MAX_BACKTRACE_BYTES);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let fields = serde_json::json!({
+        "callback": callback,
+        "panic": message,
+        "backtrace": &text[..cut],
+    });
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        host.log(LogLevel::Error, PANIC_BACKTRACE_LOG, &fields);
+    }));
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -335,11 +376,13 @@ pub fn guard<R>(
         Ok(result) => result.into(),
         Err(payload) => {
             let location = LAST_PANIC.with(|p| p.borrow_mut().take());
+            let backtrace = LAST_BACKTRACE.with(|b| b.borrow_mut().take());
             let mut message = format!("panicked in {callback}: {}", panic_message(&*payload));
             if let Some(location) = location {
                 message.push_str(" at ");
                 message.push_str(&location);
             }
+            report_backtrace(callback, &message, backtrace);
             RResult::RErr(PluginError::new(ErrorKind::Panicked, message))
         }
     }
@@ -412,6 +455,7 @@ extern "C" fn plugin_new<T: PluginImpl>(
     config_json: RStr<'_>,
 ) -> RResult<PluginBox, PluginError> {
     install_panic_hook();
+    let _ = PANIC_HOST.set(Host::new(host.clone()));
     guard("new", || {
         let plugin = T::new(Host::new(host), config_json.as_str())?;
         Ok(Plugin_TO::from_value(Guarded(plugin), TD_Opaque))

@@ -2,6 +2,7 @@
 //! libraries, real HTTP on loopback.
 
 mod docs;
+mod errors;
 mod foundation;
 mod health;
 mod metrics;

@@ -353,7 +353,8 @@ impl Drop for TestHost {
     }
 }
 
-fn parse_response(buf: &[u8]) -> Resp {
+/// Parses a raw HTTP/1.1 response.
+pub fn parse_response(buf: &[u8]) -> Resp {
     let split = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -80,6 +80,10 @@ const SERVICES: &[(&str, &str)] = &[
     ),
     ("demo.fail", "always fails"),
     (
+        "demo.log_error",
+        "write an error-level log line: {\"message\", \"fields\"?}",
+    ),
+    (
         "demo.publish",
         "publish {\"topic\", \"payload\"} on the bus",
     ),
@@ -292,6 +296,13 @@ impl PluginImpl for DemoDevices {
                 json!({"slept_ms": ms})
             }
             "demo.fail" => return Err(PluginError::failed("demo.fail always fails")),
+            "demo.log_error" => {
+                let v = input(input_text)?;
+                let message = field(&v, "message")?;
+                s.host
+                    .log(plugin_abi::LogLevel::Error, message, &v["fields"]);
+                json!({"logged": message})
+            }
             "demo.health" => {
                 let (answer, delay) = s.health.lock().clone();
                 std::thread::sleep(Duration::from_millis(delay));

@@ -159,7 +159,7 @@ pub struct Issue {
 pub struct RecordOutcome {
     /// The issue the event went to.
     pub issue_id: String,
-    /// The issue did not exist before (publish `monitoring.error.new`).
+    /// The issue did not exist before (publish `monitoring.error.new_issue`).
     pub new_issue: bool,
     /// A resolved issue reopened (publish `monitoring.error.regression`).
     pub regression: bool,

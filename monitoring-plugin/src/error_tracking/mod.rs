@@ -44,7 +44,7 @@ pub use self::issues::{
 pub use self::memory_store::MemoryKvStore;
 
 /// Bus topic to publish when [`RecordOutcome::new_issue`] is set.
-pub const TOPIC_NEW_ISSUE: &str = "monitoring.error.new";
+pub const TOPIC_NEW_ISSUE: &str = "monitoring.error.new_issue";
 /// Bus topic to publish when [`RecordOutcome::regression`] is set.
 pub const TOPIC_REGRESSION: &str = "monitoring.error.regression";
 /// Metric name for [`IssueStore::counts`].
@@ -77,6 +77,12 @@ impl ErrorTracker {
             environment,
             forward_ingested: false,
         }
+    }
+
+    /// Keeps `capacity` breadcrumbs per plugin (default 50).
+    pub fn with_breadcrumb_capacity(mut self, capacity: usize) -> Self {
+        self.breadcrumbs = BreadcrumbRing::new(capacity);
+        self
     }
 
     /// Also forward events received from Sentry SDKs (default: only
