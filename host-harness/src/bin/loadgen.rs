@@ -127,11 +127,9 @@ fn main() {
     let mut workers = Vec::new();
     for w in 0..args.threads {
         let (stats, stop) = (stats.clone(), stop.clone());
-        let period = if args.rate == 0 {
-            Duration::ZERO
-        } else {
-            Duration::from_micros(1_000_000 / args.rate)
-        };
+        let period = 1_000_000u64
+            .checked_div(args.rate)
+            .map_or(Duration::ZERO, Duration::from_micros);
         workers.push(std::thread::spawn(move || {
             let mut n: u64 = 0;
             let mut next = Instant::now();
