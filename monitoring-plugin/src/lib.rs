@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerting;
 pub mod alerts;
 pub mod capability;
 pub mod collector;
