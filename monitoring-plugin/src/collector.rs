@@ -530,3 +530,99 @@ pub struct BuildInfo {
     /// This plugin's version.
     pub plugin_version: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collector() -> MetricsCollector {
+        let build = BuildInfo {
+            host_version: "h".into(),
+            abi_version: "a".into(),
+            plugin_version: "p".into(),
+        };
+        MetricsCollector::new(100, 8, &build).unwrap()
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn replaced_family_renders_varying_label_sets_sorted_and_unique() {
+        let c = collector();
+        let series = vec![
+            (
+                pairs(&[
+                    ("alertstate", "firing"),
+                    ("alertname", "B"),
+                    ("room", "a\"b"),
+                ]),
+                1.0,
+            ),
+            (
+                pairs(&[
+                    ("alertname", "A"),
+                    ("alertstate", "pending"),
+                    ("__x", "y"),
+                    ("le", "1"),
+                ]),
+                1.0,
+            ),
+            // Same series as the first once sorted: rendered once.
+            (
+                pairs(&[
+                    ("room", "a\"b"),
+                    ("alertname", "B"),
+                    ("alertstate", "firing"),
+                ]),
+                1.0,
+            ),
+        ];
+        let dropped = c
+            .replace_gauge_family("homeconsole_alerts", "Alerts.", &series, 10)
+            .unwrap();
+        assert_eq!(dropped, 0);
+        let text = c.render();
+        let family: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("homeconsole_alerts"))
+            .collect();
+        assert_eq!(
+            family,
+            vec![
+                "# HELP homeconsole_alerts Alerts.",
+                "# TYPE homeconsole_alerts gauge",
+                "homeconsole_alerts{alertname=\"A\",alertstate=\"pending\"} 1",
+                "homeconsole_alerts{alertname=\"B\",alertstate=\"firing\",room=\"a\\\"b\"} 1",
+            ]
+        );
+        // Replacing with nothing removes the family.
+        c.replace_gauge_family("homeconsole_alerts", "Alerts.", &[], 10)
+            .unwrap();
+        assert!(!c.render().contains("homeconsole_alerts"));
+    }
+
+    #[test]
+    fn replaced_family_is_capped_and_checked() {
+        let c = collector();
+        let series: Vec<(Vec<(String, String)>, f64)> = (0..5)
+            .map(|i| (pairs(&[("n", &i.to_string())]), f64::from(i)))
+            .collect();
+        assert_eq!(c.replace_gauge_family("x_g", "h", &series, 3), Ok(2));
+        assert_eq!(
+            c.replace_gauge_family("bad-name", "h", &series, 3),
+            Err(ReplaceError::InvalidName("bad-name".into()))
+        );
+        assert_eq!(
+            c.replace_gauge_family(names::PLUGINS_LOADED, "h", &series, 3),
+            Err(ReplaceError::Taken(names::PLUGINS_LOADED.into()))
+        );
+        // The sampling render does not count as a scrape.
+        let before = c.render();
+        let _ = c.render_for_sampling();
+        assert!(before.contains("x_g{n=\"2\"} 2"));
+    }
+}
