@@ -129,6 +129,7 @@ struct State {
     last_saved: Option<String>,
     last_eval_seconds: f64,
     max_eval_seconds: f64,
+    last_sample_seconds: f64,
     evaluations: u64,
     persist_errors: u64,
     malformed_sample_lines: usize,
@@ -383,6 +384,7 @@ impl Alerting {
             last_saved: None,
             last_eval_seconds: 0.0,
             max_eval_seconds: 0.0,
+            last_sample_seconds: 0.0,
             evaluations: 0,
             persist_errors: 0,
             malformed_sample_lines: 0,
@@ -503,10 +505,12 @@ impl Alerting {
         };
         let sample_every = secs_to_ms(self.config.sample_interval_secs);
         if st.last_sample_ms.is_none_or(|t| now - t >= sample_every) {
+            let sampling = Instant::now();
             let parsed = exposition::parse(&self.ctx.collector.render_for_sampling());
             st.malformed_sample_lines = parsed.malformed;
             self.history.ingest(now, &parsed.samples);
             st.last_sample_ms = Some(now);
+            st.last_sample_seconds = sampling.elapsed().as_secs_f64();
             if let Some(m) = &self.metrics {
                 m.history_series.set(self.history.stats().series as f64);
             }
@@ -869,6 +873,7 @@ impl Capability for Alerting {
             "evaluations": st.map_or(0, |s| s.evaluations),
             "last_evaluation_seconds": st.map_or(0.0, |s| s.last_eval_seconds),
             "max_evaluation_seconds": st.map_or(0.0, |s| s.max_eval_seconds),
+            "last_sample_seconds": st.map_or(0.0, |s| s.last_sample_seconds),
             "persist_errors": st.map_or(0, |s| s.persist_errors),
             "malformed_sample_lines": st.map_or(0, |s| s.malformed_sample_lines),
             "history": {"series": hist.series, "samples": hist.samples},
