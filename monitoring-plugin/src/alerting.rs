@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use plugin_abi::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -66,6 +66,9 @@ const ROUTE_ALERTS: &str = "/api/v1/monitoring/alerts";
 const ROUTE_HISTORY: &str = "/api/v1/monitoring/alerts/history";
 const ROUTE_RULES: &str = "/api/v1/monitoring/rules";
 const ROUTE_RELOAD: &str = "/api/v1/monitoring/rules/reload";
+
+/// A wall clock going back by more than this (ms) resets schedules and samples.
+const CLOCK_STEP_TOLERANCE_MS: i64 = 5_000;
 
 const RESULTS: [&str; 3] = ["sent", "failed", "dropped"];
 
@@ -125,6 +128,8 @@ struct State {
     loaded_at_ms: i64,
     dir_signature: DirSignature,
     last_sample_ms: Option<i64>,
+    /// Time of the previous tick (to notice the wall clock going back).
+    last_tick_ms: Option<i64>,
     /// The persisted part of the engine state last saved (to skip no-op writes).
     last_saved: Option<String>,
     last_eval_seconds: f64,
@@ -149,7 +154,8 @@ pub struct Alerting {
     ctx: Ctx,
     config: AlertingConfig,
     kv: Arc<dyn KvStore>,
-    history: History,
+    /// Replaced as a whole when the wall clock goes back (see `run_tick`).
+    history: RwLock<Arc<History>>,
     state: Mutex<Option<State>>,
     log: Mutex<VecDeque<HistoryEntry>>,
     notifiers: Mutex<Vec<(Notifier, NotifierStats)>>,
@@ -276,11 +282,7 @@ impl Alerting {
     /// Creates the capability; rules, state and notifiers are set up in `start`.
     pub fn new(ctx: &Ctx) -> Alerting {
         let config = ctx.config.alerting.clone();
-        let history = History::new(HistoryConfig {
-            retention_ms: i64::try_from(config.retention_secs.saturating_mul(1000))
-                .unwrap_or(i64::MAX),
-            ..HistoryConfig::default()
-        });
+        let history = RwLock::new(Arc::new(Self::new_history(&config)));
         let metrics = Self::register_metrics(ctx);
         if let Err(e) = &metrics {
             ctx.host
@@ -296,6 +298,14 @@ impl Alerting {
             notifiers: Mutex::new(Vec::new()),
             metrics: metrics.ok(),
         }
+    }
+
+    fn new_history(config: &AlertingConfig) -> History {
+        History::new(HistoryConfig {
+            retention_ms: i64::try_from(config.retention_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+            ..HistoryConfig::default()
+        })
     }
 
     fn register_metrics(ctx: &Ctx) -> Result<Metrics, crate::metrics::MetricError> {
@@ -381,6 +391,7 @@ impl Alerting {
             loaded_at_ms: now_ms(),
             dir_signature: signature,
             last_sample_ms: None,
+            last_tick_ms: None,
             last_saved: None,
             last_eval_seconds: 0.0,
             max_eval_seconds: 0.0,
@@ -399,6 +410,7 @@ impl Alerting {
         let mut st = self.build_state(previous.as_ref().map(|s| &s.engine));
         if let Some(p) = previous {
             st.last_sample_ms = p.last_sample_ms;
+            st.last_tick_ms = p.last_tick_ms;
             st.max_eval_seconds = p.max_eval_seconds;
             st.evaluations = p.evaluations;
             st.persist_errors = p.persist_errors;
@@ -487,13 +499,32 @@ impl Alerting {
         let Some(mut guard) = self.state.try_lock() else {
             return;
         };
+        // The wall clock went back (NTP step, VM resume): samples and schedules
+        // in the future would stall sampling and evaluation until the clock
+        // catches up, so start them afresh (alert states are kept).
+        let went_back = guard
+            .as_ref()
+            .and_then(|st| st.last_tick_ms)
+            .is_some_and(|prev| now + CLOCK_STEP_TOLERANCE_MS < prev);
         let changed = match (guard.as_ref(), &self.config.rules_dir) {
             (Some(st), Some(dir)) => dir_signature(dir) != st.dir_signature,
             _ => false,
         };
-        if changed {
+        if went_back {
+            self.ctx.host.warn(
+                "wall clock went back: restarting the alert sample history and rule schedules",
+            );
+            *self.history.write() = Arc::new(Self::new_history(&self.config));
+            if let Some(st) = guard.as_mut() {
+                st.last_sample_ms = None;
+                st.last_tick_ms = None;
+            }
+        }
+        if changed || went_back {
             drop(guard);
-            self.ctx.host.info("alert rule files changed: reloading");
+            if changed {
+                self.ctx.host.info("alert rule files changed: reloading");
+            }
             self.reload();
             let Some(g) = self.state.try_lock() else {
                 return;
@@ -503,20 +534,22 @@ impl Alerting {
         let Some(st) = guard.as_mut() else {
             return;
         };
+        st.last_tick_ms = Some(now);
+        let history = self.history.read().clone();
         let sample_every = secs_to_ms(self.config.sample_interval_secs);
         if st.last_sample_ms.is_none_or(|t| now - t >= sample_every) {
             let sampling = Instant::now();
             let parsed = exposition::parse(&self.ctx.collector.render_for_sampling());
             st.malformed_sample_lines = parsed.malformed;
-            self.history.ingest(now, &parsed.samples);
+            history.ingest(now, &parsed.samples);
             st.last_sample_ms = Some(now);
             st.last_sample_seconds = sampling.elapsed().as_secs_f64();
             if let Some(m) = &self.metrics {
-                m.history_series.set(self.history.stats().series as f64);
+                m.history_series.set(history.stats().series as f64);
             }
         }
         let started = Instant::now();
-        let evaluated = st.engine.tick(now, &self.history);
+        let evaluated = st.engine.tick(now, &history);
         if evaluated == 0 {
             drop(guard);
             self.sync_notifier_stats();
@@ -861,7 +894,7 @@ impl Capability for Alerting {
                 json!({"name": n.name(), "sent": s.sent, "failed": s.failed, "dropped": s.dropped})
             })
             .collect();
-        let hist = self.history.stats();
+        let hist = self.history.read().stats();
         let guard = self.state.lock();
         let st = guard.as_ref();
         json!({
