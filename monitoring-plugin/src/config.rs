@@ -183,3 +183,45 @@ impl MonitoringConfig {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alerting_defaults_work_with_zero_setup() {
+        let c = MonitoringConfig::from_json("{}").unwrap();
+        let a = &c.alerting;
+        assert!(a.enabled && a.default_rules);
+        assert_eq!(a.sample_interval_secs, 15.0);
+        assert_eq!(a.retention_secs, 3_600);
+        assert_eq!(a.evaluation_interval_secs, 60.0);
+        assert!(a.rules_dir.is_none() && a.alertmanager_url.is_none());
+        assert!(a.webhook_urls.is_empty());
+        assert_eq!(a.history_limit, 1_000);
+    }
+
+    #[test]
+    fn alerting_section_is_checked() {
+        let ok = MonitoringConfig::from_json(
+            r#"{"alerting": {"sample_interval_secs": 0.5, "rules_dir": "/tmp/r",
+                "alertmanager_url": "http://127.0.0.1:9093", "webhook_urls": ["https://x/y"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.alerting.sample_interval_secs, 0.5);
+        for bad in [
+            r#"{"alerting": {"sample_intervall_secs": 1}}"#,
+            r#"{"alerting": {"sample_interval_secs": 0}}"#,
+            r#"{"alerting": {"retention_secs": 0}}"#,
+            r#"{"alerting": {"webhook_urls": ["ftp://x"]}}"#,
+            r#"{"alerting": {"alertmanager_url": "localhost:9093"}}"#,
+            r#"{"alerting": {"history_limit": 0}}"#,
+        ] {
+            let e = MonitoringConfig::from_json(bad).unwrap_err();
+            assert!(
+                e.contains("alerting") || e.contains("unknown field"),
+                "{bad}: {e}"
+            );
+        }
+    }
+}
