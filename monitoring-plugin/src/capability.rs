@@ -9,7 +9,6 @@ use std::sync::Arc;
 use plugin_abi::{Event, Host, HttpRequest, HttpResponse, Observation, PluginError, ServiceCall};
 use serde_json::Value;
 
-use crate::alerts::history::History;
 use crate::collector::MetricsCollector;
 use crate::config::MonitoringConfig;
 use crate::store::{HostKv, KvStore};
@@ -23,9 +22,6 @@ pub struct Ctx {
     pub config: Arc<MonitoringConfig>,
     /// The plugin's metrics.
     pub collector: Arc<MetricsCollector>,
-    /// Bounded history of the plugin's own samples (alert evaluation, the
-    /// query API and the dashboard read it).
-    pub history: Arc<History>,
 }
 
 impl Ctx {
@@ -114,9 +110,15 @@ pub trait Capability: Send + Sync {
 
 /// Builds every capability, in the order callbacks reach them.
 pub fn build_all(ctx: &Ctx) -> Result<Vec<Arc<dyn Capability>>, PluginError> {
+    // The alert evaluator owns the sample history; the query API (and the
+    // dashboard through it) reads the same history.
+    let alerting = Arc::new(crate::alerting::Alerting::new(ctx));
+    let history_of = alerting.clone();
     let all: Vec<Arc<dyn Capability>> = vec![
-        Arc::new(crate::history_sampler::HistorySampler::new(ctx)),
-        Arc::new(crate::promapi::PromApi::new(ctx.history.clone())),
+        alerting,
+        Arc::new(crate::promapi::PromApi::new(Arc::new(move || {
+            history_of.history()
+        }))),
         Arc::new(crate::dashboard::Dashboard),
         Arc::new(crate::errors::Errors::new(ctx)?),
     ];

@@ -6,8 +6,13 @@
 //! observer thread (not on the caller's hot path: the host only queues a
 //! report). A label value beyond the per-metric series limit is folded into
 //! `other` so a flood of topics cannot grow memory without bound.
+//!
+//! Besides the fixed-label families, the collector holds *replaced* gauge
+//! families ([`MetricsCollector::replace_gauge_family`]): their whole series
+//! set is swapped at once and each series may carry its own label names (the
+//! shape of Prometheus' `ALERTS`), which a fixed-label family cannot express.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,8 +23,8 @@ use prometheus::Encoder;
 use serde_json::Value;
 
 use crate::metrics::{
-    Counter, CounterFamily, Gauge, GaugeFamily, HistogramFamily, MetricError, MetricStore,
-    StoreConfig, DEFAULT_SECONDS_BUCKETS,
+    push_escaped_label_value, push_float, Counter, CounterFamily, Gauge, GaugeFamily,
+    HistogramFamily, MetricError, MetricStore, StoreConfig, DEFAULT_SECONDS_BUCKETS,
 };
 use crate::names;
 
@@ -61,6 +66,42 @@ pub struct MetricsCollector {
     series: Gauge,
     host_dropped_seen: AtomicU64,
     refusals_seen: Mutex<HashMap<&'static str, u64>>,
+    replaced: Mutex<BTreeMap<String, ReplacedFamily>>,
+}
+
+/// A gauge family whose series are replaced as a whole, each with its own
+/// label names; rendered text is kept ready for the scrape.
+#[derive(Debug, Default)]
+struct ReplacedFamily {
+    help: String,
+    /// `name{labels} value` lines, sorted, without duplicates.
+    lines: Vec<String>,
+}
+
+/// Why [`MetricsCollector::replace_gauge_family`] refused a family.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplaceError {
+    /// The family name is not a valid metric name.
+    #[error("invalid metric name {0:?}")]
+    InvalidName(String),
+    /// The name belongs to a fixed-label family of the collector.
+    #[error("metric {0:?} is already a fixed-label family")]
+    Taken(String),
+}
+
+fn is_metric_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether `s` is a label name a scrape accepts and that is not reserved
+/// (`__*`, and `le`/`quantile`, which promtool reserves for histograms and
+/// summaries).
+fn is_plain_label_name(s: &str) -> bool {
+    is_metric_name(s) && !s.starts_with("__") && s != "le" && s != "quantile"
 }
 
 /// A family registration failed: a bug in this crate, reported as an error.
@@ -203,12 +244,92 @@ impl MetricsCollector {
             process,
             host_dropped_seen: AtomicU64::new(0),
             refusals_seen: Mutex::new(HashMap::new()),
+            replaced: Mutex::new(BTreeMap::new()),
         })
     }
 
     /// Every host family registered (`homeconsole_*`), series or not.
     pub fn host_family_names(&self) -> Vec<String> {
-        self.internal.family_names()
+        let mut names: std::collections::BTreeSet<String> =
+            self.internal.family_names().into_iter().collect();
+        // Families rendered only while they have series (e.g. homeconsole_alerts).
+        names.extend(names::ALL.iter().map(|n| (*n).to_owned()));
+        names.into_iter().collect()
+    }
+
+    /// The store of the host's own `homeconsole_*` families, for capabilities
+    /// that register families of their own (alerting's notification counters).
+    pub fn internal_store(&self) -> &MetricStore {
+        &self.internal
+    }
+
+    /// Replaces every series of the gauge family `name` by `series` (labels,
+    /// value). Series may have different label names; label pairs with an
+    /// invalid or reserved name (`__*`, `le`, `quantile`) or an empty value
+    /// are left out, and series that become identical are rendered once (the
+    /// first wins). At most `max_series` series are kept (the rest are
+    /// dropped, sorted order); returns how many were dropped. An empty
+    /// `series` removes the family from the scrape.
+    pub fn replace_gauge_family(
+        &self,
+        name: &str,
+        help: &str,
+        series: &[(Vec<(String, String)>, f64)],
+        max_series: usize,
+    ) -> Result<usize, ReplaceError> {
+        if !is_metric_name(name) {
+            return Err(ReplaceError::InvalidName(name.to_owned()));
+        }
+        if self.internal.has_family(name) {
+            return Err(ReplaceError::Taken(name.to_owned()));
+        }
+        let mut lines: Vec<String> = Vec::with_capacity(series.len());
+        for (labels, value) in series {
+            let mut pairs: Vec<&(String, String)> = labels
+                .iter()
+                .filter(|(k, v)| is_plain_label_name(k) && !v.is_empty())
+                .collect();
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+            pairs.dedup_by(|a, b| a.0 == b.0);
+            let mut line = String::with_capacity(64);
+            line.push_str(name);
+            if !pairs.is_empty() {
+                line.push('{');
+                for (i, (k, v)) in pairs.iter().enumerate() {
+                    if i > 0 {
+                        line.push(',');
+                    }
+                    line.push_str(k);
+                    line.push_str("=\"");
+                    push_escaped_label_value(&mut line, v);
+                    line.push('"');
+                }
+                line.push('}');
+            }
+            line.push(' ');
+            lines.push(line);
+            let last = lines.len() - 1;
+            push_float(&mut lines[last], *value);
+        }
+        // Sort and de-duplicate by series (the part before the value).
+        let series_of = |l: &String| l.rsplit_once(' ').map_or(l.clone(), |(s, _)| s.to_owned());
+        lines.sort_by_key(series_of);
+        lines.dedup_by(|a, b| series_of(a) == series_of(b));
+        let dropped = lines.len().saturating_sub(max_series);
+        lines.truncate(max_series);
+        let mut replaced = self.replaced.lock();
+        if lines.is_empty() {
+            replaced.remove(name);
+        } else {
+            replaced.insert(
+                name.to_owned(),
+                ReplacedFamily {
+                    help: help.replace('\\', "\\\\").replace('\n', "\\n"),
+                    lines,
+                },
+            );
+        }
+        Ok(dropped)
     }
 
     /// The metric store (for record_metric).
@@ -361,11 +482,37 @@ impl MetricsCollector {
     /// Renders the whole exposition (text format 0.0.4).
     pub fn render(&self) -> String {
         let started = Instant::now();
+        let out = self.render_text();
+        self.scrape_duration.set(started.elapsed().as_secs_f64());
+        out
+    }
+
+    /// Renders the exposition without counting it as a scrape (the scrape
+    /// duration gauge is left alone): used to sample the plugin's own
+    /// metrics for alert evaluation.
+    pub fn render_for_sampling(&self) -> String {
+        self.render_text()
+    }
+
+    fn render_text(&self) -> String {
         self.sync_refusals();
         self.series
             .set((self.internal.series_count() + self.store.series_count()) as f64);
         let mut out = String::with_capacity(64 * 1024);
         self.internal.encode(&mut out);
+        for (name, family) in self.replaced.lock().iter() {
+            out.push_str("# HELP ");
+            out.push_str(name);
+            out.push(' ');
+            out.push_str(&family.help);
+            out.push_str("\n# TYPE ");
+            out.push_str(name);
+            out.push_str(" gauge\n");
+            for line in &family.lines {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
         self.store.encode(&mut out);
         let mut buf = Vec::new();
         if prometheus::TextEncoder::new()
@@ -374,7 +521,6 @@ impl MetricsCollector {
         {
             out.push_str(&String::from_utf8_lossy(&buf));
         }
-        self.scrape_duration.set(started.elapsed().as_secs_f64());
         out
     }
 }
@@ -388,4 +534,100 @@ pub struct BuildInfo {
     pub abi_version: String,
     /// This plugin's version.
     pub plugin_version: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collector() -> MetricsCollector {
+        let build = BuildInfo {
+            host_version: "h".into(),
+            abi_version: "a".into(),
+            plugin_version: "p".into(),
+        };
+        MetricsCollector::new(100, 8, &build).unwrap()
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn replaced_family_renders_varying_label_sets_sorted_and_unique() {
+        let c = collector();
+        let series = vec![
+            (
+                pairs(&[
+                    ("alertstate", "firing"),
+                    ("alertname", "B"),
+                    ("room", "a\"b"),
+                ]),
+                1.0,
+            ),
+            (
+                pairs(&[
+                    ("alertname", "A"),
+                    ("alertstate", "pending"),
+                    ("__x", "y"),
+                    ("le", "1"),
+                ]),
+                1.0,
+            ),
+            // Same series as the first once sorted: rendered once.
+            (
+                pairs(&[
+                    ("room", "a\"b"),
+                    ("alertname", "B"),
+                    ("alertstate", "firing"),
+                ]),
+                1.0,
+            ),
+        ];
+        let dropped = c
+            .replace_gauge_family("homeconsole_alerts", "Alerts.", &series, 10)
+            .unwrap();
+        assert_eq!(dropped, 0);
+        let text = c.render();
+        let family: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("homeconsole_alerts"))
+            .collect();
+        assert_eq!(
+            family,
+            vec![
+                "# HELP homeconsole_alerts Alerts.",
+                "# TYPE homeconsole_alerts gauge",
+                "homeconsole_alerts{alertname=\"A\",alertstate=\"pending\"} 1",
+                "homeconsole_alerts{alertname=\"B\",alertstate=\"firing\",room=\"a\\\"b\"} 1",
+            ]
+        );
+        // Replacing with nothing removes the family.
+        c.replace_gauge_family("homeconsole_alerts", "Alerts.", &[], 10)
+            .unwrap();
+        assert!(!c.render().contains("homeconsole_alerts"));
+    }
+
+    #[test]
+    fn replaced_family_is_capped_and_checked() {
+        let c = collector();
+        let series: Vec<(Vec<(String, String)>, f64)> = (0..5)
+            .map(|i| (pairs(&[("n", &i.to_string())]), f64::from(i)))
+            .collect();
+        assert_eq!(c.replace_gauge_family("x_g", "h", &series, 3), Ok(2));
+        assert_eq!(
+            c.replace_gauge_family("bad-name", "h", &series, 3),
+            Err(ReplaceError::InvalidName("bad-name".into()))
+        );
+        assert_eq!(
+            c.replace_gauge_family(names::PLUGINS_LOADED, "h", &series, 3),
+            Err(ReplaceError::Taken(names::PLUGINS_LOADED.into()))
+        );
+        // The sampling render does not count as a scrape.
+        let before = c.render();
+        let _ = c.render_for_sampling();
+        assert!(before.contains("x_g{n=\"2\"} 2"));
+    }
 }

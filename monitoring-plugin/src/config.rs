@@ -1,6 +1,8 @@
 //! The monitoring plugin's configuration (`[plugins.monitoring]` in the host
 //! config), with defaults that work with zero setup.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 /// Access control of the monitoring endpoints.
@@ -58,24 +60,56 @@ impl Default for HealthConfig {
     }
 }
 
-/// Embedded history settings (alerts, query API and dashboard read it).
+/// Alerting settings (`[plugins.monitoring.alerting]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct HistoryConfig {
-    /// How often the plugin samples its own metrics, seconds.
+pub struct AlertingConfig {
+    /// Whether rules are evaluated at all (default true).
+    pub enabled: bool,
+    /// How often the plugin's own metrics are sampled into the history,
+    /// seconds (default 15; fractions allowed).
     pub sample_interval_secs: f64,
-    /// How long samples are kept, seconds (default one hour).
+    /// How long samples are kept, seconds (default 3600).
     pub retention_secs: u64,
-    /// Most series kept.
-    pub max_series: usize,
+    /// Interval of rule groups that set none, seconds (default 60).
+    pub evaluation_interval_secs: f64,
+    /// Directory of extra rule files (`*.yml`, `*.yaml`), watched for changes.
+    pub rules_dir: Option<PathBuf>,
+    /// Whether the built-in rules (deploy/prometheus/rules/homeconsole.rules.yml)
+    /// are loaded (default true).
+    pub default_rules: bool,
+    /// Alertmanager base URL (e.g. `http://127.0.0.1:9093`); off when unset.
+    pub alertmanager_url: Option<String>,
+    /// Webhook URLs receiving Alertmanager's webhook payload (version "4").
+    pub webhook_urls: Vec<String>,
+    /// Firing alerts are re-sent to Alertmanager this often, seconds (default 60).
+    pub resend_interval_secs: f64,
+    /// Base URL of this host, used in `generatorURL` and `externalURL`.
+    pub external_url: String,
+    /// Notification retries after the first attempt (default 5).
+    pub notify_max_retries: u32,
+    /// Per-request timeout of notifications, seconds (default 5).
+    pub notify_timeout_secs: f64,
+    /// Entries kept in the fired/resolved alert history (default 1000).
+    pub history_limit: usize,
 }
 
-impl Default for HistoryConfig {
+impl Default for AlertingConfig {
     fn default() -> Self {
-        HistoryConfig {
+        AlertingConfig {
+            enabled: true,
             sample_interval_secs: 15.0,
             retention_secs: 3_600,
-            max_series: 50_000,
+            evaluation_interval_secs: 60.0,
+            rules_dir: None,
+            default_rules: true,
+            alertmanager_url: None,
+            webhook_urls: Vec::new(),
+            resend_interval_secs: 60.0,
+            external_url: "http://localhost:8000".to_owned(),
+            notify_max_retries: 5,
+            notify_timeout_secs: 5.0,
+            history_limit: 1_000,
         }
     }
 }
@@ -144,6 +178,39 @@ impl Default for ErrorsConfig {
     }
 }
 
+impl AlertingConfig {
+    fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("sample_interval_secs", self.sample_interval_secs),
+            ("evaluation_interval_secs", self.evaluation_interval_secs),
+            ("resend_interval_secs", self.resend_interval_secs),
+            ("notify_timeout_secs", self.notify_timeout_secs),
+        ];
+        for (name, v) in positive {
+            if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
+                return Err(format!(
+                    "invalid monitoring config: alerting.{name} must be in (0, 86400]"
+                ));
+            }
+        }
+        if self.retention_secs == 0 {
+            return Err("invalid monitoring config: alerting.retention_secs must be > 0".into());
+        }
+        if self.history_limit == 0 {
+            return Err("invalid monitoring config: alerting.history_limit must be > 0".into());
+        }
+        let urls = self.alertmanager_url.iter().chain(&self.webhook_urls);
+        for url in urls.chain(std::iter::once(&self.external_url)) {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "invalid monitoring config: alerting URL {url:?} must start with http:// or https://"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The whole plugin configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -154,10 +221,10 @@ pub struct MonitoringConfig {
     pub metrics: MetricsConfig,
     /// Health checks.
     pub health: HealthConfig,
-    /// Embedded history.
-    pub history: HistoryConfig,
     /// Error tracking.
     pub errors: ErrorsConfig,
+    /// Alert rules and notifications.
+    pub alerting: AlertingConfig,
 }
 
 impl MonitoringConfig {
@@ -172,17 +239,6 @@ impl MonitoringConfig {
             return Err(
                 "invalid monitoring config: health.timeout_secs must be in (0, 300]".into(),
             );
-        }
-        if !(config.history.sample_interval_secs >= 0.1
-            && config.history.sample_interval_secs <= 3_600.0)
-        {
-            return Err(
-                "invalid monitoring config: history.sample_interval_secs must be in [0.1, 3600]"
-                    .into(),
-            );
-        }
-        if config.history.retention_secs < 60 || config.history.max_series == 0 {
-            return Err("invalid monitoring config: history.retention_secs must be >= 60 and history.max_series > 0".into());
         }
         if config.metrics.max_series_per_metric == 0 {
             return Err(
@@ -200,6 +256,49 @@ impl MonitoringConfig {
             dsn.parse::<crate::error_tracking::Dsn>()
                 .map_err(|err| format!("invalid monitoring config: errors.sentry_dsn: {err}"))?;
         }
+        config.alerting.check()?;
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alerting_defaults_work_with_zero_setup() {
+        let c = MonitoringConfig::from_json("{}").unwrap();
+        let a = &c.alerting;
+        assert!(a.enabled && a.default_rules);
+        assert_eq!(a.sample_interval_secs, 15.0);
+        assert_eq!(a.retention_secs, 3_600);
+        assert_eq!(a.evaluation_interval_secs, 60.0);
+        assert!(a.rules_dir.is_none() && a.alertmanager_url.is_none());
+        assert!(a.webhook_urls.is_empty());
+        assert_eq!(a.history_limit, 1_000);
+    }
+
+    #[test]
+    fn alerting_section_is_checked() {
+        let ok = MonitoringConfig::from_json(
+            r#"{"alerting": {"sample_interval_secs": 0.5, "rules_dir": "/tmp/r",
+                "alertmanager_url": "http://127.0.0.1:9093", "webhook_urls": ["https://x/y"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.alerting.sample_interval_secs, 0.5);
+        for bad in [
+            r#"{"alerting": {"sample_intervall_secs": 1}}"#,
+            r#"{"alerting": {"sample_interval_secs": 0}}"#,
+            r#"{"alerting": {"retention_secs": 0}}"#,
+            r#"{"alerting": {"webhook_urls": ["ftp://x"]}}"#,
+            r#"{"alerting": {"alertmanager_url": "localhost:9093"}}"#,
+            r#"{"alerting": {"history_limit": 0}}"#,
+        ] {
+            let e = MonitoringConfig::from_json(bad).unwrap_err();
+            assert!(
+                e.contains("alerting") || e.contains("unknown field"),
+                "{bad}: {e}"
+            );
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerting;
 pub mod alerts;
 pub mod capability;
 pub mod collector;
@@ -14,7 +15,7 @@ pub mod dashboard;
 pub mod error_tracking;
 pub mod errors;
 pub mod health;
-pub mod history_sampler;
+
 pub mod http;
 pub mod metrics;
 pub mod module;

@@ -218,18 +218,11 @@ impl PluginImpl for MonitoringModule {
         let kv = Arc::new(HostKv::new(host.clone(), "monitoring"));
         let health = HealthChecker::new(host.clone(), config.health.clone(), kv);
         let (config, collector) = (Arc::new(config), Arc::new(collector));
-        let history = Arc::new(crate::alerts::history::History::new(
-            crate::alerts::history::HistoryConfig {
-                retention_ms: config.history.retention_secs as i64 * 1000,
-                max_series: config.history.max_series,
-                ..Default::default()
-            },
-        ));
+
         let ctx = Ctx {
             host: host.clone(),
             config: config.clone(),
             collector: collector.clone(),
-            history,
         };
         let capabilities = build_all(&ctx)?;
         Ok(MonitoringModule {

@@ -36,6 +36,18 @@ pub const RECORD_REFUSALS_TOTAL: &str = "homeconsole_monitoring_record_refusals_
 pub const SCRAPE_DURATION: &str = "homeconsole_monitoring_scrape_duration_seconds";
 /// Series exported by the plugin's own store.
 pub const SERIES: &str = "homeconsole_monitoring_series";
+/// Pending and firing alerts (one series per alert, value 1; labels vary per alert).
+pub const ALERTS: &str = "homeconsole_alerts";
+/// Alert notifications by notifier and result (sent, failed, dropped).
+pub const ALERT_NOTIFICATIONS_TOTAL: &str = "homeconsole_alert_notifications_total";
+/// Duration of the latest alert evaluation tick.
+pub const ALERT_EVALUATION_DURATION: &str = "homeconsole_alert_evaluation_duration_seconds";
+/// Alert and recording rules by health of their latest evaluation.
+pub const ALERT_RULES: &str = "homeconsole_alert_rules";
+/// Rule-file problems found at the latest (re)load.
+pub const ALERT_RULE_LOAD_ERRORS: &str = "homeconsole_alert_rule_load_errors";
+/// Series held in the alerting sample history.
+pub const ALERT_HISTORY_SERIES: &str = "homeconsole_alert_history_series";
 
 /// Every `homeconsole_*` family name (docs and tests check against it).
 pub const ALL: &[&str] = &[
@@ -57,4 +69,10 @@ pub const ALL: &[&str] = &[
     RECORD_REFUSALS_TOTAL,
     SCRAPE_DURATION,
     SERIES,
+    ALERTS,
+    ALERT_NOTIFICATIONS_TOTAL,
+    ALERT_EVALUATION_DURATION,
+    ALERT_RULES,
+    ALERT_RULE_LOAD_ERRORS,
+    ALERT_HISTORY_SERIES,
 ];

@@ -24,15 +24,18 @@ pub const PREFIX: &str = "/api/v1/monitoring/prometheus/api/v1/";
 /// Most points a range query may return per series (as Prometheus: 11,000).
 const MAX_POINTS: i64 = 11_000;
 
+/// Where the API reads the history from (the alert evaluator owns it).
+pub type HistorySource = Arc<dyn Fn() -> Arc<History> + Send + Sync>;
+
 /// The query API capability.
 pub struct PromApi {
-    history: Arc<History>,
+    source: HistorySource,
 }
 
 impl PromApi {
-    /// An API over `history`.
-    pub fn new(history: Arc<History>) -> Self {
-        PromApi { history }
+    /// An API over the history `source` returns.
+    pub fn new(source: HistorySource) -> Self {
+        PromApi { source }
     }
 }
 
@@ -186,7 +189,7 @@ impl PromApi {
             Ok(e) => e,
             Err(e) => return bad(400, "bad_data", &e.to_string()),
         };
-        match eval_instant(&expr, ts, &self.history) {
+        match eval_instant(&expr, ts, &(self.source)()) {
             Ok(PromValue::Scalar(v)) => {
                 ok(json!({"resultType": "scalar", "result": [ms_f(ts), format_value(v)]}))
             }
@@ -230,7 +233,7 @@ impl PromApi {
             Ok(e) => e,
             Err(e) => return bad(400, "bad_data", &e.to_string()),
         };
-        match eval_range(&expr, start, end, step, &self.history) {
+        match eval_range(&expr, start, end, step, &(self.source)()) {
             Ok(series) => ok(json!({"resultType": "matrix", "result": matrix_json(&series)})),
             Err(e) => bad(422, "execution", &e.to_string()),
         }
@@ -262,7 +265,7 @@ impl PromApi {
         };
         let mut seen = BTreeMap::new();
         for sel in selectors {
-            for s in self.history.select(&selector_matchers(sel)?, start, end) {
+            for s in (self.source)().select(&selector_matchers(sel)?, start, end) {
                 if s.samples.iter().any(|(_, v)| !is_stale_nan(*v)) {
                     seen.insert(format!("{:?}", s.labels.pairs()), s);
                 }
@@ -347,7 +350,7 @@ impl Capability for PromApi {
     }
 
     fn status(&self) -> Value {
-        let s = self.history.stats();
+        let s = (self.source)().stats();
         json!({"history_series": s.series, "history_samples": s.samples})
     }
 }
@@ -369,7 +372,7 @@ mod tests {
                 }],
             );
         }
-        PromApi::new(h)
+        PromApi::new(Arc::new(move || h.clone()))
     }
 
     fn req(path: &str, query: &str) -> HttpRequest {

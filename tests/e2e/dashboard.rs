@@ -25,7 +25,7 @@ fn busy_host() -> TestHost {
         .plugin(DEMO)
         .config(
             "[host]\ntick_interval_ms = 200\n[plugins.demo-devices]\ninterval_ms = 100\nfail_ratio = 0.1\n\
-             [plugins.monitoring.history]\nsample_interval_secs = 0.5",
+             [plugins.monitoring.alerting]\nsample_interval_secs = 0.5",
         )
         .start();
     // Enough history for rate() over a few samples.
@@ -52,10 +52,24 @@ fn query_api_speaks_prometheus_json() {
         host.get(&format!("/api/v1/monitoring/prometheus/api/v1/{path}"))
             .json()
     };
-    let range = q(&format!(
-        "query_range?query=sum%20by%20(status)%20(rate(homeconsole_service_calls_total%5B1m%5D))&start={}&end={now}&step=1",
-        now - 60.0
-    ));
+    let range = wait_for("two points of rate()", Duration::from_secs(30), || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let r = q(&format!(
+            "query_range?query=sum%20by%20(status)%20(rate(homeconsole_service_calls_total%5B1m%5D))&start={}&end={now}&step=1",
+            now - 60.0
+        ));
+        r["data"]["result"]
+            .as_array()
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|s| s["values"].as_array().is_some_and(|v| v.len() >= 2))
+            })
+            .then_some(r)
+    });
+    let _ = now;
     assert_eq!(range["status"], "success", "{range}");
     assert_eq!(range["data"]["resultType"], "matrix");
     let series = range["data"]["result"].as_array().unwrap();

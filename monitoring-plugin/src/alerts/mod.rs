@@ -4,6 +4,7 @@
 //! and the same results a Prometheus 2.x would give, so that alerting can move to
 //! Prometheus + Alertmanager unchanged. Pieces, in data-flow order:
 //!
+//! - [`exposition`]: parses the plugin's own scrape text into samples;
 //! - [`history`]: bounded in-memory samples of the plugin's own series (with staleness);
 //! - [`promql`]: the PromQL subset, checked at load time, evaluated over the history;
 //! - [`template`]: the supported subset of Go alert templates, rendered exactly;
@@ -11,6 +12,7 @@
 //! - [`engine`]: pending/firing/resolved state machine, health, persistence;
 //! - [`notify`]: Alertmanager v2 and webhook (payload v4) notifiers on their own threads.
 pub mod engine;
+pub mod exposition;
 pub mod history;
 pub mod notify;
 pub mod promql;

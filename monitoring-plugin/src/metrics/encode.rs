@@ -12,7 +12,7 @@ use super::store::{AnyFamily, MetricStore};
 use super::value::{Cell, HistogramCell};
 
 /// Appends `v` escaped for a label value (`\` → `\\`, `"` → `\"`, newline → `\n`).
-pub(super) fn push_escaped_label_value(out: &mut String, v: &str) {
+pub fn push_escaped_label_value(out: &mut String, v: &str) {
     let mut rest = v;
     while let Some(i) = rest.find(['\\', '"', '\n']) {
         out.push_str(&rest[..i]);

@@ -25,7 +25,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
-pub use self::encode::push_float;
+pub use self::encode::{push_escaped_label_value, push_float};
 pub use self::error::{ConflictKind, MetricError, MetricKind, REASONS};
 pub use self::family::{CounterFamily, GaugeFamily, HistogramFamily};
 pub use self::store::{

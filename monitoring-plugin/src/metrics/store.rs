@@ -431,6 +431,11 @@ impl MetricStore {
             .sum()
     }
 
+    /// Whether a family named `name` exists.
+    pub fn has_family(&self, name: &str) -> bool {
+        self.families.read().contains_key(name)
+    }
+
     /// Total number of series in all families.
     pub fn series_count(&self) -> usize {
         self.families

@@ -1,0 +1,675 @@
+//! Alerting end to end: rules on fast intervals over a gauge the test moves
+//! (`monitoring.record_metric`), states through the API and `homeconsole_alerts`,
+//! the bus event, a local webhook sink, persistence across a restart, a real
+//! Alertmanager, notifiers that are down, a broken rule file and the reload API.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::metrics::promtool_check;
+use crate::support::{sample, wait_for, TestHost, MONITORING};
+
+/// Generous: the test machines are shared and often heavily loaded.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Fast rules over `e2e_temperature` (moved by the test) and one that is always true.
+const RULES: &str = r#"groups:
+  - name: e2e
+    interval: 1s
+    rules:
+      - alert: HotRoom
+        expr: e2e_temperature > 30
+        for: 2s
+        labels:
+          severity: warning
+        annotations:
+          summary: "Room {{ $labels.room }} is at {{ $value }} degrees"
+      - alert: AlwaysOn
+        expr: homeconsole_build_info > 0
+        for: 1s
+        labels:
+          severity: info
+"#;
+
+/// A local HTTP sink recording every JSON body POSTed to it.
+struct Sink {
+    port: u16,
+    bodies: Arc<Mutex<Vec<(String, Value)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sink {
+    fn start() -> Sink {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b, s) = (bodies.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        if let Some(req) = read_request(stream) {
+                            b.lock().unwrap().push(req);
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Sink {
+            port,
+            bodies,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Bodies received on `path`.
+    fn received(&self, path: &str) -> Vec<Value> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Alerts (status, alertname) of every payload received on `path`.
+    fn alerts(&self, path: &str) -> Vec<(String, String)> {
+        self.received(path)
+            .iter()
+            .flat_map(|p| p["alerts"].as_array().cloned().unwrap_or_default())
+            .map(|a| {
+                (
+                    a["status"].as_str().unwrap_or("").to_owned(),
+                    a["labels"]["alertname"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn count(&self, path: &str, status: &str, alertname: &str) -> usize {
+        self.alerts(path)
+            .iter()
+            .filter(|(s, n)| s == status && n == alertname)
+            .count()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Reads one HTTP request, answers 200, returns (path, JSON body).
+fn read_request(mut stream: TcpStream) -> Option<(String, Value)> {
+    stream.set_nonblocking(false).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let body = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
+    Some((path, body))
+}
+
+fn set_temperature(host: &TestHost, value: f64) {
+    let r = host.call(
+        "monitoring.record_metric",
+        &json!({"name": "e2e_temperature", "value": value, "kind": "gauge",
+                "labels": {"room": "kitchen"}, "help": "Test temperature."}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+fn write_rules(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+fn alerting_config(rules_dir: &Path, extra: &str) -> String {
+    format!(
+        "[plugins.monitoring.alerting]\nsample_interval_secs = 1\nrules_dir = {:?}\n{extra}",
+        rules_dir.display().to_string()
+    )
+}
+
+/// The state of alert `name` in `GET /alerts` (None when not active).
+fn api_state(host: &TestHost, name: &str) -> Option<String> {
+    let v = host.get("/api/v1/monitoring/alerts").json();
+    v["alerts"]
+        .as_array()?
+        .iter()
+        .find(|a| a["labels"]["alertname"] == name)
+        .map(|a| a["state"].as_str().unwrap_or("").to_owned())
+}
+
+fn metric_state(text: &str, name: &str, state: &str) -> Option<f64> {
+    sample(
+        text,
+        "homeconsole_alerts",
+        &[("alertname", name), ("alertstate", state)],
+    )
+}
+
+fn assert_lint_clean(text: &str) {
+    if let Some((code, report)) = promtool_check(text) {
+        assert_eq!((code, report.as_str()), (0, ""), "promtool on:\n{text}");
+    }
+    let mut seen = std::collections::HashSet::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let series = line.rsplit_once(' ').unwrap().0;
+        assert!(seen.insert(series.to_owned()), "duplicate series {series}");
+    }
+}
+
+#[test]
+fn an_alert_goes_pending_firing_resolved_and_survives_a_restart() {
+    let sink = Sink::start();
+    let rules = tempfile::tempdir().unwrap();
+    write_rules(rules.path(), "e2e.yml", RULES);
+    let config = alerting_config(
+        rules.path(),
+        &format!("webhook_urls = [{:?}]\n", sink.url("/hook")),
+    );
+    let host = TestHost::builder()
+        .plugin(MONITORING)
+        .config(&config)
+        .start();
+
+    // Rules are loaded, the built-in ones too, without errors.
+    let r = wait_for("rules evaluated", WAIT, || {
+        let v = host.get("/api/v1/monitoring/rules").json();
+        let all: Vec<Value> = v["groups"]
+            .as_array()?
+            .iter()
+            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+            .collect();
+        all.iter()
+            .any(|r| r["name"] == "HotRoom" && r["health"] == "ok")
+            .then_some(v)
+    });
+    assert_eq!(r["errors"], json!([]), "{r}");
+    let groups = r["groups"].as_array().unwrap();
+    assert!(groups
+        .iter()
+        .any(|g| g["file"] == "builtin:homeconsole.rules.yml"));
+    let e2e = groups.iter().find(|g| g["name"] == "e2e").unwrap();
+    assert_eq!(e2e["interval"], 1.0);
+    let hot = &e2e["rules"][0];
+    assert_eq!(hot["type"], "alerting");
+    assert!(hot["lastEvaluation"].is_string() && hot["evaluationTime"].is_number());
+
+    // Inactive: no series yet.
+    assert_eq!(api_state(&host, "HotRoom"), None);
+    set_temperature(&host, 35.0);
+    // Pending (for: 2s), then firing; both in the API and in the metric.
+    wait_for("HotRoom pending in the API", WAIT, || {
+        (api_state(&host, "HotRoom").as_deref() == Some("pending")).then_some(())
+    });
+    wait_for("HotRoom pending in the metric", WAIT, || {
+        let t = host.metrics();
+        (metric_state(&t, "HotRoom", "pending") == Some(1.0)
+            || metric_state(&t, "HotRoom", "firing") == Some(1.0))
+        .then_some(())
+    });
+    wait_for("HotRoom firing", WAIT, || {
+        (api_state(&host, "HotRoom").as_deref() == Some("firing")).then_some(())
+    });
+    let text = host.metrics();
+    assert_eq!(
+        metric_state(&text, "HotRoom", "firing"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(metric_state(&text, "HotRoom", "pending"), None);
+    // The alert's own labels are on the series (label sets differ per alert).
+    assert_eq!(
+        sample(
+            &text,
+            "homeconsole_alerts",
+            &[
+                ("alertname", "HotRoom"),
+                ("room", "kitchen"),
+                ("severity", "warning")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_lint_clean(&text);
+    let alerts = host.get("/api/v1/monitoring/alerts").json();
+    let a = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["labels"]["alertname"] == "HotRoom")
+        .unwrap()
+        .clone();
+    assert_eq!(a["annotations"]["summary"], "Room kitchen is at 35 degrees");
+    assert_eq!(a["value"], "35");
+
+    // Bus event, webhook (payload version 4), history.
+    wait_for("firing event on the bus", WAIT, || {
+        sample(
+            &host.metrics(),
+            "homeconsole_events_total",
+            &[("event_type", "monitoring.alert.firing")],
+        )
+        .filter(|&v| v >= 1.0)
+    });
+    wait_for("webhook got HotRoom firing", WAIT, || {
+        (sink.count("/hook", "firing", "HotRoom") == 1).then_some(())
+    });
+    let payload = sink
+        .received("/hook")
+        .into_iter()
+        .find(|p| p["alerts"][0]["labels"]["alertname"] == "HotRoom")
+        .unwrap();
+    assert_eq!(payload["version"], "4");
+    assert_eq!(payload["status"], "firing");
+    for key in [
+        "receiver",
+        "groupLabels",
+        "commonLabels",
+        "commonAnnotations",
+        "externalURL",
+        "groupKey",
+        "truncatedAlerts",
+    ] {
+        assert!(payload.get(key).is_some(), "{key} missing in {payload}");
+    }
+    assert_eq!(payload["alerts"][0]["labels"]["room"], "kitchen");
+
+    // Resolved.
+    set_temperature(&host, 20.0);
+    wait_for("HotRoom resolved", WAIT, || {
+        api_state(&host, "HotRoom").is_none().then_some(())
+    });
+    let text = wait_for("HotRoom series gone", WAIT, || {
+        let t = host.metrics();
+        (metric_state(&t, "HotRoom", "firing").is_none()).then_some(t)
+    });
+    assert_lint_clean(&text);
+    wait_for("webhook got HotRoom resolved", WAIT, || {
+        (sink.count("/hook", "resolved", "HotRoom") == 1).then_some(())
+    });
+    wait_for("resolved event on the bus", WAIT, || {
+        sample(
+            &host.metrics(),
+            "homeconsole_events_total",
+            &[("event_type", "monitoring.alert.resolved")],
+        )
+        .filter(|&v| v >= 1.0)
+    });
+    let history = host
+        .get("/api/v1/monitoring/alerts/history?alertname=HotRoom")
+        .json();
+    let statuses: Vec<&str> = history["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, vec!["resolved", "firing"], "{history}");
+    assert_eq!(history["entries"][1]["value"], "35");
+
+    // Reload without an admin token configured: refused with 403.
+    let r = host.post("/api/v1/monitoring/rules/reload", "");
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    // Restart: AlwaysOn stays firing and is not notified again.
+    wait_for("AlwaysOn firing and notified", WAIT, || {
+        (api_state(&host, "AlwaysOn").as_deref() == Some("firing")
+            && sink.count("/hook", "firing", "AlwaysOn") == 1)
+            .then_some(())
+    });
+    // Let the state of the last evaluation reach storage.
+    std::thread::sleep(Duration::from_millis(1500));
+    let host = host.restart();
+    let first = wait_for("AlwaysOn back after restart", WAIT, || {
+        api_state(&host, "AlwaysOn")
+    });
+    assert_eq!(first, "firing", "restored alert must still be firing");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(api_state(&host, "AlwaysOn").as_deref(), Some("firing"));
+    assert_eq!(
+        sink.count("/hook", "firing", "AlwaysOn"),
+        1,
+        "no duplicate notification after restart: {:?}",
+        sink.alerts("/hook")
+    );
+    assert_eq!(sink.count("/hook", "firing", "HotRoom"), 1);
+    assert_eq!(sink.count("/hook", "resolved", "HotRoom"), 1);
+    // The alert history survived too.
+    let history = host
+        .get("/api/v1/monitoring/alerts/history?alertname=HotRoom")
+        .json();
+    assert_eq!(history["entries"].as_array().unwrap().len(), 2, "{history}");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http(addr: &str, method: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_real_alertmanager_receives_the_alert_and_its_resolution() {
+    if Command::new("prometheus-alertmanager")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "prometheus-alertmanager must be installed in CI"
+        );
+        eprintln!("SKIPPED: prometheus-alertmanager not installed");
+        return;
+    }
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let am_config = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &am_config,
+        format!(
+            "route:\n  receiver: sink\n  group_by: ['alertname']\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: sink\n    webhook_configs:\n      - url: '{}'\n        send_resolved: true\n",
+            sink.url("/am")
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let am = Command::new("prometheus-alertmanager")
+        .arg(format!("--config.file={}", am_config.display()))
+        .arg(format!(
+            "--storage.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start alertmanager");
+    let _am = Killed(am);
+    let am_addr = format!("127.0.0.1:{port}");
+    wait_for("alertmanager ready", Duration::from_secs(60), || {
+        http(&am_addr, "GET", "/-/ready").filter(|(s, _)| *s == 200)
+    });
+
+    let rules = tempfile::tempdir().unwrap();
+    write_rules(rules.path(), "e2e.yml", RULES);
+    let config = alerting_config(
+        rules.path(),
+        &format!("default_rules = false\nalertmanager_url = \"http://{am_addr}\"\n"),
+    );
+    let host = TestHost::builder()
+        .plugin(MONITORING)
+        .config(&config)
+        .start();
+    set_temperature(&host, 40.0);
+
+    let am_alerts = || -> Vec<Value> {
+        http(&am_addr, "GET", "/api/v2/alerts")
+            .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    };
+    let hot = wait_for("HotRoom in Alertmanager", WAIT, || {
+        am_alerts()
+            .into_iter()
+            .find(|a| a["labels"]["alertname"] == "HotRoom")
+    });
+    assert_eq!(hot["labels"]["room"], "kitchen");
+    assert_eq!(hot["labels"]["severity"], "warning");
+    assert_eq!(hot["status"]["state"], "active");
+    assert_eq!(
+        hot["annotations"]["summary"],
+        "Room kitchen is at 40 degrees"
+    );
+    wait_for("sink got firing from Alertmanager", WAIT, || {
+        (sink.count("/am", "firing", "HotRoom") >= 1).then_some(())
+    });
+    let payload = sink
+        .received("/am")
+        .into_iter()
+        .find(|p| p["groupLabels"]["alertname"] == "HotRoom")
+        .unwrap();
+    assert_eq!(payload["version"], "4");
+
+    set_temperature(&host, 10.0);
+    wait_for("sink got resolved from Alertmanager", WAIT, || {
+        (sink.count("/am", "resolved", "HotRoom") >= 1).then_some(())
+    });
+    // Alertmanager no longer lists it as active.
+    wait_for("HotRoom no longer active in Alertmanager", WAIT, || {
+        (!am_alerts()
+            .iter()
+            .any(|a| a["labels"]["alertname"] == "HotRoom" && a["status"]["state"] == "active"))
+        .then_some(())
+    });
+    let text = host.metrics();
+    assert!(
+        sample(
+            &text,
+            "homeconsole_alert_notifications_total",
+            &[("notifier", "alertmanager"), ("result", "sent")]
+        )
+        .unwrap_or(0.0)
+            >= 2.0,
+        "{text}"
+    );
+}
+
+/// Rules with one broken rule in a file of their own (next to a valid one).
+const BROKEN: &str = r#"groups:
+  - name: broken-group
+    interval: 1s
+    rules:
+      - alert: BadRule
+        expr: rate(e2e_temperature[1m]
+      - alert: StillFine
+        expr: e2e_temperature > 100
+"#;
+
+#[test]
+fn down_notifiers_broken_rules_and_the_reload_api() {
+    let rules = tempfile::tempdir().unwrap();
+    write_rules(rules.path(), "e2e.yml", RULES);
+    write_rules(rules.path(), "broken.yml", BROKEN);
+    let closed = free_port();
+    let config = alerting_config(
+        rules.path(),
+        &format!(
+            "default_rules = false\nnotify_max_retries = 0\nalertmanager_url = \"http://127.0.0.1:{closed}\"\nwebhook_urls = [\"http://127.0.0.1:{closed}/hook\"]\n[plugins.monitoring.access]\nadmin_token = \"adm1n\"\n"
+        ),
+    );
+    let host = TestHost::builder()
+        .plugin(MONITORING)
+        .config(&config)
+        .start();
+
+    // The broken rule is reported with file, group and rule; the others load.
+    let v = wait_for("rules evaluated", WAIT, || {
+        let v = host.get("/api/v1/monitoring/rules").json();
+        let ok = v["groups"]
+            .as_array()?
+            .iter()
+            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+            .filter(|r| r["health"] == "ok")
+            .count();
+        (ok == 3).then_some(v)
+    });
+    let errors = v["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{v}");
+    assert!(errors[0]["file"].as_str().unwrap().ends_with("broken.yml"));
+    assert_eq!(errors[0]["group"], "broken-group");
+    assert_eq!(errors[0]["rule"], "BadRule");
+    let text = errors[0]["error"].as_str().unwrap();
+    assert!(
+        text.contains("broken.yml") && text.contains("broken-group") && text.contains("BadRule"),
+        "{text}"
+    );
+    let names: Vec<String> = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, vec!["StillFine", "HotRoom", "AlwaysOn"]);
+    assert!(sample(&host.metrics(), "homeconsole_alert_rule_load_errors", &[]) == Some(1.0));
+
+    // Notifiers are down: evaluation continues, failures are counted.
+    set_temperature(&host, 50.0);
+    wait_for("HotRoom firing", WAIT, || {
+        (api_state(&host, "HotRoom").as_deref() == Some("firing")).then_some(())
+    });
+    let text = wait_for("failures counted", WAIT, || {
+        let t = host.metrics();
+        let failed = |n: &str| {
+            sample(
+                &t,
+                "homeconsole_alert_notifications_total",
+                &[("notifier", n), ("result", "failed")],
+            )
+            .unwrap_or(0.0)
+        };
+        (failed("alertmanager") >= 1.0 && failed("webhook-0") >= 1.0).then_some(t.clone())
+    });
+    assert_lint_clean(&text);
+    set_temperature(&host, 5.0);
+    wait_for("HotRoom resolved despite down notifiers", WAIT, || {
+        api_state(&host, "HotRoom").is_none().then_some(())
+    });
+    let status = host.get("/api/v1/monitoring/status").json();
+    let notifiers = status["capabilities"]["alerting"]["notifiers"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(notifiers.len(), 2, "{status}");
+    assert!(notifiers.iter().all(|n| n["failed"].as_u64().unwrap() >= 1));
+
+    // A changed rules dir is picked up on its own.
+    write_rules(
+        rules.path(),
+        "added.yml",
+        "groups:\n  - name: added\n    interval: 1s\n    rules:\n      - alert: Added\n        expr: e2e_temperature < 10\n",
+    );
+    wait_for("Added loaded and pending/firing", WAIT, || {
+        api_state(&host, "Added").map(|_| ())
+    });
+
+    // The reload API needs the admin token.
+    let reload = |auth: Option<&str>| {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+        host.request(
+            "POST",
+            "/api/v1/monitoring/rules/reload",
+            Some("{}"),
+            &headers,
+        )
+    };
+    assert_eq!(reload(None).status, 401);
+    assert_eq!(reload(Some("Bearer wrong")).status, 401);
+    // Fix the broken file, then reload through the API.
+    write_rules(
+        rules.path(),
+        "broken.yml",
+        &BROKEN.replace("rate(e2e_temperature[1m]", "rate(e2e_temperature[1m])"),
+    );
+    let r = reload(Some("Bearer adm1n"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["errors"], json!([]), "{v}");
+    assert_eq!(v["rules"], 5);
+    let started = Instant::now();
+    wait_for("fixed rule evaluated", WAIT, || {
+        let v = host.get("/api/v1/monitoring/rules").json();
+        v["groups"]
+            .as_array()?
+            .iter()
+            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+            .any(|r| r["name"] == "BadRule" && r["health"] == "ok")
+            .then_some(())
+    });
+    assert!(started.elapsed() < WAIT);
+    // The alert that was active before the reload kept its state.
+    assert!(api_state(&host, "Added").is_some());
+}
