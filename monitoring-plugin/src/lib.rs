@@ -19,5 +19,6 @@ pub mod names;
 pub mod profiling;
 pub mod store;
 pub mod trace;
+pub mod tracing_capability;
 
 plugin_abi::export_plugin!(crate::module::MonitoringModule);

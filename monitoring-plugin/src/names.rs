@@ -36,6 +36,14 @@ pub const RECORD_REFUSALS_TOTAL: &str = "homeconsole_monitoring_record_refusals_
 pub const SCRAPE_DURATION: &str = "homeconsole_monitoring_scrape_duration_seconds";
 /// Series exported by the plugin's own store.
 pub const SERIES: &str = "homeconsole_monitoring_series";
+/// Spans kept in the in-memory trace store.
+pub const TRACE_SPANS_STORED_TOTAL: &str = "homeconsole_trace_spans_stored_total";
+/// Spans not kept, by reason (`evicted`, `rejected`, `sampled_out`).
+pub const TRACE_SPANS_DROPPED_TOTAL: &str = "homeconsole_trace_spans_dropped_total";
+/// Spans handed to the OTLP exporter, by result (`exported`, `dropped`, `failed`).
+pub const TRACE_EXPORT_SPANS_TOTAL: &str = "homeconsole_trace_export_spans_total";
+/// Manual spans closed because they were not ended in time.
+pub const TRACE_SPANS_TIMED_OUT_TOTAL: &str = "homeconsole_trace_spans_timed_out_total";
 
 /// Every `homeconsole_*` family name (docs and tests check against it).
 pub const ALL: &[&str] = &[
@@ -57,4 +65,8 @@ pub const ALL: &[&str] = &[
     RECORD_REFUSALS_TOTAL,
     SCRAPE_DURATION,
     SERIES,
+    TRACE_SPANS_STORED_TOTAL,
+    TRACE_SPANS_DROPPED_TOTAL,
+    TRACE_EXPORT_SPANS_TOTAL,
+    TRACE_SPANS_TIMED_OUT_TOTAL,
 ];

@@ -5,3 +5,4 @@ mod foundation;
 mod health;
 mod metrics;
 mod support;
+mod tracing;
