@@ -233,8 +233,8 @@ pub enum ObservationKind {
     ///
     /// With a `trace_context`, it is instead a timed life-cycle step (a
     /// span): `detail` = `load` (load + construct + start of plugin `name`),
-    /// `start` (its child), or `startup` (`name` = `host`: the root of the
-    /// host's startup trace), `duration_ns`, `status`, `message`.
+    /// `start` (its child), `stop`, or `startup` (`name` = `host`: the root
+    /// of the host's startup trace), `duration_ns`, `status`, `message`.
     PluginState,
     /// An error happened in the host or a plugin: `name` = where (a short
     /// fixed identifier such as `plugin_load`, `event_handler`), `caller` =

@@ -770,17 +770,20 @@ fn otlp_export_of_the_chain_decodes_with_the_official_protobuf() {
         "the chain at the OTLP receiver",
         Duration::from_secs(30),
         || {
-            let bodies: Vec<(Vec<(String, String)>, Vec<u8>)> = rx
+            let bodies: Vec<Received> = rx
                 .got
                 .lock()
                 .unwrap()
                 .iter()
-                .map(|r| (r.headers.clone(), r.body.clone()))
+                .map(|r| Received {
+                    headers: r.headers.clone(),
+                    body: r.body.clone(),
+                })
                 .collect();
             let mut spans = Vec::new();
             let mut resource = Value::Null;
-            for (_, body) in &bodies {
-                let d = decode(&py, body);
+            for r in &bodies {
+                let d = decode(&py, &r.body);
                 resource = d["resource"].clone();
                 spans.extend(d["spans"].as_array().cloned().unwrap_or_default());
             }
@@ -796,7 +799,7 @@ fn otlp_export_of_the_chain_decodes_with_the_official_protobuf() {
                     .iter()
                     .any(|s| s["name"] == *n && s["trace_id"] == trace_id.as_str())
             }) && of_trace.iter().any(|s| s["name"] == "demo.fail");
-            complete.then(|| (of_trace, resource, bodies[0].0.clone()))
+            complete.then(|| (of_trace, resource, bodies[0].headers.clone()))
         },
     );
     assert_eq!(resource["service.name"], "hc-e2e");

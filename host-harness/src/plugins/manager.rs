@@ -522,6 +522,11 @@ impl PluginManager {
         instance: &Arc<PluginInstance>,
         reason: &str,
     ) {
+        // A `stop` span: child of the current context (the new generation's
+        // `load` span on a replacement), else a root.
+        let parent = tracecontext::current();
+        let span = core.new_span(parent.as_ref());
+        let began = Instant::now();
         let result = invoke_sync(
             &core.runtime,
             &core.inflight,
@@ -529,7 +534,18 @@ impl PluginManager {
             "stop",
             reason,
             core.config.callback_timeout(),
-            Box::new(|inst: &PluginInstance| inst.plugin.stop()),
+            Box::new(move |inst: &PluginInstance| {
+                let _current = tracecontext::enter(Some(span));
+                inst.plugin.stop()
+            }),
+        );
+        core.report_lifecycle(
+            "stop",
+            &instance.name,
+            span,
+            parent.as_ref(),
+            began.elapsed(),
+            result.as_ref().err().map(|e| e.to_string()),
         );
         self.revoke(core, instance);
         match result {
