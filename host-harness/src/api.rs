@@ -16,6 +16,7 @@ use plugin_abi::{ErrorKind, PluginError};
 use serde_json::{json, Value};
 
 use crate::core::{HostCore, PluginHttpRequest, HTTP_CALLER};
+use crate::tracecontext::{self, SpanContext, TRACEPARENT_LEN};
 
 /// A JSON error response.
 pub fn error_response(status: StatusCode, kind: &str, message: &str) -> Response {
@@ -67,20 +68,37 @@ pub fn router(core: Arc<HostCore>) -> Router {
         .with_state(core)
 }
 
-/// Reports every answered request to observers (an `HttpRequest`
-/// observation, and an `Error` one for 5xx answers).
+/// Opens the request's server span and reports every answered request to
+/// observers (an `HttpRequest` observation, and an `Error` one for 5xx
+/// answers).
+///
+/// The server span continues a valid incoming `traceparent` (its parent is
+/// the caller's span) or starts a new trace. It replaces the request's
+/// `traceparent` header, so the handlers below — service calls, event
+/// publishes, storage, plugin routes — make their spans its children. The
+/// response carries it as `traceparent` and its trace id as `x-trace-id`;
+/// an incoming `tracestate` is passed through unchanged.
 async fn observe_request(
     State(core): State<Arc<HostCore>>,
-    request: Request,
+    mut request: Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let incoming = traceparent(request.headers());
+    let span = core.new_span(incoming.as_ref());
+    let tracestate = request.headers().get("tracestate").cloned();
+    let mut buf = [0u8; TRACEPARENT_LEN];
+    let header = HeaderValue::from_str(span.write_header(&mut buf)).ok();
+    if let Some(h) = &header {
+        request.headers_mut().insert("traceparent", h.clone());
+    }
     if !core.observers.is_active() {
-        return next.run(request).await;
+        let mut response = next.run(request).await;
+        add_trace_headers(&mut response, &span, header, tracestate);
+        return response;
     }
     let started = std::time::Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let trace = traceparent(request.headers());
     let route = match request.extensions().get::<axum::extract::MatchedPath>() {
         Some(m) => m.as_str().to_owned(),
         None => core
@@ -89,7 +107,8 @@ async fn observe_request(
             .map(|m| m.route)
             .unwrap_or_else(|_| "unmatched".to_owned()),
     };
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    add_trace_headers(&mut response, &span, header, tracestate);
     let status = response.status();
     let mut r = crate::observer::Report::new(
         plugin_abi::ObservationKind::HttpRequest,
@@ -101,9 +120,9 @@ async fn observe_request(
         Arc::from(route.as_str()),
         HTTP_CALLER.clone(),
     );
-    r.detail = Some(format!("{method} {}", status.as_u16()));
+    r.detail = Some(Arc::from(format!("{method} {}", status.as_u16())));
     r.duration_ns = started.elapsed().as_nanos() as u64;
-    r.trace_context = trace;
+    r = r.with_span(Some(span), incoming.as_ref());
     core.observers.report(r);
     if status.is_server_error() {
         core.report_error(
@@ -113,6 +132,26 @@ async fn observe_request(
         );
     }
     response
+}
+
+fn add_trace_headers(
+    response: &mut Response,
+    span: &SpanContext,
+    header: Option<HeaderValue>,
+    tracestate: Option<HeaderValue>,
+) {
+    let headers = response.headers_mut();
+    if let Some(h) = header {
+        headers.insert("traceparent", h);
+    }
+    let mut hex = [0u8; TRACEPARENT_LEN];
+    let trace_id = &span.write_header(&mut hex)[3..35];
+    if let Ok(v) = HeaderValue::from_str(trace_id) {
+        headers.insert("x-trace-id", v);
+    }
+    if let Some(state) = tracestate {
+        headers.insert("tracestate", state);
+    }
 }
 
 async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
@@ -177,11 +216,13 @@ fn bad_request(message: &str) -> Response {
     error_response(StatusCode::BAD_REQUEST, "bad_request", message)
 }
 
-fn traceparent(headers: &HeaderMap) -> Option<String> {
+/// The request's `traceparent`, parsed. Below [`observe_request`] it is
+/// always the request's server span.
+fn traceparent(headers: &HeaderMap) -> Option<SpanContext> {
     headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+        .and_then(SpanContext::parse)
 }
 
 async fn call_service(
@@ -224,12 +265,7 @@ async fn publish_event(
         Ok(p) => p,
         Err(m) => return bad_request(&m),
     };
-    match core.publish(
-        &HTTP_CALLER,
-        &topic,
-        &payload,
-        traceparent(&headers).as_deref(),
-    ) {
+    match core.publish_traced(&HTTP_CALLER, &topic, &payload, traceparent(&headers)) {
         Ok(outcome) => (
             StatusCode::ACCEPTED,
             Json(json!({"topic": topic, "queued": outcome.queued, "dropped": outcome.dropped})),
@@ -239,10 +275,18 @@ async fn publish_event(
     }
 }
 
-async fn list_keys(State(core): State<Arc<HostCore>>, Path(namespace): Path<String>) -> Response {
+async fn list_keys(
+    State(core): State<Arc<HostCore>>,
+    Path(namespace): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let span = traceparent(&headers);
     let core2 = core.clone();
-    let r =
-        tokio::task::spawn_blocking(move || core2.storage_list_keys("http", &namespace, "")).await;
+    let r = tokio::task::spawn_blocking(move || {
+        let _current = tracecontext::enter(span);
+        core2.storage_list_keys("http", &namespace, "")
+    })
+    .await;
     match r {
         Ok(Ok(keys)) => Json(json!({"keys": keys})).into_response(),
         Ok(Err(e)) => plugin_error_response(&e),
@@ -257,8 +301,11 @@ async fn list_keys(State(core): State<Arc<HostCore>>, Path(namespace): Path<Stri
 async fn get_value(
     State(core): State<Arc<HostCore>>,
     Path((namespace, key)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Response {
+    let span = traceparent(&headers);
     let r = tokio::task::spawn_blocking(move || {
+        let _current = tracecontext::enter(span);
         core.storage_get("http", &namespace, &key).map(|v| (v, key))
     })
     .await;
@@ -283,14 +330,19 @@ async fn get_value(
 async fn put_value(
     State(core): State<Arc<HostCore>>,
     Path((namespace, key)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let value = match parse_json_body(&body) {
         Ok(v) => v,
         Err(m) => return bad_request(&m),
     };
-    let r = tokio::task::spawn_blocking(move || core.storage_set("http", &namespace, &key, &value))
-        .await;
+    let span = traceparent(&headers);
+    let r = tokio::task::spawn_blocking(move || {
+        let _current = tracecontext::enter(span);
+        core.storage_set("http", &namespace, &key, &value)
+    })
+    .await;
     match r {
         Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
         Ok(Err(e)) => plugin_error_response(&e),
@@ -305,9 +357,14 @@ async fn put_value(
 async fn delete_value(
     State(core): State<Arc<HostCore>>,
     Path((namespace, key)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Response {
-    let r =
-        tokio::task::spawn_blocking(move || core.storage_delete("http", &namespace, &key)).await;
+    let span = traceparent(&headers);
+    let r = tokio::task::spawn_blocking(move || {
+        let _current = tracecontext::enter(span);
+        core.storage_delete("http", &namespace, &key)
+    })
+    .await;
     match r {
         Ok(Ok(true)) => StatusCode::NO_CONTENT.into_response(),
         Ok(Ok(false)) => error_response(StatusCode::NOT_FOUND, "not_found", "no such key"),

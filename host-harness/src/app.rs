@@ -77,7 +77,16 @@ impl App {
         let App { core, listener } = self;
         let addr = listener.local_addr().map_err(AppError::Serve)?;
         let c = core.clone();
-        let _ = tokio::task::spawn_blocking(move || watcher::initial_scan(&c)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            // One startup trace: a root for this start, a child per plugin.
+            let root = c.begin_startup();
+            {
+                let _current = crate::tracecontext::enter(Some(root));
+                watcher::initial_scan(&c);
+            }
+            c.end_startup();
+        })
+        .await;
 
         let stop = Arc::new(AtomicBool::new(false));
         let watcher_thread = watcher::spawn(core.clone(), stop.clone()).ok();

@@ -141,8 +141,8 @@ pub struct BusEvent {
     pub source: String,
     /// Unix epoch milliseconds.
     pub published_at_ms: u64,
-    /// W3C traceparent, if any.
-    pub trace_context: Option<String>,
+    /// The publish (producer) span, if traced; each delivery is a child.
+    pub trace_context: Option<crate::tracecontext::SpanContext>,
 }
 
 /// One event queued for one subscription.

@@ -64,6 +64,11 @@ pub struct HostSettings {
     pub storage_grants: std::collections::BTreeMap<String, Vec<String>>,
     /// Minimum log level.
     pub log_level: String,
+    /// Fraction of new traces (roots: HTTP requests without a sampled
+    /// `traceparent`, calls made outside any span) that are sampled, by
+    /// trace id. Children follow their parent. Sampled-out operations still
+    /// propagate their context; their reports carry flags `00`.
+    pub trace_sample_ratio: f64,
 }
 
 impl Default for HostSettings {
@@ -81,6 +86,7 @@ impl Default for HostSettings {
             stall_threshold_ms: 1_000,
             storage_grants: std::collections::BTreeMap::new(),
             log_level: "info".into(),
+            trace_sample_ratio: 1.0,
         }
     }
 }
@@ -189,6 +195,12 @@ impl Config {
                 "queue capacities must be greater than 0".into(),
             ));
         }
+        if !(0.0..=1.0).contains(&h.trace_sample_ratio) {
+            return Err(ConfigError::Invalid(format!(
+                "host.trace_sample_ratio must be between 0 and 1, got {}",
+                h.trace_sample_ratio
+            )));
+        }
         if crate::logger::parse_level(&h.log_level).is_none() {
             return Err(ConfigError::Invalid(format!(
                 "host.log_level {:?} is not one of trace, debug, info, warn, error",
@@ -290,6 +302,8 @@ mod tests {
                 .contains("tick_interval_ms must be greater than 0"),
             "{err}"
         );
+        let err = Config::from_toml("[host]\ntrace_sample_ratio = 1.5").unwrap_err();
+        assert!(err.to_string().contains("trace_sample_ratio"), "{err}");
         let err = Config::from_toml("[host]\nlog_level = \"loud\"").unwrap_err();
         assert!(err.to_string().contains("log_level"), "{err}");
     }

@@ -22,6 +22,7 @@ use crate::plugins::{PluginInstance, PluginManager};
 use crate::registry::ServiceRegistry;
 use crate::routes::RouteTable;
 use crate::storage::{Storage, StorageError};
+use crate::tracecontext::{self, Sampler, SpanContext, TRACEPARENT_LEN};
 
 /// Caller name used for calls that come in over HTTP.
 pub static HTTP_CALLER: Lazy<Arc<str>> = Lazy::new(|| Arc::from("http"));
@@ -58,7 +59,23 @@ pub struct HostCore {
     pub plugins: PluginManager,
     /// Plugin callbacks in progress.
     pub inflight: Arc<InFlight>,
+    /// Root sampling of new traces (`host.trace_sample_ratio`).
+    pub sampler: Sampler,
+    /// The startup trace while the initial plugin scan runs.
+    startup: parking_lot::Mutex<Option<StartupTrace>>,
 }
+
+/// The host's startup trace: its life-cycle reports are held back until the
+/// initial scan ends, so an observer that starts late (the monitoring plugin
+/// loads after other plugins) still sees every plugin's load and start.
+struct StartupTrace {
+    root: SpanContext,
+    started: Instant,
+    reports: Vec<Report>,
+}
+
+/// Most life-cycle reports held back during startup.
+const MAX_STARTUP_REPORTS: usize = 4_096;
 
 fn storage_err(e: StorageError) -> PluginError {
     match e {
@@ -84,6 +101,7 @@ impl HostCore {
         runtime: tokio::runtime::Handle,
     ) -> Result<Arc<HostCore>, StorageError> {
         let storage = Storage::open(&config.data_dir)?;
+        let config_ratio = config.host.trace_sample_ratio;
         Ok(Arc::new(HostCore {
             bus: EventBus::new(config.host.event_queue_capacity),
             observers: ObserverHub::new(
@@ -98,6 +116,8 @@ impl HostCore {
             routes: RouteTable::default(),
             plugins: PluginManager::default(),
             inflight: Arc::new(InFlight::default()),
+            sampler: Sampler::new(config_ratio),
+            startup: parking_lot::Mutex::new(None),
         }))
     }
 
@@ -116,7 +136,7 @@ impl HostCore {
                 Arc::from(call.callback),
                 call.plugin.clone(),
             );
-            r.detail = Some(call.detail.clone());
+            r.detail = Some(Arc::from(call.detail.as_str()));
             r.message = Some(call.thread.clone());
             r.duration_ns = busy.as_nanos() as u64;
             self.observers.report(r);
@@ -152,7 +172,7 @@ impl HostCore {
                 instance.name.clone(),
                 HOST_CALLER.clone(),
             );
-            r.detail = Some(state.to_owned());
+            r.detail = Some(Arc::from(state));
             r.message = error.clone();
             self.observers.report(r);
         }
@@ -161,6 +181,89 @@ impl HostCore {
             json!({"name": &*instance.name, "generation": instance.generation,
                    "version": instance.version, "file": instance.file.display().to_string(), "error": error}),
         );
+    }
+
+    /// Starts the startup trace: returns its root span, to be made current
+    /// on the thread that runs the initial plugin scan.
+    pub fn begin_startup(&self) -> SpanContext {
+        let root = SpanContext::new_root(&self.sampler);
+        *self.startup.lock() = Some(StartupTrace {
+            root,
+            started: Instant::now(),
+            reports: Vec::new(),
+        });
+        root
+    }
+
+    /// Ends the startup trace: reports the held-back life-cycle spans and
+    /// the root (`PluginState`, `name` = `host`, `detail` = `startup`).
+    pub fn end_startup(&self) {
+        let Some(trace) = self.startup.lock().take() else {
+            return;
+        };
+        if !self.observers.is_active() {
+            return;
+        }
+        for r in trace.reports {
+            self.observers.report(r);
+        }
+        let mut root = Report::new(
+            ObservationKind::PluginState,
+            CallStatus::Ok,
+            HOST_CALLER.clone(),
+            HOST_CALLER.clone(),
+        )
+        .with_span(Some(trace.root), None);
+        root.detail = Some(Arc::from("startup"));
+        root.duration_ns = trace.started.elapsed().as_nanos() as u64;
+        self.observers.report(root);
+    }
+
+    /// Reports one timed plugin life-cycle step (`load` covers loading,
+    /// constructing and starting; `start` is its child) as a span: a
+    /// `PluginState` observation with `detail` = the step, `duration_ns` and
+    /// a trace context. Held back while the startup trace is open.
+    pub fn report_lifecycle(
+        &self,
+        step: &'static str,
+        plugin: &Arc<str>,
+        span: SpanContext,
+        parent: Option<&SpanContext>,
+        duration: std::time::Duration,
+        error: Option<String>,
+    ) {
+        let mut r = Report::new(
+            ObservationKind::PluginState,
+            if error.is_some() {
+                CallStatus::Error
+            } else {
+                CallStatus::Ok
+            },
+            plugin.clone(),
+            HOST_CALLER.clone(),
+        )
+        .with_span(Some(span), parent);
+        r.detail = Some(Arc::from(step));
+        r.duration_ns = duration.as_nanos() as u64;
+        r.message = error;
+        {
+            let mut startup = self.startup.lock();
+            if let Some(trace) = startup.as_mut() {
+                if trace.reports.len() < MAX_STARTUP_REPORTS {
+                    trace.reports.push(r);
+                }
+                return;
+            }
+        }
+        if self.observers.is_active() {
+            self.observers.report(r);
+        }
+    }
+
+    /// A new span for a host operation: child of `parent`, else a new root.
+    #[inline]
+    pub fn new_span(&self, parent: Option<&SpanContext>) -> SpanContext {
+        SpanContext::child_or_root(parent, &self.sampler)
     }
 
     /// Publishes a host event (`internal.*`); failures are logged.
@@ -216,18 +319,33 @@ impl HostCore {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)] // one report, all its fields
     fn observe_call(
         &self,
         name: Arc<str>,
         caller: Arc<str>,
-        status: CallStatus,
+        served_by: Option<&Arc<str>>,
         started: Instant,
-        trace: Option<&str>,
+        span: SpanContext,
+        parent: Option<&SpanContext>,
+        result: Result<(), &PluginError>,
     ) {
         if self.observers.is_active() {
-            let mut r = Report::new(ObservationKind::ServiceCall, status, name, caller);
+            let status = match result {
+                Ok(()) => CallStatus::Ok,
+                Err(e) if e.kind == ErrorKind::Timeout => CallStatus::Timeout,
+                Err(e) if e.kind == ErrorKind::NotFound && served_by.is_none() => {
+                    CallStatus::NotFound
+                }
+                Err(_) => CallStatus::Error,
+            };
+            let mut r = Report::new(ObservationKind::ServiceCall, status, name, caller)
+                .with_span(Some(span), parent);
             r.duration_ns = started.elapsed().as_nanos() as u64;
-            r.trace_context = trace.map(str::to_owned);
+            r.detail = served_by.cloned();
+            if let Err(e) = result {
+                r.message = Some(e.message.to_string());
+            }
             self.observers.report(r);
         }
     }
@@ -263,22 +381,22 @@ impl HostCore {
         trace: Option<&str>,
     ) -> Result<String, PluginError> {
         let started = Instant::now();
+        let parent = tracecontext::parent_of(trace);
+        let span = self.new_span(parent.as_ref());
         let Some((entry, instance)) = self.resolve_service(name) else {
+            let err = PluginError::not_found(format!("no service named {name:?}"));
             self.observe_call(
                 Arc::from(name),
                 caller.clone(),
-                CallStatus::NotFound,
+                None,
                 started,
-                trace,
+                span,
+                parent.as_ref(),
+                Err(&err),
             );
-            return Err(PluginError::not_found(format!("no service named {name:?}")));
+            return Err(err);
         };
-        let (input, trace_owned, svc, who) = (
-            input.to_owned(),
-            trace.map(str::to_owned),
-            entry.name.clone(),
-            caller.clone(),
-        );
+        let (input, svc, who) = (input.to_owned(), entry.name.clone(), caller.clone());
         let result = invoke_sync(
             &self.runtime,
             &self.inflight,
@@ -286,26 +404,16 @@ impl HostCore {
             "handle_service",
             name,
             self.config.service_timeout(),
-            Box::new(move |inst: &PluginInstance| {
-                let t = trace_owned
-                    .as_deref()
-                    .map(abi_stable::std_types::RStr::from);
-                inst.plugin
-                    .handle_service(
-                        (&*svc).into(),
-                        input.as_str().into(),
-                        (&*who).into(),
-                        t.into(),
-                    )
-                    .map(RString::into_string)
-            }),
+            Box::new(move |inst: &PluginInstance| serve(inst, &svc, &input, &who, span)),
         );
         self.observe_call(
             entry.name.clone(),
             caller.clone(),
-            status_of(&result),
+            Some(&instance.name),
             started,
-            trace,
+            span,
+            parent.as_ref(),
+            result.as_ref().map(|_| ()),
         );
         if let Err(e) = &result {
             self.after_call_failure(&instance, name, e);
@@ -313,51 +421,49 @@ impl HostCore {
         result
     }
 
-    /// Calls a service from async code (the HTTP API).
+    /// Calls a service from async code (the HTTP API). `parent` is the
+    /// caller's span (the HTTP server span); async code has no thread-local
+    /// current context, so it is passed explicitly.
     pub async fn call_service_async(
         &self,
         caller: &Arc<str>,
         name: &str,
         input: String,
-        trace: Option<String>,
+        parent: Option<SpanContext>,
     ) -> Result<String, PluginError> {
         let started = Instant::now();
+        let span = self.new_span(parent.as_ref());
         let Some((entry, instance)) = self.resolve_service(name) else {
+            let err = PluginError::not_found(format!("no service named {name:?}"));
             self.observe_call(
                 Arc::from(name),
                 caller.clone(),
-                CallStatus::NotFound,
+                None,
                 started,
-                trace.as_deref(),
+                span,
+                parent.as_ref(),
+                Err(&err),
             );
-            return Err(PluginError::not_found(format!("no service named {name:?}")));
+            return Err(err);
         };
-        let (svc, trace_in, who) = (entry.name.clone(), trace.clone(), caller.clone());
+        let (svc, who) = (entry.name.clone(), caller.clone());
         let result = invoke_async(
             &self.inflight,
             &instance,
             "handle_service",
             name,
             self.config.service_timeout(),
-            Box::new(move |inst: &PluginInstance| {
-                let t = trace_in.as_deref().map(abi_stable::std_types::RStr::from);
-                inst.plugin
-                    .handle_service(
-                        (&*svc).into(),
-                        input.as_str().into(),
-                        (&*who).into(),
-                        t.into(),
-                    )
-                    .map(RString::into_string)
-            }),
+            Box::new(move |inst: &PluginInstance| serve(inst, &svc, &input, &who, span)),
         )
         .await;
         self.observe_call(
             entry.name.clone(),
             caller.clone(),
-            status_of(&result),
+            Some(&instance.name),
             started,
-            trace.as_deref(),
+            span,
+            parent.as_ref(),
+            result.as_ref().map(|_| ()),
         );
         if let Err(e) = &result {
             self.after_call_failure(&instance, name, e);
@@ -411,15 +517,22 @@ impl HostCore {
             return;
         }
         let ev = &d.event;
+        // The consumer span: a child of the publish (producer) span.
+        let span = ev.trace_context.map(|p| p.child());
+        let mut buf = [0u8; TRACEPARENT_LEN];
         let event = Event {
             topic: RString::from(ev.topic.as_str()),
             payload: RString::from(ev.payload.as_str()),
             source: RString::from(ev.source.as_str()),
             subscription_id: d.subscription_id,
             published_at_ms: ev.published_at_ms,
-            trace_context: ev.trace_context.as_deref().map(RString::from).into(),
+            trace_context: match &span {
+                Some(s) => ROption::RSome(RString::from(s.write_header(&mut buf))),
+                None => ROption::RNone,
+            },
         };
         let result = {
+            let _current = tracecontext::enter(span);
             let _guard = self.inflight.enter(
                 instance,
                 "on_event",
@@ -436,7 +549,10 @@ impl HostCore {
                 instance.name.clone(),
             );
             r.duration_ns = d.enqueued.elapsed().as_nanos() as u64;
-            r.trace_context = ev.trace_context.clone();
+            r = r.with_span(span, ev.trace_context.as_ref());
+            if let Err(e) = &result {
+                r.message = Some(e.message.to_string());
+            }
             self.observers.report(r);
         }
         if let Err(e) = result {
@@ -453,7 +569,11 @@ impl HostCore {
         }
     }
 
-    /// Publishes an event. Never blocks on subscribers.
+    /// Publishes an event. Never blocks on subscribers. The publish span is
+    /// a child of `trace` (a `traceparent`) when it parses, else of the
+    /// thread's current context; a plugin publishing outside any span starts
+    /// a new trace, the host's own `internal.*` events outside a span are
+    /// not traced.
     pub fn publish(
         &self,
         source: &Arc<str>,
@@ -461,6 +581,24 @@ impl HostCore {
         payload: &str,
         trace: Option<&str>,
     ) -> Result<PublishOutcome, PluginError> {
+        let parent = tracecontext::parent_of(trace);
+        self.publish_traced(source, topic, payload, parent)
+    }
+
+    /// [`HostCore::publish`] with the parent span already resolved.
+    pub fn publish_traced(
+        &self,
+        source: &Arc<str>,
+        topic: &str,
+        payload: &str,
+        parent: Option<SpanContext>,
+    ) -> Result<PublishOutcome, PluginError> {
+        let span = match &parent {
+            Some(p) => Some(p.child()),
+            None if Arc::ptr_eq(source, &HOST_CALLER) => None,
+            None => Some(SpanContext::new_root(&self.sampler)),
+        };
+        let started = Instant::now();
         let event = BusEvent {
             topic: topic.to_owned(),
             payload: if payload.trim().is_empty() {
@@ -473,7 +611,7 @@ impl HostCore {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
-            trace_context: trace.map(str::to_owned),
+            trace_context: span,
         };
         let observing = self.observers.is_active();
         let outcome = self
@@ -496,8 +634,9 @@ impl HostCore {
                 CallStatus::Ok,
                 Arc::from(topic),
                 source.clone(),
-            );
-            r.trace_context = trace.map(str::to_owned);
+            )
+            .with_span(span, parent.as_ref());
+            r.duration_ns = started.elapsed().as_nanos() as u64;
             self.observers.report(r);
         }
         Ok(outcome)
@@ -518,12 +657,15 @@ impl HostCore {
                 Ok(_) => CallStatus::Ok,
                 Err(_) => CallStatus::Error,
             };
+            // A child of the callback this thread runs, if any.
+            let parent = tracecontext::current();
             let mut r = Report::new(
                 ObservationKind::StorageOperation,
                 status,
                 op.clone(),
                 Arc::from(caller),
-            );
+            )
+            .with_span(parent.map(|p| p.child()), parent.as_ref());
             r.namespace = Some(Arc::from(namespace));
             r.duration_ns = started.elapsed().as_nanos() as u64;
             if let Err(e) = result {
@@ -790,18 +932,22 @@ impl HostCore {
                 .map(|(k, v)| Tuple2(RString::from(k), RString::from(v)))
                 .collect(),
             body: RVec::from(request.body),
-            trace_context: match request.trace_context {
-                Some(t) => ROption::RSome(RString::from(t)),
+            trace_context: match &request.trace_context {
+                Some(t) => ROption::RSome(RString::from(t.to_header())),
                 None => ROption::RNone,
             },
         };
+        let span = request.trace_context;
         let result = invoke_async(
             &self.inflight,
             &instance,
             "handle_http",
             &request.path,
             timeout,
-            Box::new(move |inst: &PluginInstance| inst.plugin.handle_http(&req)),
+            Box::new(move |inst: &PluginInstance| {
+                let _current = tracecontext::enter(span);
+                inst.plugin.handle_http(&req)
+            }),
         )
         .await;
         result.map_err(|e| {
@@ -840,8 +986,30 @@ pub struct PluginHttpRequest {
     pub headers: Vec<(String, String)>,
     /// Body.
     pub body: Vec<u8>,
-    /// Incoming traceparent.
-    pub trace_context: Option<String>,
+    /// The HTTP server span; the handler runs with it as current context.
+    pub trace_context: Option<SpanContext>,
+}
+
+/// Runs a plugin's `handle_service` with `span` as the thread's current
+/// context and its `traceparent` (formatted on the stack) as argument.
+fn serve(
+    inst: &PluginInstance,
+    service: &str,
+    input: &str,
+    caller: &str,
+    span: SpanContext,
+) -> abi_stable::std_types::RResult<String, PluginError> {
+    let _current = tracecontext::enter(Some(span));
+    let mut buf = [0u8; TRACEPARENT_LEN];
+    let header = span.write_header(&mut buf);
+    inst.plugin
+        .handle_service(
+            service.into(),
+            input.into(),
+            caller.into(),
+            ROption::RSome(header.into()),
+        )
+        .map(RString::into_string)
 }
 
 /// Names of the built-in modules.

@@ -14,6 +14,7 @@ pub mod plugins;
 pub mod registry;
 pub mod routes;
 pub mod storage;
+pub mod tracecontext;
 
 pub use app::{App, AppError};
 pub use config::Config;

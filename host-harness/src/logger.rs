@@ -63,6 +63,19 @@ pub fn rfc3339(time: SystemTime) -> String {
 /// Writes one log line. `fields` must be a JSON object (anything else is
 /// stored under `fields.value`).
 pub fn log(level: LogLevel, target: &str, message: &str, plugin: Option<&str>, fields: Value) {
+    log_traced(level, target, message, plugin, fields, None);
+}
+
+/// Like [`log`], with the span the line was written in: its `trace_id` and
+/// `span_id` (hex) become top-level fields, so log lines and traces join.
+pub fn log_traced(
+    level: LogLevel,
+    target: &str,
+    message: &str,
+    plugin: Option<&str>,
+    fields: Value,
+    span: Option<&crate::tracecontext::SpanContext>,
+) {
     if !enabled(level) {
         return;
     }
@@ -76,6 +89,10 @@ pub fn log(level: LogLevel, target: &str, message: &str, plugin: Option<&str>, f
     line.insert("message".into(), Value::String(message.into()));
     if let Some(plugin) = plugin {
         line.insert("plugin".into(), Value::String(plugin.into()));
+    }
+    if let Some(span) = span {
+        line.insert("trace_id".into(), Value::String(span.trace_id_hex()));
+        line.insert("span_id".into(), Value::String(span.span_id_hex()));
     }
     match fields {
         Value::Null => {}

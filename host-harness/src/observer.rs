@@ -18,6 +18,8 @@ use crossbeam_queue::ArrayQueue;
 use parking_lot::{Mutex, RwLock};
 use plugin_abi::{CallStatus, Observation, ObservationKind};
 
+use crate::tracecontext::{to_hex, SpanContext, TRACEPARENT_LEN};
+
 /// A report as the host builds it on the hot path (cheap `Arc<str>` clones);
 /// converted to the FFI [`Observation`] on the drain thread.
 #[derive(Debug, Clone)]
@@ -32,18 +34,29 @@ pub struct Report {
     pub caller: Arc<str>,
     /// Storage namespace.
     pub namespace: Option<Arc<str>>,
-    /// Extra detail.
-    pub detail: Option<String>,
+    /// Extra detail (for a service call: the plugin serving it).
+    pub detail: Option<Arc<str>>,
     /// Error message.
     pub message: Option<String>,
     /// Duration in nanoseconds.
     pub duration_ns: u64,
     /// Unix epoch nanoseconds.
     pub at_unix_ns: u64,
-    /// W3C traceparent of the operation's own span.
-    pub trace_context: Option<String>,
-    /// Parent span id (hex), if any.
-    pub parent_span_id: Option<String>,
+    /// The operation's own span (formatted as a `traceparent` on the drain
+    /// thread, off the caller's hot path).
+    pub trace_context: Option<SpanContext>,
+    /// Parent span id, if any.
+    pub parent_span_id: Option<[u8; 8]>,
+}
+
+impl Report {
+    /// Sets the span and its parent (builder style).
+    #[inline]
+    pub fn with_span(mut self, span: Option<SpanContext>, parent: Option<&SpanContext>) -> Self {
+        self.trace_context = span;
+        self.parent_span_id = parent.map(|p| p.span_id);
+        self
+    }
 }
 
 /// Current time in Unix epoch nanoseconds.
@@ -89,15 +102,25 @@ impl Report {
                 .as_deref()
                 .map(RString::from)
                 .unwrap_or_default(),
-            detail: s(&self.detail),
+            detail: self
+                .detail
+                .as_deref()
+                .map(RString::from)
+                .unwrap_or_default(),
             message: s(&self.message),
             duration_ns: self.duration_ns,
             at_unix_ns: self.at_unix_ns,
             trace_context: match &self.trace_context {
-                Some(t) => ROption::RSome(RString::from(t.as_str())),
+                Some(t) => {
+                    let mut buf = [0u8; TRACEPARENT_LEN];
+                    ROption::RSome(RString::from(t.write_header(&mut buf)))
+                }
                 None => ROption::RNone,
             },
-            parent_span_id: s(&self.parent_span_id),
+            parent_span_id: self
+                .parent_span_id
+                .map(|p| RString::from(to_hex(&p)))
+                .unwrap_or_default(),
         }
     }
 }

@@ -337,6 +337,13 @@ impl MetricsCollector {
         &self.store
     }
 
+    /// The store of the host's own `homeconsole_*` families, for
+    /// capabilities that register counters of their own (they are rendered
+    /// with the scrape).
+    pub fn internal(&self) -> &MetricStore {
+        &self.internal
+    }
+
     /// Applies a batch of observer reports.
     pub fn observe(&self, batch: &[Observation]) {
         for o in batch {

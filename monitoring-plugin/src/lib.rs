@@ -24,5 +24,6 @@ pub mod profiling;
 pub mod promapi;
 pub mod store;
 pub mod trace;
+pub mod tracing_capability;
 
 plugin_abi::export_plugin!(crate::module::MonitoringModule);

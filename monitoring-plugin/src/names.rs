@@ -48,6 +48,14 @@ pub const ALERT_RULES: &str = "homeconsole_alert_rules";
 pub const ALERT_RULE_LOAD_ERRORS: &str = "homeconsole_alert_rule_load_errors";
 /// Series held in the alerting sample history.
 pub const ALERT_HISTORY_SERIES: &str = "homeconsole_alert_history_series";
+/// Spans kept in the in-memory trace store.
+pub const TRACE_SPANS_STORED_TOTAL: &str = "homeconsole_trace_spans_stored_total";
+/// Spans not kept, by reason (`evicted`, `rejected`, `sampled_out`).
+pub const TRACE_SPANS_DROPPED_TOTAL: &str = "homeconsole_trace_spans_dropped_total";
+/// Spans handed to the OTLP exporter, by result (`exported`, `dropped`, `failed`).
+pub const TRACE_EXPORT_SPANS_TOTAL: &str = "homeconsole_trace_export_spans_total";
+/// Manual spans closed because they were not ended in time.
+pub const TRACE_SPANS_TIMED_OUT_TOTAL: &str = "homeconsole_trace_spans_timed_out_total";
 
 /// Every `homeconsole_*` family name (docs and tests check against it).
 pub const ALL: &[&str] = &[
@@ -75,4 +83,8 @@ pub const ALL: &[&str] = &[
     ALERT_RULES,
     ALERT_RULE_LOAD_ERRORS,
     ALERT_HISTORY_SERIES,
+    TRACE_SPANS_STORED_TOTAL,
+    TRACE_SPANS_DROPPED_TOTAL,
+    TRACE_EXPORT_SPANS_TOTAL,
+    TRACE_SPANS_TIMED_OUT_TOTAL,
 ];

@@ -219,7 +219,9 @@ impl PluginState {
 #[repr(u8)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ObservationKind {
-    /// A service call finished: `name` = service, `caller`, `status`, `duration_ns`.
+    /// A service call finished: `name` = service, `caller`, `status`,
+    /// `duration_ns`, `detail` = the plugin serving it (empty when not
+    /// found), `message` = the error, if any.
     ServiceCall,
     /// A storage operation finished: `name` = operation (`get`, `set`, `delete`,
     /// `list`), `namespace`, `status`, `duration_ns`.
@@ -228,6 +230,11 @@ pub enum ObservationKind {
     EventPublished,
     /// A plugin changed state: `name` = plugin, `detail` = new state
     /// (`loaded`/`started`/`stopped`/`error`), `message` = error text if any.
+    ///
+    /// With a `trace_context`, it is instead a timed life-cycle step (a
+    /// span): `detail` = `load` (load + construct + start of plugin `name`),
+    /// `start` (its child), `stop`, or `startup` (`name` = `host`: the root
+    /// of the host's startup trace), `duration_ns`, `status`, `message`.
     PluginState,
     /// An error happened in the host or a plugin: `name` = where (a short
     /// fixed identifier such as `plugin_load`, `event_handler`), `caller` =
@@ -243,7 +250,8 @@ pub enum ObservationKind {
     /// `detail` = `METHOD STATUS`, `duration_ns`.
     HttpRequest,
     /// A plugin wrote a log line (info and above): `caller` = plugin,
-    /// `name` = level, `message` = text, `detail` = fields as JSON.
+    /// `name` = level, `message` = text, `detail` = fields as JSON,
+    /// `trace_context` = the span it was written in (not a span of its own).
     LogLine,
     /// A plugin callback has been busy longer than the stall threshold:
     /// `caller` = plugin, `name` = callback, `detail` = what it was doing

@@ -9,3 +9,4 @@ mod foundation;
 mod health;
 mod metrics;
 mod support;
+mod tracing;

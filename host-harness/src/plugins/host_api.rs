@@ -251,6 +251,8 @@ impl HostApi for HostApiImpl {
             let Some(core) = self.core.upgrade() else {
                 return;
             };
+            // Inside a callback the host runs, the line belongs to its span.
+            let span = crate::tracecontext::current();
             if level >= LogLevel::Info && core.observers.is_active() {
                 let mut r = crate::observer::Report::new(
                     plugin_abi::ObservationKind::LogLine,
@@ -260,11 +262,19 @@ impl HostApi for HostApiImpl {
                 );
                 r.message = Some(message.as_str().to_owned());
                 if !fields.is_null() {
-                    r.detail = Some(fields.to_string());
+                    r.detail = Some(std::sync::Arc::from(fields.to_string()));
                 }
+                r.trace_context = span;
                 core.observers.report(r);
             }
-            crate::logger::log(level, "plugin", message.as_str(), Some(&self.name), fields);
+            crate::logger::log_traced(
+                level,
+                "plugin",
+                message.as_str(),
+                Some(&self.name),
+                fields,
+                span.as_ref(),
+            );
             if level == LogLevel::Error {
                 core.report_error("plugin_log", &self.name, message.as_str());
             }

@@ -23,6 +23,7 @@ use super::invoke::{humanize, invoke_sync};
 use super::loader;
 use crate::core::HostCore;
 use crate::logger;
+use crate::tracecontext::{self, SpanContext};
 
 /// Size and modification time of a plugin file, to notice changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,8 +273,31 @@ impl PluginManager {
 
     /// Loads (or reloads) `file`. Never panics; failures end up in the
     /// entry's error and in the log.
+    ///
+    /// Traced as a `load` span (child of the thread's current context: the
+    /// startup trace during the initial scan, else a new root) covering
+    /// load, construction and start, with a `start` child span.
     pub fn load_file(&self, core: &Arc<HostCore>, file: &Path) {
         let _serial = self.load_lock.lock();
+        let parent = tracecontext::current();
+        let span = core.new_span(parent.as_ref());
+        let began = Instant::now();
+        let (name, error) = {
+            let _current = tracecontext::enter(Some(span));
+            self.load_file_traced(core, file, span)
+        };
+        let name: Arc<str> = Arc::from(name.unwrap_or_else(|| file_stem(file)).as_str());
+        core.report_lifecycle("load", &name, span, parent.as_ref(), began.elapsed(), error);
+    }
+
+    /// The body of [`PluginManager::load_file`]; returns the plugin name
+    /// (when known) and the error, if it failed.
+    fn load_file_traced(
+        &self,
+        core: &Arc<HostCore>,
+        file: &Path,
+        load_span: SpanContext,
+    ) -> (Option<String>, Option<String>) {
         let fingerprint = Fingerprint::of(file);
         let generation = {
             let mut entries = self.entries.lock();
@@ -292,7 +316,11 @@ impl PluginManager {
         let started = Instant::now();
         let lib = match loader::load(file, &core.config.data_dir.join("plugin-cache")) {
             Ok(lib) => lib,
-            Err(e) => return self.fail(core, file, None, e.to_string()),
+            Err(e) => {
+                let msg = e.to_string();
+                self.fail(core, file, None, msg.clone());
+                return (None, Some(msg));
+            }
         };
         let name = lib.info.name.to_string();
         if let Some(other) = self.name_taken_by_other_file(&name, file) {
@@ -301,7 +329,8 @@ impl PluginManager {
                 file.display(),
                 other.display()
             );
-            return self.fail(core, file, Some(&name), msg);
+            self.fail(core, file, Some(&name), msg.clone());
+            return (Some(name), Some(msg));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let handle = HostApi_TO::from_ptr(
@@ -327,7 +356,8 @@ impl PluginManager {
                     "{}: constructor of plugin {name} failed: {e}",
                     file.display()
                 );
-                return self.fail(core, file, Some(&name), msg);
+                self.fail(core, file, Some(&name), msg.clone());
+                return (Some(name), Some(msg));
             }
             Err(_) => {
                 let msg = format!(
@@ -335,7 +365,8 @@ impl PluginManager {
                     file.display(),
                     humanize(timeout)
                 );
-                return self.fail(core, file, Some(&name), msg);
+                self.fail(core, file, Some(&name), msg.clone());
+                return (Some(name), Some(msg));
             }
         };
         let instance = Arc::new(PluginInstance {
@@ -385,6 +416,7 @@ impl PluginManager {
                    "file": file.display().to_string(), "load_ms": instance.load_ms}),
         );
         let start_began = Instant::now();
+        let start_span = load_span.child();
         let result = invoke_sync(
             &core.runtime,
             &core.inflight,
@@ -392,9 +424,21 @@ impl PluginManager {
             "start",
             "",
             timeout,
-            Box::new(|inst: &PluginInstance| inst.plugin.start()),
+            Box::new(move |inst: &PluginInstance| {
+                let _current = tracecontext::enter(Some(start_span));
+                inst.plugin.start()
+            }),
         );
         instance.status.lock().start_ms = Some(ms(start_began.elapsed()));
+        core.report_lifecycle(
+            "start",
+            &instance.name,
+            start_span,
+            Some(&load_span),
+            start_began.elapsed(),
+            result.as_ref().err().map(|e| e.to_string()),
+        );
+        let failure = result.as_ref().err().map(|e| format!("start failed: {e}"));
         match result {
             Ok(()) => {
                 instance.set_state(PluginState::Started, None);
@@ -418,6 +462,7 @@ impl PluginManager {
                 );
             }
         }
+        (Some(name), failure)
     }
 
     fn name_taken_by_other_file(&self, name: &str, file: &Path) -> Option<PathBuf> {
@@ -477,6 +522,11 @@ impl PluginManager {
         instance: &Arc<PluginInstance>,
         reason: &str,
     ) {
+        // A `stop` span: child of the current context (the new generation's
+        // `load` span on a replacement), else a root.
+        let parent = tracecontext::current();
+        let span = core.new_span(parent.as_ref());
+        let began = Instant::now();
         let result = invoke_sync(
             &core.runtime,
             &core.inflight,
@@ -484,7 +534,18 @@ impl PluginManager {
             "stop",
             reason,
             core.config.callback_timeout(),
-            Box::new(|inst: &PluginInstance| inst.plugin.stop()),
+            Box::new(move |inst: &PluginInstance| {
+                let _current = tracecontext::enter(Some(span));
+                inst.plugin.stop()
+            }),
+        );
+        core.report_lifecycle(
+            "stop",
+            &instance.name,
+            span,
+            parent.as_ref(),
+            began.elapsed(),
+            result.as_ref().err().map(|e| e.to_string()),
         );
         self.revoke(core, instance);
         match result {

@@ -4,7 +4,9 @@
 //! Unlike host-reported operations, a manual span is open for a while and its owner may never
 //! end it (a bug, a crash, a plugin reload). So open spans live in a bounded registry, a
 //! sweeper closes the ones open longer than a timeout as errors flagged `timed_out`, and every
-//! finished span goes to a [`SpanSink`] (the store, the exporter, or both).
+//! finished span goes to a [`SpanSink`] (the store, the exporter, or both). A span whose trace
+//! is not sampled (flags `00`, inherited from its parent or decided for a new root) is tracked
+//! like any other, so its owner can end it and propagate its context, but it is not recorded.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -293,6 +295,7 @@ impl ManualSpans {
                 None => return Err(self.not_open(&inner, id)),
             }
         };
+        let sampled = open.flags & FLAG_SAMPLED != 0;
         let mut record = finish(id, open, now_unix_ns, status);
         for (k, v) in attributes {
             if let Some(slot) = record.attributes.iter_mut().find(|(key, _)| *key == k) {
@@ -302,7 +305,10 @@ impl ManualSpans {
             }
         }
         self.ended.fetch_add(1, Ordering::Relaxed);
-        self.sink.submit(record);
+        // Unsampled spans are tracked (so their owner can end them) but not recorded.
+        if sampled {
+            self.sink.submit(record);
+        }
         Ok(())
     }
 
@@ -330,9 +336,12 @@ impl ManualSpans {
         let n = expired.len();
         let message = format!("span not ended within {}", human(self.config.timeout));
         for (id, open) in expired {
+            let sampled = open.flags & FLAG_SAMPLED != 0;
             let mut record = finish(id, open, now_unix_ns, SpanStatus::error(message.clone()));
             record.timed_out = true;
-            self.sink.submit(record);
+            if sampled {
+                self.sink.submit(record);
+            }
         }
         self.timed_out.fetch_add(n as u64, Ordering::Relaxed);
         n
@@ -467,10 +476,16 @@ mod tests {
     #[test]
     fn remote_parent_joins_its_trace() {
         let (store, m) = setup(ManualConfig::default());
-        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
-        let id = m.start_at("op", vec![], Some(tp), "p", 10).unwrap();
-        // Unsampled parent flag propagates.
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        let id = m.start_at("op", vec![], Some(unsampled), "p", 10).unwrap();
+        // Unsampled parent flag propagates; the span can be ended but is not recorded.
         assert!(m.traceparent(&id).unwrap().ends_with("-00"));
+        m.end_at(&id, SpanStatus::Unset, vec![], 20).unwrap();
+        let trace_id = TraceContext::parse(unsampled).unwrap().trace_id;
+        assert!(store.spans(&trace_id).is_none());
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let id = m.start_at("op", vec![], Some(tp), "p", 10).unwrap();
+        assert!(m.traceparent(&id).unwrap().ends_with("-01"));
         m.end_at(&id, SpanStatus::Unset, vec![], 20).unwrap();
         let spans = store
             .spans(&TraceContext::parse(tp).unwrap().trace_id)
