@@ -3,6 +3,7 @@
 
 mod alerting;
 mod dashboard;
+mod deploy;
 mod docs;
 mod errors;
 mod foundation;
