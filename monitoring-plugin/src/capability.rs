@@ -109,7 +109,7 @@ pub trait Capability: Send + Sync {
 }
 
 /// Builds every capability, in the order callbacks reach them.
-pub fn build_all(_ctx: &Ctx) -> Result<Vec<Arc<dyn Capability>>, PluginError> {
-    let all: Vec<Arc<dyn Capability>> = vec![];
+pub fn build_all(ctx: &Ctx) -> Result<Vec<Arc<dyn Capability>>, PluginError> {
+    let all: Vec<Arc<dyn Capability>> = vec![Arc::new(crate::profiling_api::Profiling::new(ctx))];
     Ok(all)
 }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod module;
 pub mod names;
 pub mod profiling;
+pub mod profiling_api;
 pub mod store;
 pub mod trace;
 

@@ -37,6 +37,13 @@ pub const SCRAPE_DURATION: &str = "homeconsole_monitoring_scrape_duration_second
 /// Series exported by the plugin's own store.
 pub const SERIES: &str = "homeconsole_monitoring_series";
 
+/// Seconds the host spent inside each plugin callback (from the host's own accounting).
+pub const PLUGIN_CALLBACK_SECONDS_TOTAL: &str = "homeconsole_plugin_callback_seconds_total";
+/// Plugin callbacks reported busy longer than the host's stall threshold.
+pub const PLUGIN_STALLS_TOTAL: &str = "homeconsole_plugin_stalls_total";
+/// Service calls slower than `profiling.slow_call_ms`, by service.
+pub const SLOW_SERVICE_CALLS_TOTAL: &str = "homeconsole_slow_service_calls_total";
+
 /// Every `homeconsole_*` family name (docs and tests check against it).
 pub const ALL: &[&str] = &[
     EVENTS_TOTAL,
@@ -57,4 +64,7 @@ pub const ALL: &[&str] = &[
     RECORD_REFUSALS_TOTAL,
     SCRAPE_DURATION,
     SERIES,
+    PLUGIN_CALLBACK_SECONDS_TOTAL,
+    PLUGIN_STALLS_TOTAL,
+    SLOW_SERVICE_CALLS_TOTAL,
 ];

@@ -4,4 +4,5 @@
 mod foundation;
 mod health;
 mod metrics;
+mod profiling;
 mod support;
