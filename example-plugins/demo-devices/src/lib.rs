@@ -344,19 +344,6 @@ impl PluginImpl for DemoDevices {
 
 export_plugin!(DemoDevices);
 
-#[cfg(test)]
-mod tests {
-    use super::should_fail;
-
-    #[test]
-    fn failure_pattern_matches_ratio() {
-        let fails = (0..1000).filter(|&n| should_fail(n, 0.25)).count();
-        assert_eq!(fails, 250);
-        assert_eq!((0..1000).filter(|&n| should_fail(n, 0.0)).count(), 0);
-        assert_eq!((0..10).filter(|&n| should_fail(n, 1.0)).count(), 10);
-    }
-}
-
 /// Spins on the CPU for `budget`: a uniquely named, never-inlined function so
 /// a CPU profile shows this plugin by name (`[libdemo_devices.so]
 /// demo_devices::demo_devices_burn_cpu`).
@@ -373,4 +360,17 @@ pub fn demo_devices_burn_cpu(budget: Duration) -> u64 {
     }
     std::hint::black_box(x);
     rounds
+}
+
+#[cfg(test)]
+mod tests {
+    use super::should_fail;
+
+    #[test]
+    fn failure_pattern_matches_ratio() {
+        let fails = (0..1000).filter(|&n| should_fail(n, 0.25)).count();
+        assert_eq!(fails, 250);
+        assert_eq!((0..1000).filter(|&n| should_fail(n, 0.0)).count(), 0);
+        assert_eq!((0..10).filter(|&n| should_fail(n, 1.0)).count(), 10);
+    }
 }
