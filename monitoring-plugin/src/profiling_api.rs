@@ -780,6 +780,29 @@ mod tests {
     }
 
     #[test]
+    fn profiling_config_section() {
+        use crate::config::MonitoringConfig;
+        let c = MonitoringConfig::from_json(
+            r#"{"profiling": {"slow_call_ms": 100, "slow_calls_kept": 5}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.profiling.slow_call_ms, c.profiling.slow_calls_kept),
+            (100, 5)
+        );
+        assert_eq!(c.profiling.max_profile_seconds, 60);
+        assert_eq!(c.profiling.default_frequency_hz, 99);
+        for bad in [
+            r#"{"profiling": {"slow_ms": 1}}"#,
+            r#"{"profiling": {"slow_calls_kept": 0}}"#,
+            r#"{"profiling": {"max_profile_seconds": 61}}"#,
+            r#"{"profiling": {"default_frequency_hz": 0}}"#,
+        ] {
+            assert!(MonitoringConfig::from_json(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn header_values_stay_ascii() {
         assert_eq!(header_safe("libdémo so\r\n"), "libd_mo_so__");
     }
