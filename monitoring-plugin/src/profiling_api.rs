@@ -246,7 +246,7 @@ struct Running<'a>(&'a AtomicUsize);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -417,13 +417,14 @@ impl Profiling {
             Ok(p) => p,
             Err(message) => return error(400, "bad_request", &message),
         };
-        if self.cancel.load(Ordering::Acquire) {
+        if self.cancel.load(Ordering::SeqCst) {
             return error(503, "unavailable", "the monitoring plugin is stopping");
         }
-        self.running.fetch_add(1, Ordering::AcqRel);
+        // SeqCst on both flags: either stop() sees this profile running, or
+        // this profile sees the cancel flag (stop sets it before counting).
+        self.running.fetch_add(1, Ordering::SeqCst);
         let _running = Running(&self.running);
-        // Checked again now that stop() can see us: it sets the flag first.
-        if self.cancel.load(Ordering::Acquire) {
+        if self.cancel.load(Ordering::SeqCst) {
             return error(503, "unavailable", "the monitoring plugin is stopping");
         }
         let result = ProfileGuard::start(params.duration, params.frequency_hz).and_then(|guard| {
@@ -613,12 +614,12 @@ impl Capability for Profiling {
     /// Cancels a running profile and waits (bounded) until it has ended, so
     /// no sampling timer outlives this instance.
     fn stop(&self) {
-        self.cancel.store(true, Ordering::Release);
+        self.cancel.store(true, Ordering::SeqCst);
         let until = Instant::now() + STOP_WAIT;
-        while self.running.load(Ordering::Acquire) > 0 && Instant::now() < until {
+        while self.running.load(Ordering::SeqCst) > 0 && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(5));
         }
-        if self.running.load(Ordering::Acquire) > 0 {
+        if self.running.load(Ordering::SeqCst) > 0 {
             self.ctx
                 .host
                 .error("a CPU profile did not end within 4 s of stop");
