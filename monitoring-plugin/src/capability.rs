@@ -122,6 +122,7 @@ pub fn build_all(ctx: &Ctx) -> Result<Vec<Arc<dyn Capability>>, PluginError> {
         Arc::new(crate::dashboard::Dashboard),
         Arc::new(crate::errors::Errors::new(ctx)?),
         Arc::new(crate::tracing_capability::TracingCapability::new(ctx)?),
+        Arc::new(crate::profiling_api::Profiling::new(ctx)),
     ];
     Ok(all)
 }

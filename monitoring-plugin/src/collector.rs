@@ -46,6 +46,15 @@ pub struct MetricsCollector {
     /// Families created through `monitoring.record_metric`, with the
     /// configured caps.
     store: Arc<MetricStore>,
+    /// Per-plugin counters that must stay monotonic across a plugin's
+    /// replacement (callback time, stalls): [`Self::forget_plugin`] leaves
+    /// them alone, because a new generation would otherwise restart them at 0.
+    durable: MetricStore,
+    callback_seconds: CounterFamily,
+    stalls: CounterFamily,
+    slow_calls: CounterFamily,
+    /// Last host total seen per (plugin, callback): generation and seconds.
+    callback_seen: Mutex<HashMap<(String, String), (u64, f64)>>,
     process: prometheus::Registry,
     events: CounterFamily,
     service_calls: CounterFamily,
@@ -158,6 +167,25 @@ impl MetricsCollector {
                 &build.plugin_version,
             ])?
             .set(1.0);
+        let durable = MetricStore::with_config(StoreConfig {
+            max_series_per_family: INTERNAL_SERIES_CAP,
+            ..StoreConfig::default()
+        });
+        let callback_seconds = durable.register_counter(
+            names::PLUGIN_CALLBACK_SECONDS_TOTAL,
+            "Seconds the host spent inside each plugin callback, summed over the plugin's generations.",
+            &["plugin", "callback"],
+        )?;
+        let stalls = durable.register_counter(
+            names::PLUGIN_STALLS_TOTAL,
+            "Plugin callbacks reported busy longer than the host's stall threshold.",
+            &["plugin", "callback"],
+        )?;
+        let slow_calls = durable.register_counter(
+            names::SLOW_SERVICE_CALLS_TOTAL,
+            "Service calls slower than profiling.slow_call_ms, by service.",
+            &["service_name"],
+        )?;
         let process = prometheus::Registry::new();
         #[cfg(target_os = "linux")]
         {
@@ -241,6 +269,11 @@ impl MetricsCollector {
                 .with_labels(&[])?,
             internal,
             store,
+            durable,
+            callback_seconds,
+            stalls,
+            slow_calls,
+            callback_seen: Mutex::new(HashMap::new()),
             process,
             host_dropped_seen: AtomicU64::new(0),
             refusals_seen: Mutex::new(HashMap::new()),
@@ -446,6 +479,67 @@ impl MetricsCollector {
             }
         }
         self.plugins_loaded.set(loaded);
+        self.sync_callback_seconds(plugins);
+    }
+
+    /// Mirrors the host's per-callback time (`callbacks: {name: {seconds,
+    /// calls}}` in the plugin list) into a counter that never goes down: a
+    /// new generation restarts the host's totals at 0, so its whole total is
+    /// added on top. Time the old generation spent after the previous sync
+    /// is not seen (the host forgets it with the instance).
+    pub fn sync_callback_seconds(&self, plugins: &Value) {
+        let mut seen = self.callback_seen.lock();
+        for p in plugins.as_array().map(Vec::as_slice).unwrap_or_default() {
+            let (Some(name), Some(callbacks)) = (p["name"].as_str(), p["callbacks"].as_object())
+            else {
+                continue;
+            };
+            let generation = p["generation"].as_u64().unwrap_or(0);
+            for (callback, stat) in callbacks {
+                let total = stat["seconds"].as_f64().unwrap_or(0.0);
+                if !total.is_finite() || total < 0.0 {
+                    continue;
+                }
+                let key = (name.to_owned(), callback.clone());
+                // The map is bounded by plugin files × the host's fixed callbacks.
+                let delta = match seen.get_mut(&key) {
+                    Some((g, before)) if *g == generation => {
+                        let d = (total - *before).max(0.0);
+                        *before = before.max(total);
+                        d
+                    }
+                    Some(entry) => {
+                        *entry = (generation, total);
+                        total
+                    }
+                    None => {
+                        seen.insert(key, (generation, total));
+                        total
+                    }
+                };
+                if let Some(c) = with_overflow(
+                    |l| self.callback_seconds.with_labels(l),
+                    &[name, callback.as_str()],
+                    0,
+                ) {
+                    c.inc_by(delta);
+                }
+            }
+        }
+    }
+
+    /// Counts a stalled callback of `plugin`.
+    pub fn count_stall(&self, plugin: &str, callback: &str) {
+        if let Some(c) = with_overflow(|l| self.stalls.with_labels(l), &[plugin, callback], 0) {
+            c.inc();
+        }
+    }
+
+    /// Counts a service call slower than the configured threshold.
+    pub fn count_slow_call(&self, service: &str) {
+        if let Some(c) = with_overflow(|l| self.slow_calls.with_labels(l), &[service], 0) {
+            c.inc();
+        }
     }
 
     /// Sets a component's health gauges.
@@ -503,8 +597,10 @@ impl MetricsCollector {
 
     fn render_text(&self) -> String {
         self.sync_refusals();
-        self.series
-            .set((self.internal.series_count() + self.store.series_count()) as f64);
+        self.series.set(
+            (self.internal.series_count() + self.durable.series_count() + self.store.series_count())
+                as f64,
+        );
         let mut out = String::with_capacity(64 * 1024);
         self.internal.encode(&mut out);
         for (name, family) in self.replaced.lock().iter() {
@@ -520,6 +616,7 @@ impl MetricsCollector {
                 out.push('\n');
             }
         }
+        self.durable.encode(&mut out);
         self.store.encode(&mut out);
         let mut buf = Vec::new();
         if prometheus::TextEncoder::new()

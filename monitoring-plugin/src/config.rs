@@ -196,6 +196,31 @@ impl TracingConfig {
     }
 }
 
+/// Profiling settings (`[plugins.monitoring.profiling]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProfilingConfig {
+    /// A service call slower than this is logged and kept as a slow call, ms.
+    pub slow_call_ms: u64,
+    /// How many recent slow calls are kept for `/api/v1/monitoring/slow`.
+    pub slow_calls_kept: usize,
+    /// Longest CPU profile a request may ask for, seconds (at most 60).
+    pub max_profile_seconds: u64,
+    /// Sampling frequency of a profile when the request names none, Hz.
+    pub default_frequency_hz: u32,
+}
+
+impl Default for ProfilingConfig {
+    fn default() -> Self {
+        ProfilingConfig {
+            slow_call_ms: 500,
+            slow_calls_kept: 100,
+            max_profile_seconds: 60,
+            default_frequency_hz: 99,
+        }
+    }
+}
+
 /// Error-tracking settings (`[plugins.monitoring.errors]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -309,6 +334,8 @@ pub struct MonitoringConfig {
     pub alerting: AlertingConfig,
     /// Tracing.
     pub tracing: TracingConfig,
+    /// Profiling, slow calls and stalls.
+    pub profiling: ProfilingConfig,
 }
 
 impl MonitoringConfig {
@@ -342,6 +369,24 @@ impl MonitoringConfig {
         }
         config.alerting.check()?;
         config.tracing.validate()?;
+        let p = &config.profiling;
+        if !(1..=10_000).contains(&p.slow_calls_kept) {
+            return Err(
+                "invalid monitoring config: profiling.slow_calls_kept must be in 1..=10000".into(),
+            );
+        }
+        if !crate::profiling::SECONDS.contains(&p.max_profile_seconds) {
+            return Err(
+                "invalid monitoring config: profiling.max_profile_seconds must be in 1..=60".into(),
+            );
+        }
+        if !crate::profiling::FREQUENCY_HZ.contains(&p.default_frequency_hz) {
+            return Err(
+                "invalid monitoring config: profiling.default_frequency_hz must be in 1..=1000"
+                    .into(),
+            );
+        }
+
         Ok(config)
     }
 }

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod module;
 pub mod names;
 pub mod profiling;
+pub mod profiling_api;
 pub mod promapi;
 pub mod store;
 pub mod trace;

@@ -57,6 +57,13 @@ pub const TRACE_EXPORT_SPANS_TOTAL: &str = "homeconsole_trace_export_spans_total
 /// Manual spans closed because they were not ended in time.
 pub const TRACE_SPANS_TIMED_OUT_TOTAL: &str = "homeconsole_trace_spans_timed_out_total";
 
+/// Seconds the host spent inside each plugin callback (from the host's own accounting).
+pub const PLUGIN_CALLBACK_SECONDS_TOTAL: &str = "homeconsole_plugin_callback_seconds_total";
+/// Plugin callbacks reported busy longer than the host's stall threshold.
+pub const PLUGIN_STALLS_TOTAL: &str = "homeconsole_plugin_stalls_total";
+/// Service calls slower than `profiling.slow_call_ms`, by service.
+pub const SLOW_SERVICE_CALLS_TOTAL: &str = "homeconsole_slow_service_calls_total";
+
 /// Every `homeconsole_*` family name (docs and tests check against it).
 pub const ALL: &[&str] = &[
     EVENTS_TOTAL,
@@ -87,4 +94,7 @@ pub const ALL: &[&str] = &[
     TRACE_SPANS_DROPPED_TOTAL,
     TRACE_EXPORT_SPANS_TOTAL,
     TRACE_SPANS_TIMED_OUT_TOTAL,
+    PLUGIN_CALLBACK_SECONDS_TOTAL,
+    PLUGIN_STALLS_TOTAL,
+    SLOW_SERVICE_CALLS_TOTAL,
 ];

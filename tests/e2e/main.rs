@@ -9,5 +9,6 @@ mod errors;
 mod foundation;
 mod health;
 mod metrics;
+mod profiling;
 mod support;
 mod tracing;

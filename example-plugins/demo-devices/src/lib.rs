@@ -78,6 +78,10 @@ const SERVICES: &[(&str, &str)] = &[
         "demo.sleep",
         "sleep for {\"ms\": n} milliseconds, then answer",
     ),
+    (
+        "demo.burn",
+        "busy-loop on the CPU for {\"ms\": n} milliseconds (at most 4000), for profiling",
+    ),
     ("demo.fail", "always fails"),
     (
         "demo.log_error",
@@ -295,6 +299,11 @@ impl PluginImpl for DemoDevices {
                 std::thread::sleep(Duration::from_millis(ms));
                 json!({"slept_ms": ms})
             }
+            "demo.burn" => {
+                let ms = input(input_text)?["ms"].as_u64().unwrap_or(0).min(4_000);
+                let rounds = demo_devices_burn_cpu(Duration::from_millis(ms));
+                json!({"burned_ms": ms, "rounds": rounds})
+            }
             "demo.fail" => return Err(PluginError::failed("demo.fail always fails")),
             "demo.log_error" => {
                 let v = input(input_text)?;
@@ -356,6 +365,24 @@ impl PluginImpl for DemoDevices {
 }
 
 export_plugin!(DemoDevices);
+
+/// Spins on the CPU for `budget`: a uniquely named, never-inlined function so
+/// a CPU profile shows this plugin by name (`[libdemo_devices.so]
+/// demo_devices::demo_devices_burn_cpu`).
+#[inline(never)]
+pub fn demo_devices_burn_cpu(budget: Duration) -> u64 {
+    let until = std::time::Instant::now() + budget;
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut rounds = 0u64;
+    while std::time::Instant::now() < until {
+        for _ in 0..10_000 {
+            x = std::hint::black_box(x.rotate_left(7) ^ x.wrapping_mul(0x2545_f491_4f6c_dd1d));
+        }
+        rounds += 1;
+    }
+    std::hint::black_box(x);
+    rounds
+}
 
 #[cfg(test)]
 mod tests {
