@@ -96,7 +96,7 @@ fn every_dashboard_query_parses_and_names_exported_metrics() {
     for i in 0..20 {
         host.post(&format!("/api/v1/events/faulty.e{i}"), "{}");
         host.post(
-            &format!("/api/v1/events/device.light1.command"),
+            "/api/v1/events/device.light1.command",
             r#"{"action":"toggle"}"#,
         );
     }
