@@ -25,7 +25,7 @@ fn busy_host() -> TestHost {
         .plugin(DEMO)
         .config(
             "[host]\ntick_interval_ms = 200\n[plugins.demo-devices]\ninterval_ms = 100\nfail_ratio = 0.1\n\
-             [plugins.monitoring.alerting]\nsample_interval_secs = 0.5",
+             [plugins.monitoring.alerting]\nsample_interval_secs = 0.25",
         )
         .start();
     // Enough history for rate() over a few samples.
@@ -126,8 +126,10 @@ fn dashboard_renders_in_headless_chromium() {
         eprintln!("SKIPPED: chromium not installed");
         return;
     };
-    let host = busy_host();
+        let host = busy_host();
     host.call("demo.fail", &json!({}));
+    // A little more history, so the charts draw lines rather than points.
+    std::thread::sleep(Duration::from_secs(8));
     let page = host.get("/api/v1/monitoring/dashboard");
     assert_eq!(page.status, 200);
     assert!(page
