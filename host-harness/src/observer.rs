@@ -179,10 +179,18 @@ impl ObserverHub {
     }
 
     /// Queues a report for every observer. Never blocks.
-    pub fn report(&self, report: Report) {
-        let observers = self.observers.read().clone();
-        for obs in observers.iter() {
-            if obs.queue.push(report.clone()).is_err() {
+        pub fn report(&self, report: Report) {
+        // No clone of the observer list, and the report itself is moved to
+        // the last observer: with the usual single observer the caller
+        // touches no reference count at all (each atomic on a cache line
+        // the drain thread also touches costs ~50–100 ns here).
+        let observers = self.observers.read();
+        let mut report = Some(report);
+        let last = observers.len().saturating_sub(1);
+        for (i, obs) in observers.iter().enumerate() {
+            let r = if i == last { report.take() } else { report.clone() };
+            let Some(r) = r else { break };
+            if obs.queue.push(r).is_err() {
                 obs.dropped.fetch_add(1, Ordering::Relaxed);
                 self.dropped_total.fetch_add(1, Ordering::Relaxed);
             }
