@@ -97,7 +97,7 @@ fn http_get(addr: SocketAddr, path: &str) -> usize {
 
 fn service_calls(c: &mut Criterion) {
     let input = json!({"ms": 0}).to_string();
-    let caller: Arc<str> = Arc::from("bench");
+    let caller = host_harness::observer::intern("bench");
     let mut group = c.benchmark_group("service_call");
     let plain = start_host(&["demo_devices"], "");
     group.bench_function("registry_without_monitoring", |b| {
@@ -123,8 +123,8 @@ fn service_calls(c: &mut Criterion) {
 
 fn observer_report(c: &mut Criterion) {
     let mut group = c.benchmark_group("observer_report");
-    let name: Arc<str> = Arc::from("demo.light.toggle");
-    let caller: Arc<str> = Arc::from("http");
+    let name = host_harness::observer::intern("demo.light.toggle");
+    let caller = host_harness::observer::intern("http");
     let idle = ObserverHub::new(65_536, Duration::from_millis(20));
     group.bench_function("no_observer", |b| {
         b.iter(|| {
@@ -195,7 +195,7 @@ fn scrape_and_health(c: &mut Criterion) {
         &["demo_devices", "monitoring_plugin"],
         "[plugins.monitoring.metrics]\nmax_series_per_metric = 20000",
     );
-    let caller: Arc<str> = Arc::from("bench");
+    let caller = host_harness::observer::intern("bench");
     // 10,000 series: 100 × 100 label values of one counter.
     for a in 0..100 {
         for b in 0..100 {

@@ -21,7 +21,12 @@ use plugin_abi::{CallStatus, ObservationKind};
 
 /// The host side of one traced call, minus the call itself.
 #[inline(always)]
-fn traced_call(hub: &ObserverHub, sampler: &Sampler, name: &Arc<str>, caller: &Arc<str>) {
+fn traced_call(
+    hub: &ObserverHub,
+    sampler: &Sampler,
+    name: &host_harness::observer::Name,
+    caller: &host_harness::observer::Name,
+) {
     let started = std::time::Instant::now();
     let parent = tracecontext::parent_of(None);
     let span = SpanContext::child_or_root(parent.as_ref(), sampler);
@@ -44,8 +49,8 @@ fn traced_call(hub: &ObserverHub, sampler: &Sampler, name: &Arc<str>, caller: &A
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("trace_host");
-    let name: Arc<str> = Arc::from("demo.light.toggle");
-    let caller: Arc<str> = Arc::from("http");
+    let name = host_harness::observer::intern("demo.light.toggle");
+    let caller = host_harness::observer::intern("http");
     let hub = ObserverHub::new(1 << 20, Duration::from_millis(1));
     hub.add(1, "bench", Arc::new(|_| {}));
 

@@ -120,7 +120,10 @@ async fn observe_request(
         Arc::from(route.as_str()),
         HTTP_CALLER.clone(),
     );
-    r.detail = Some(Arc::from(format!("{method} {}", status.as_u16())));
+    r.detail = Some(crate::observer::Name::Shared(Arc::from(format!(
+        "{method} {}",
+        status.as_u16()
+    ))));
     r.duration_ns = started.elapsed().as_nanos() as u64;
     r = r.with_span(Some(span), incoming.as_ref());
     core.observers.report(r);
@@ -236,7 +239,7 @@ async fn call_service(
         Err(m) => return bad_request(&m),
     };
     match core
-        .call_service_async(&HTTP_CALLER, &name, input, traceparent(&headers))
+        .call_service_async(&crate::core::HTTP_NAME, &name, input, traceparent(&headers))
         .await
     {
         Ok(output) => {

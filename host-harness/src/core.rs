@@ -26,6 +26,9 @@ use crate::tracecontext::{self, Sampler, SpanContext, TRACEPARENT_LEN};
 
 /// Caller name used for calls that come in over HTTP.
 pub static HTTP_CALLER: Lazy<Arc<str>> = Lazy::new(|| Arc::from("http"));
+/// [`HTTP_CALLER`] as a report name (static: no reference count).
+pub const HTTP_NAME: crate::observer::Name = crate::observer::Name::Static("http");
+
 /// Caller name used for the host itself.
 pub static HOST_CALLER: Lazy<Arc<str>> = Lazy::new(|| Arc::from("host"));
 
@@ -136,7 +139,9 @@ impl HostCore {
                 Arc::from(call.callback),
                 call.plugin.clone(),
             );
-            r.detail = Some(Arc::from(call.detail.as_str()));
+            r.detail = Some(crate::observer::Name::Shared(Arc::from(
+                call.detail.as_str(),
+            )));
             r.message = Some(call.thread.clone());
             r.duration_ns = busy.as_nanos() as u64;
             self.observers.report(r);
@@ -172,7 +177,7 @@ impl HostCore {
                 instance.name.clone(),
                 HOST_CALLER.clone(),
             );
-            r.detail = Some(Arc::from(state));
+            r.detail = Some(crate::observer::Name::Shared(Arc::from(state)));
             r.message = error.clone();
             self.observers.report(r);
         }
@@ -214,7 +219,7 @@ impl HostCore {
             HOST_CALLER.clone(),
         )
         .with_span(Some(trace.root), None);
-        root.detail = Some(Arc::from("startup"));
+        root.detail = Some(crate::observer::Name::Shared(Arc::from("startup")));
         root.duration_ns = trace.started.elapsed().as_nanos() as u64;
         self.observers.report(root);
     }
@@ -243,7 +248,7 @@ impl HostCore {
             HOST_CALLER.clone(),
         )
         .with_span(Some(span), parent);
-        r.detail = Some(Arc::from(step));
+        r.detail = Some(crate::observer::Name::Shared(Arc::from(step)));
         r.duration_ns = duration.as_nanos() as u64;
         r.message = error;
         {
@@ -322,9 +327,9 @@ impl HostCore {
     #[allow(clippy::too_many_arguments)] // one report, all its fields
     fn observe_call(
         &self,
-        name: Arc<str>,
-        caller: Arc<str>,
-        served_by: Option<&Arc<str>>,
+        name: crate::observer::Name,
+        caller: crate::observer::Name,
+        served_by: Option<&crate::observer::Name>,
         started: Instant,
         span: SpanContext,
         parent: Option<&SpanContext>,
@@ -375,7 +380,7 @@ impl HostCore {
     /// Calls a service from a synchronous context (a plugin thread).
     pub fn call_service(
         &self,
-        caller: &Arc<str>,
+        caller: &crate::observer::Name,
         name: &str,
         input: &str,
         trace: Option<&str>,
@@ -386,7 +391,7 @@ impl HostCore {
         let Some((entry, instance)) = self.resolve_service(name) else {
             let err = PluginError::not_found(format!("no service named {name:?}"));
             self.observe_call(
-                Arc::from(name),
+                crate::observer::Name::Shared(Arc::from(name)),
                 caller.clone(),
                 None,
                 started,
@@ -396,7 +401,7 @@ impl HostCore {
             );
             return Err(err);
         };
-        let (input, svc, who) = (input.to_owned(), entry.name.clone(), caller.clone());
+        let (input, svc, who) = (input.to_owned(), entry.key.clone(), caller.clone());
         let result = invoke_sync(
             &self.runtime,
             &self.inflight,
@@ -407,9 +412,9 @@ impl HostCore {
             Box::new(move |inst: &PluginInstance| serve(inst, &svc, &input, &who, span)),
         );
         self.observe_call(
-            entry.name.clone(),
+            entry.key.clone(),
             caller.clone(),
-            Some(&instance.name),
+            Some(&instance.key),
             started,
             span,
             parent.as_ref(),
@@ -426,7 +431,7 @@ impl HostCore {
     /// current context, so it is passed explicitly.
     pub async fn call_service_async(
         &self,
-        caller: &Arc<str>,
+        caller: &crate::observer::Name,
         name: &str,
         input: String,
         parent: Option<SpanContext>,
@@ -436,7 +441,7 @@ impl HostCore {
         let Some((entry, instance)) = self.resolve_service(name) else {
             let err = PluginError::not_found(format!("no service named {name:?}"));
             self.observe_call(
-                Arc::from(name),
+                crate::observer::Name::Shared(Arc::from(name)),
                 caller.clone(),
                 None,
                 started,
@@ -446,7 +451,7 @@ impl HostCore {
             );
             return Err(err);
         };
-        let (svc, who) = (entry.name.clone(), caller.clone());
+        let (svc, who) = (entry.key.clone(), caller.clone());
         let result = invoke_async(
             &self.inflight,
             &instance,
@@ -457,9 +462,9 @@ impl HostCore {
         )
         .await;
         self.observe_call(
-            entry.name.clone(),
+            entry.key.clone(),
             caller.clone(),
-            Some(&instance.name),
+            Some(&instance.key),
             started,
             span,
             parent.as_ref(),

@@ -20,7 +20,65 @@ use plugin_abi::{CallStatus, Observation, ObservationKind};
 
 use crate::tracecontext::{to_hex, SpanContext, TRACEPARENT_LEN};
 
-/// A report as the host builds it on the hot path (cheap `Arc<str>` clones);
+/// A name in a report: interned (`&'static`, free to copy — the hot path
+/// touches no reference count) or shared (for unbounded sets such as topics).
+#[derive(Debug, Clone)]
+pub enum Name {
+    /// Interned for the life of the process.
+    Static(&'static str),
+    /// Reference counted.
+    Shared(Arc<str>),
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Name::Static(s) => s,
+            Name::Shared(s) => s,
+        }
+    }
+}
+
+impl From<Arc<str>> for Name {
+    fn from(s: Arc<str>) -> Self {
+        Name::Shared(s)
+    }
+}
+
+impl From<&'static str> for Name {
+    fn from(s: &'static str) -> Self {
+        Name::Static(s)
+    }
+}
+
+/// Most distinct names [`intern`] keeps; beyond it names are shared
+/// instead (a flood of names cannot grow the interner without bound).
+pub const MAX_INTERNED: usize = 65_536;
+
+static INTERNED: once_cell::sync::Lazy<RwLock<std::collections::HashSet<&'static str>>> =
+    once_cell::sync::Lazy::new(|| RwLock::new(std::collections::HashSet::new()));
+
+/// Interns a bounded name (service or plugin name): each distinct name is
+/// leaked once and then shared for the life of the process.
+pub fn intern(s: &str) -> Name {
+    if let Some(found) = INTERNED.read().get(s) {
+        return Name::Static(found);
+    }
+    let mut set = INTERNED.write();
+    if let Some(found) = set.get(s) {
+        return Name::Static(found);
+    }
+    if set.len() >= MAX_INTERNED {
+        return Name::Shared(Arc::from(s));
+    }
+    let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    set.insert(leaked);
+    Name::Static(leaked)
+}
+
+/// A report as the host builds it on the hot path (interned names, no
+/// allocation for a service call);
 /// converted to the FFI [`Observation`] on the drain thread.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -29,13 +87,13 @@ pub struct Report {
     /// Outcome.
     pub status: CallStatus,
     /// Service, operation, topic or plugin.
-    pub name: Arc<str>,
+    pub name: Name,
     /// Caller or affected plugin.
-    pub caller: Arc<str>,
+    pub caller: Name,
     /// Storage namespace.
     pub namespace: Option<Arc<str>>,
     /// Extra detail (for a service call: the plugin serving it).
-    pub detail: Option<Arc<str>>,
+    pub detail: Option<Name>,
     /// Error message.
     pub message: Option<String>,
     /// Duration in nanoseconds.
@@ -72,14 +130,14 @@ impl Report {
     pub fn new(
         kind: ObservationKind,
         status: CallStatus,
-        name: Arc<str>,
-        caller: Arc<str>,
+        name: impl Into<Name>,
+        caller: impl Into<Name>,
     ) -> Self {
         Report {
             kind,
             status,
-            name,
-            caller,
+            name: name.into(),
+            caller: caller.into(),
             namespace: None,
             detail: None,
             message: None,
@@ -179,7 +237,7 @@ impl ObserverHub {
     }
 
     /// Queues a report for every observer. Never blocks.
-        pub fn report(&self, report: Report) {
+    pub fn report(&self, report: Report) {
         // No clone of the observer list, and the report itself is moved to
         // the last observer: with the usual single observer the caller
         // touches no reference count at all (each atomic on a cache line
@@ -188,7 +246,11 @@ impl ObserverHub {
         let mut report = Some(report);
         let last = observers.len().saturating_sub(1);
         for (i, obs) in observers.iter().enumerate() {
-            let r = if i == last { report.take() } else { report.clone() };
+            let r = if i == last {
+                report.take()
+            } else {
+                report.clone()
+            };
             let Some(r) = r else { break };
             if obs.queue.push(r).is_err() {
                 obs.dropped.fetch_add(1, Ordering::Relaxed);
@@ -334,8 +396,8 @@ mod tests {
             hub.report(Report::new(
                 ObservationKind::ServiceCall,
                 CallStatus::Ok,
-                "a".into(),
-                "b".into(),
+                "a",
+                "b",
             ));
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -346,8 +408,8 @@ mod tests {
         hub.report(Report::new(
             ObservationKind::ServiceCall,
             CallStatus::Ok,
-            "a".into(),
-            "b".into(),
+            "a",
+            "b",
         ));
         assert_eq!(hub.dropped_total(), 0);
     }
@@ -362,8 +424,8 @@ mod tests {
             hub.report(Report::new(
                 ObservationKind::ServiceCall,
                 CallStatus::Ok,
-                "a".into(),
-                "b".into(),
+                "a",
+                "b",
             ));
         }
         assert_eq!(hub.dropped_total(), 3);

@@ -36,6 +36,10 @@ pub struct ServiceEntry {
     /// Service name (shared with observer reports).
     #[serde(serialize_with = "ser_arc")]
     pub name: Arc<str>,
+    /// The name interned for observer reports (no reference count on the
+    /// hot path).
+    #[serde(skip)]
+    pub key: crate::observer::Name,
     /// Owning plugin name.
     pub plugin: String,
     /// Owning plugin instance.
@@ -97,6 +101,7 @@ impl ServiceRegistry {
             name.to_owned(),
             ServiceEntry {
                 name: Arc::from(name),
+                key: crate::observer::intern(name),
                 plugin: plugin.to_owned(),
                 instance,
                 description: description.to_owned(),

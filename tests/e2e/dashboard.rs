@@ -126,7 +126,7 @@ fn dashboard_renders_in_headless_chromium() {
         eprintln!("SKIPPED: chromium not installed");
         return;
     };
-        let host = busy_host();
+    let host = busy_host();
     host.call("demo.fail", &json!({}));
     // A little more history, so the charts draw lines rather than points.
     std::thread::sleep(Duration::from_secs(8));

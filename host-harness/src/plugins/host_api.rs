@@ -19,6 +19,7 @@ use crate::core::HostCore;
 pub struct HostApiImpl {
     core: Weak<HostCore>,
     name: Arc<str>,
+    key: crate::observer::Name,
     instance: u64,
 }
 
@@ -27,6 +28,7 @@ impl HostApiImpl {
     pub fn new(core: Weak<HostCore>, name: Arc<str>, instance: u64) -> Self {
         HostApiImpl {
             core,
+            key: crate::observer::intern(&name),
             name,
             instance,
         }
@@ -114,13 +116,8 @@ impl HostApi for HostApiImpl {
         trace_context: ROption<RStr<'_>>,
     ) -> RResult<RString, PluginError> {
         self.with_core(|core| {
-            core.call_service(
-                &self.name,
-                name.as_str(),
-                input.as_str(),
-                opt(trace_context),
-            )
-            .map(RString::from)
+            core.call_service(&self.key, name.as_str(), input.as_str(), opt(trace_context))
+                .map(RString::from)
         })
     }
 
@@ -262,7 +259,9 @@ impl HostApi for HostApiImpl {
                 );
                 r.message = Some(message.as_str().to_owned());
                 if !fields.is_null() {
-                    r.detail = Some(std::sync::Arc::from(fields.to_string()));
+                    r.detail = Some(crate::observer::Name::Shared(std::sync::Arc::from(
+                        fields.to_string(),
+                    )));
                 }
                 r.trace_context = span;
                 core.observers.report(r);

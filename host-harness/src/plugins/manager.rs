@@ -63,6 +63,8 @@ pub struct PluginInstance {
     pub id: u64,
     /// Plugin name.
     pub name: Arc<str>,
+    /// The name interned for observer reports.
+    pub key: crate::observer::Name,
     /// Plugin version.
     pub version: String,
     /// plugin-abi version it was built against.
@@ -372,6 +374,7 @@ impl PluginManager {
         let instance = Arc::new(PluginInstance {
             id,
             name: Arc::from(name.as_str()),
+            key: crate::observer::intern(&name),
             version: lib.info.version.to_string(),
             abi_version: lib.info.abi_version.to_string(),
             description: lib.info.description.to_string(),
