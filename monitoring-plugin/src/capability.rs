@@ -102,6 +102,9 @@ pub trait Capability: Send + Sync {
     /// Host tick (default every second).
     fn tick(&self, _now_unix_ms: u64) {}
 
+    /// A health round finished (the tracing capability turns it into spans).
+    fn on_health_round(&self, _snapshot: &crate::health::Snapshot) {}
+
     /// Facts for `/api/v1/monitoring/status`.
     fn status(&self) -> Value {
         Value::Null

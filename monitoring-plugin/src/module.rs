@@ -85,6 +85,9 @@ impl Inner {
     /// Runs a health round now and applies its results.
     pub fn run_health_round(&self) -> Arc<Snapshot> {
         let (snapshot, changes) = self.health.run();
+        for cap in &self.capabilities {
+            cap.on_health_round(&snapshot);
+        }
         for (component, result) in snapshot.components() {
             self.collector
                 .set_health(&component, result.status.score(), result.duration_ms / 1e3);

@@ -626,6 +626,58 @@ impl Capability for TracingCapability {
         }
     }
 
+    /// One trace per health round: a `health.round` root and a
+    /// `health.check <component>` child per check, with the check's real
+    /// duration and an error status for unhealthy results.
+    fn on_health_round(&self, snapshot: &crate::health::Snapshot) {
+        let end_ns = snapshot.checked_at_ms.saturating_mul(1_000_000);
+        let round_ns = (snapshot.duration_ms * 1e6) as u64;
+        let start_ns = end_ns.saturating_sub(round_ns);
+        let trace_id = crate::trace::context::new_trace_id();
+        let root_id = crate::trace::context::new_span_id();
+        let mut root = SpanRecord::new(
+            trace_id,
+            root_id,
+            None,
+            "health.round",
+            start_ns,
+            end_ns.max(start_ns),
+        );
+        root.plugin = "monitoring".into();
+        root.status = if snapshot.status == crate::health::Status::Unhealthy {
+            SpanStatus::error("host unhealthy")
+        } else {
+            SpanStatus::Ok
+        };
+        root.attributes
+            .push(("health.status".into(), snapshot.status.as_str().into()));
+        self.sink.submit(root);
+        for (component, result) in snapshot.components() {
+            let check_end = result.checked_at_ms.saturating_mul(1_000_000).max(start_ns);
+            let check_start = check_end
+                .saturating_sub((result.duration_ms * 1e6) as u64)
+                .max(start_ns);
+            let mut span = SpanRecord::new(
+                trace_id,
+                crate::trace::context::new_span_id(),
+                Some(root_id),
+                format!("health.check {component}"),
+                check_start,
+                check_end,
+            );
+            span.plugin = "monitoring".into();
+            span.attributes
+                .push(("health.component".into(), component.as_str().into()));
+            span.attributes
+                .push(("health.status".into(), result.status.as_str().into()));
+            span.status = match result.status {
+                crate::health::Status::Unhealthy => SpanStatus::error(result.message.clone()),
+                _ => SpanStatus::Ok,
+            };
+            self.sink.submit(span);
+        }
+    }
+
     fn on_observations(&self, batch: &[Observation]) {
         if !self.config.enabled {
             return;

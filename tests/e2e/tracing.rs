@@ -864,3 +864,55 @@ fn otlp_export_of_the_chain_decodes_with_the_official_protobuf() {
         (n >= wanted.len() as f64).then_some(())
     });
 }
+
+#[test]
+fn each_health_round_is_a_trace_with_one_span_per_check() {
+    let host = TestHost::builder()
+        .plugin(MONITORING)
+        .plugin(DEMO)
+        .config("[plugins.demo-devices]\ninterval_ms = 0")
+        .start();
+    assert_eq!(
+        host.call(
+            "monitoring.register_health_check",
+            &json!({"name": "hub", "service": "demo.health"})
+        )
+        .status,
+        200
+    );
+    host.call(
+        "demo.health.set",
+        &json!({"status": "unhealthy", "message": "hub offline"}),
+    );
+    assert_eq!(
+        host.get("/api/v1/monitoring/health?refresh=true").status,
+        503
+    );
+    let tree = wait_for("health trace", Duration::from_secs(10), || {
+        let list = host.get("/api/v1/monitoring/traces?limit=100").json();
+        let traces = list["traces"].as_array().cloned().unwrap_or_default();
+        traces
+            .iter()
+            .filter(|t| t["root_name"] == "health.round")
+            .find_map(|t| {
+                let id = t["trace_id"].as_str()?;
+                let tree = host.get(&format!("/api/v1/monitoring/traces/{id}")).json();
+                let spans = flatten(&tree);
+                spans
+                    .iter()
+                    .any(|s| s["name"] == "health.check custom:hub")
+                    .then_some(spans)
+            })
+    });
+    let root = tree.iter().find(|s| s["name"] == "health.round").unwrap();
+    let hub = tree
+        .iter()
+        .find(|s| s["name"] == "health.check custom:hub")
+        .unwrap();
+    assert_eq!(hub["parent_span_id"], root["span_id"], "{hub}");
+    assert!(hub["status"].to_string().contains("hub offline"), "{hub}");
+    assert!(tree.iter().any(|s| s["name"] == "health.check storage"));
+    assert!(tree
+        .iter()
+        .any(|s| s["name"] == "health.check plugin:demo-devices"));
+}
