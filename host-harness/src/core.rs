@@ -876,7 +876,8 @@ impl HostCore {
             "events_published_total": self.bus.published(),
             "events_dropped_total": self.bus.dropped(),
             "event_queues": self.bus.queues().iter().map(|q| json!({"plugin": q.owner_name(), "queued": q.queued(), "dropped": q.dropped(), "delivered": q.delivered()})).collect::<Vec<_>>(),
-            "data_dir": self.config.data_dir.display().to_string(),
+                        "data_dir": self.config.data_dir.display().to_string(),
+            "trace_sample_ratio": self.config.host.trace_sample_ratio,
             "plugins_dir": self.config.plugins_dir.display().to_string(),
         })
     }

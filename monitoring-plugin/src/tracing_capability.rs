@@ -630,10 +630,19 @@ impl Capability for TracingCapability {
     /// `health.check <component>` child per check, with the check's real
     /// duration and an error status for unhealthy results.
     fn on_health_round(&self, snapshot: &crate::health::Snapshot) {
+        // A health round starts a trace of its own: it follows the host's
+        // root sampling ratio, like every other new trace.
+        let trace_id = crate::trace::context::new_trace_id();
+        let ratio = self.ctx.host.host_info()["trace_sample_ratio"]
+            .as_f64()
+            .unwrap_or(1.0);
+        if !crate::trace::context::Sampler::new(ratio).sample_trace_id(&trace_id) {
+            self.counters.sampled_out.inc();
+            return;
+        }
         let end_ns = snapshot.checked_at_ms.saturating_mul(1_000_000);
         let round_ns = (snapshot.duration_ms * 1e6) as u64;
         let start_ns = end_ns.saturating_sub(round_ns);
-        let trace_id = crate::trace::context::new_trace_id();
         let root_id = crate::trace::context::new_span_id();
         let mut root = SpanRecord::new(
             trace_id,

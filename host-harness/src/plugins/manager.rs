@@ -656,10 +656,11 @@ fn summarize(file: &Path, e: &FileEntry) -> PluginSummary {
         None => PluginSummary {
             name,
             file: file.display().to_string(),
-            state: if e.present {
-                PluginState::Error.as_str()
-            } else {
-                PluginState::Stopped.as_str()
+            // No instance: failed, removed, or (briefly) still loading.
+            state: match (e.present, e.failure.is_some()) {
+                (true, true) => PluginState::Error.as_str(),
+                (true, false) => PluginState::Loaded.as_str(),
+                (false, _) => PluginState::Stopped.as_str(),
             },
             error: e.failure.clone(),
             generation: e.generation,
