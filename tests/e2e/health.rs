@@ -105,7 +105,7 @@ fn custom_checks_map_to_200_and_503_and_publish_changes() {
         &json!({"status": "degraded", "message": "battery low"}),
     );
     let r = host.get("/api/v1/monitoring/health?refresh=true");
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status, 200, "{}", r.body);
     let h = r.json();
     assert_eq!(h["status"], "degraded");
     assert_eq!(h["checks"]["custom"]["hub"]["message"], "battery low");
