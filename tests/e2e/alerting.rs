@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::metrics::promtool_check;
+use crate::metrics::assert_lint_clean;
 use crate::support::{sample, wait_for, TestHost, MONITORING};
 
 /// Generous: the test machines are shared and often heavily loaded.
@@ -196,20 +196,6 @@ fn metric_state(text: &str, name: &str, state: &str) -> Option<f64> {
         "homeconsole_alerts",
         &[("alertname", name), ("alertstate", state)],
     )
-}
-
-fn assert_lint_clean(text: &str) {
-    if let Some((code, report)) = promtool_check(text) {
-        assert_eq!((code, report.as_str()), (0, ""), "promtool on:\n{text}");
-    }
-    let mut seen = std::collections::HashSet::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let series = line.rsplit_once(' ').unwrap().0;
-        assert!(seen.insert(series.to_owned()), "duplicate series {series}");
-    }
 }
 
 #[test]

@@ -46,7 +46,8 @@ pub fn promtool_check(text: &str) -> Option<(i32, String)> {
     Some((out.status.code().unwrap_or(-1), report))
 }
 
-fn assert_lint_clean(text: &str) {
+/// `promtool check metrics` clean (no output at all) and no duplicate series.
+pub fn assert_lint_clean(text: &str) {
     if let Some((code, report)) = promtool_check(text) {
         assert_eq!(
             (code, report.as_str()),
