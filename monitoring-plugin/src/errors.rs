@@ -35,7 +35,7 @@ use crate::error_tracking::{
     IgnoreUntil, IssueQuery, IssueSort, IssueStatus, IssueStore, IssueStoreConfig, Level,
     MemoryKvStore, RecordOutcome, TOPIC_NEW_ISSUE, TOPIC_REGRESSION,
 };
-use crate::http::{error, has_token, query_param, require_admin};
+use crate::http::{error, query_param, require_admin};
 use plugin_abi::guest::PANIC_BACKTRACE_LOG;
 
 /// Storage namespace of the issue store.
@@ -433,15 +433,9 @@ impl Errors {
     }
 
     fn http_detail(&self, request: &HttpRequest, id: &str) -> HttpResponse {
-        if let Some(token) = self.access.admin_token.as_deref().filter(|t| !t.is_empty()) {
-            if !has_token(request, &[Some(token)]) {
-                return error(
-                    401,
-                    "unauthorized",
-                    "error details require the admin token: send Authorization: Bearer <token>",
-                )
-                .with_header("www-authenticate", "Bearer");
-            }
+        // Details (samples, breadcrumbs, extra data) are admin-only.
+        if let Err(resp) = require_admin(&self.access, request, "an error issue's details") {
+            return resp;
         }
         match self.tracker.issues().get(id) {
             Ok(Some(detail)) => {
