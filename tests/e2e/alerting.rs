@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::metrics::assert_lint_clean;
-use crate::support::{sample, wait_for, TestHost, MONITORING};
+use crate::support::{
+    free_port, peer_http, peer_installed, sample, wait_for, Killed, TestHost, MONITORING,
+};
 
 /// Generous: the test machines are shared and often heavily loaded.
 const WAIT: Duration = Duration::from_secs(60);
@@ -382,51 +384,9 @@ fn an_alert_goes_pending_firing_resolved_and_survives_a_restart() {
     assert_eq!(history["entries"].as_array().unwrap().len(), 2, "{history}");
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http(addr: &str, method: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
-}
-
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_real_alertmanager_receives_the_alert_and_its_resolution() {
-    if Command::new("prometheus-alertmanager")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "prometheus-alertmanager must be installed in CI"
-        );
-        eprintln!("SKIPPED: prometheus-alertmanager not installed");
+    if !peer_installed("prometheus-alertmanager") {
         return;
     }
     let sink = Sink::start();
@@ -456,7 +416,7 @@ fn a_real_alertmanager_receives_the_alert_and_its_resolution() {
     let _am = Killed(am);
     let am_addr = format!("127.0.0.1:{port}");
     wait_for("alertmanager ready", Duration::from_secs(60), || {
-        http(&am_addr, "GET", "/-/ready").filter(|(s, _)| *s == 200)
+        peer_http(&am_addr, "GET", "/-/ready").filter(|(s, _)| *s == 200)
     });
 
     let rules = tempfile::tempdir().unwrap();
@@ -472,7 +432,7 @@ fn a_real_alertmanager_receives_the_alert_and_its_resolution() {
     set_temperature(&host, 40.0);
 
     let am_alerts = || -> Vec<Value> {
-        http(&am_addr, "GET", "/api/v2/alerts")
+        peer_http(&am_addr, "GET", "/api/v2/alerts")
             .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
             .and_then(|v| v.as_array().cloned())
             .unwrap_or_default()

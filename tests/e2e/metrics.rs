@@ -2,13 +2,15 @@
 //! record_metric refusals, promtool's lint, and a real Prometheus scrape.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{plugin_lib, sample, wait_for, TestHost, DEMO, MONITORING};
+use crate::support::{
+    free_port, peer_http, peer_installed, plugin_lib, sample, wait_for, Killed, TestHost, DEMO,
+    MONITORING,
+};
 
 const QUIET_DEMO: &str = "[plugins.demo-devices]\ninterval_ms = 0\n";
 
@@ -501,37 +503,10 @@ fn metrics_token_protects_the_endpoint() {
     assert!(r.body.contains("homeconsole_build_info"));
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn http_get(url_host: &str, path_and_query: &str) -> Option<String> {
-    use std::io::Read;
-    let mut s = std::net::TcpStream::connect(url_host).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path_and_query} HTTP/1.1\r\nHost: {url_host}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+fn http_get(addr: &str, path_and_query: &str) -> Option<String> {
+    peer_http(addr, "GET", path_and_query)
+        .filter(|(status, _)| *status == 200)
+        .map(|(_, body)| body)
 }
 
 fn encode_query(q: &str) -> String {
@@ -545,16 +520,7 @@ fn encode_query(q: &str) -> String {
 
 #[test]
 fn a_real_prometheus_scrapes_the_host() {
-    if Command::new("prometheus")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "prometheus must be installed in CI"
-        );
-        eprintln!("SKIPPED: prometheus not installed");
+    if !peer_installed("prometheus") {
         return;
     }
     let host = TestHost::builder()

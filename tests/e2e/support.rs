@@ -470,3 +470,55 @@ fn parse_labels(text: &str) -> Vec<(String, String)> {
     }
     out
 }
+
+/// Whether an external peer binary (Prometheus, Alertmanager, Chromium…)
+/// runs here. Missing is an error under CI (which installs every peer) and
+/// a printed SKIPPED locally.
+pub fn peer_installed(binary: &str) -> bool {
+    if Command::new(binary)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{binary} must be installed in CI"
+    );
+    eprintln!("SKIPPED: {binary} not installed");
+    false
+}
+
+/// A free loopback port (for peers that cannot take port 0).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A peer process, killed when dropped.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A bodiless request to a peer: `(status, body)`, or `None` when it does
+/// not answer.
+pub fn peer_http(addr: &str, method: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
