@@ -772,21 +772,28 @@ fn read_request(mut stream: TcpStream, status: &str, extra: &str) -> Option<Rece
     })
 }
 
-#[test]
-fn captured_errors_are_forwarded_to_a_sentry_dsn() {
-    let (port, rx) = sink("200 OK", "");
+/// A host whose captured errors are forwarded to the sink on `port`;
+/// `extra` is appended to the `[plugins.monitoring.errors]` section.
+fn forwarding_host(port: u16, extra: &str) -> TestHost {
     let host = TestHost::builder()
         .plugin(MONITORING)
         .plugin(DEMO)
         .config(QUIET_DEMO)
         .config(&format!(
-            "[plugins.monitoring.errors]\nsentry_dsn = \"http://fwdkey@127.0.0.1:{port}/7\"\nenvironment = \"lab\""
+            "[plugins.monitoring.errors]\nsentry_dsn = \"http://fwdkey@127.0.0.1:{port}/7\"{extra}"
         ))
         .config(ADMIN)
         .start();
     wait_for("demo started", Duration::from_secs(20), || {
         (host.plugin("demo-devices")?["state"] == "started").then_some(())
     });
+    host
+}
+
+#[test]
+fn captured_errors_are_forwarded_to_a_sentry_dsn() {
+    let (port, rx) = sink("200 OK", "");
+    let host = forwarding_host(port, "\nenvironment = \"lab\"");
     host.call("demo.fail", &json!({}));
     let got = wait_for("forwarded event", Duration::from_secs(20), || {
         while let Ok(r) = rx.recv_timeout(Duration::from_millis(200)) {
@@ -837,18 +844,7 @@ fn decode_body(r: &Received) -> Vec<u8> {
 #[test]
 fn a_rate_limiting_sentry_is_counted_and_blocks_nobody() {
     let (port, rx) = sink("429 Too Many Requests", "Retry-After: 60\r\n");
-    let host = TestHost::builder()
-        .plugin(MONITORING)
-        .plugin(DEMO)
-        .config(QUIET_DEMO)
-        .config(&format!(
-            "[plugins.monitoring.errors]\nsentry_dsn = \"http://fwdkey@127.0.0.1:{port}/7\""
-        ))
-        .config(ADMIN)
-        .start();
-    wait_for("demo started", Duration::from_secs(20), || {
-        (host.plugin("demo-devices")?["state"] == "started").then_some(())
-    });
+    let host = forwarding_host(port, "");
     let started = Instant::now();
     for _ in 0..5 {
         assert_eq!(host.call("demo.fail", &json!({})).status, 500);
