@@ -10,6 +10,7 @@ mod example;
 mod foundation;
 mod hardening;
 mod health;
+mod idle;
 mod metrics;
 mod profiling;
 mod support;
