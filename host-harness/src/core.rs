@@ -878,6 +878,8 @@ impl HostCore {
             "event_queues": self.bus.queues().iter().map(|q| json!({"plugin": q.owner_name(), "queued": q.queued(), "dropped": q.dropped(), "delivered": q.delivered()})).collect::<Vec<_>>(),
                         "data_dir": self.config.data_dir.display().to_string(),
             "trace_sample_ratio": self.config.host.trace_sample_ratio,
+            "service_timeout_ms": self.config.host.service_timeout_ms,
+            "callback_timeout_ms": self.config.host.callback_timeout_ms,
             "plugins_dir": self.config.plugins_dir.display().to_string(),
         })
     }

@@ -8,12 +8,11 @@
 //! changes are published on the bus as `monitoring.health.changed`.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use plugin_abi::Host;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -205,10 +204,26 @@ pub struct HealthChecker {
     kv: Arc<dyn KvStore>,
     custom: RwLock<BTreeMap<String, CustomCheck>>,
     latest: RwLock<Option<Arc<Snapshot>>>,
-    round: Mutex<()>,
+    rounds: Mutex<Rounds>,
+    round_done: Condvar,
     last_round: Mutex<Option<Instant>>,
     in_progress: Arc<Mutex<HashSet<String>>>,
-    background: AtomicBool,
+}
+
+/// Single-flight bookkeeping: at most one round runs at a time. A caller
+/// that wants a fresh result asks for a round that starts after its call;
+/// every caller asking while a round runs shares the one next round, so a
+/// burst of requests costs at most two rounds, never one each.
+#[derive(Debug, Default)]
+struct Rounds {
+    /// Whether a runner thread is running (or about to run) rounds.
+    running: bool,
+    /// Number of the last round started.
+    started: u64,
+    /// Number of the last round finished.
+    completed: u64,
+    /// Highest round number some caller waits for.
+    wanted: u64,
 }
 
 impl HealthChecker {
@@ -230,10 +245,10 @@ impl HealthChecker {
             kv,
             custom: RwLock::new(custom),
             latest: RwLock::new(None),
-            round: Mutex::new(()),
+            rounds: Mutex::new(Rounds::default()),
+            round_done: Condvar::new(),
             last_round: Mutex::new(None),
             in_progress: Arc::new(Mutex::new(HashSet::new())),
-            background: AtomicBool::new(false),
         }
     }
 
@@ -284,20 +299,64 @@ impl HealthChecker {
         }
     }
 
-    /// Marks a background round as started; false if one is running.
-    pub fn begin_background(&self) -> bool {
-        !self.background.swap(true, Ordering::AcqRel)
+    /// Asks for a round that starts after this call. Returns its number
+    /// (for [`HealthChecker::wait_for_round`]) and whether the caller must
+    /// start a runner: true when none is running, and then the caller runs
+    /// [`HealthChecker::next_round`] / [`HealthChecker::run`] /
+    /// [`HealthChecker::round_finished`] until `next_round` says `None`.
+    pub fn request_round(&self) -> (u64, bool) {
+        let mut rounds = self.rounds.lock();
+        let target = rounds.started + 1;
+        rounds.wanted = rounds.wanted.max(target);
+        let start_runner = !std::mem::replace(&mut rounds.running, true);
+        (target, start_runner)
     }
 
-    /// Marks the background round as finished.
-    pub fn end_background(&self) {
-        self.background.store(false, Ordering::Release);
+    /// For the runner: the number of the next round to run, or `None` when
+    /// no caller waits for one (the runner then ends).
+    pub fn next_round(&self) -> Option<u64> {
+        let mut rounds = self.rounds.lock();
+        if rounds.wanted > rounds.started {
+            rounds.started += 1;
+            Some(rounds.started)
+        } else {
+            rounds.running = false;
+            None
+        }
+    }
+
+    /// For the runner: round `number` finished; wakes its waiters.
+    pub fn round_finished(&self, number: u64) {
+        let mut rounds = self.rounds.lock();
+        rounds.completed = rounds.completed.max(number);
+        self.round_done.notify_all();
+    }
+
+    /// For a runner that cannot run (stopping, no thread): gives up the
+    /// rounds asked for so far.
+    pub fn abandon_rounds(&self) {
+        let mut rounds = self.rounds.lock();
+        rounds.running = false;
+        rounds.wanted = rounds.started;
+        self.round_done.notify_all();
+    }
+
+    /// Waits until round `number` has finished, at most `max`; true if it did.
+    pub fn wait_for_round(&self, number: u64, max: Duration) -> bool {
+        let until = Instant::now() + max;
+        let mut rounds = self.rounds.lock();
+        while rounds.completed < number {
+            if self.round_done.wait_until(&mut rounds, until).timed_out() {
+                return rounds.completed >= number;
+            }
+        }
+        true
     }
 
     /// Runs every check now (concurrently, each bounded by the timeout) and
     /// returns the snapshot and the status changes since the previous one.
+    /// Only the runner (see [`HealthChecker::request_round`]) calls this.
     pub fn run(&self) -> (Arc<Snapshot>, Vec<Change>) {
-        let _one_round = self.round.lock();
         let started = Instant::now();
         let timeout = self.timeout();
         let deadline = started + timeout;

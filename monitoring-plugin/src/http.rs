@@ -2,6 +2,8 @@
 //! collector and the health checker; plus small request helpers (query
 //! parameters, bearer tokens compared in constant time, JSON errors).
 
+use std::sync::Arc;
+
 use plugin_abi::{HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
@@ -125,7 +127,7 @@ fn unauthorized(what: &str) -> HttpResponse {
 }
 
 /// Answers one request.
-pub fn handle(inner: &Inner, request: &HttpRequest) -> HttpResponse {
+pub fn handle(inner: &Arc<Inner>, request: &HttpRequest) -> HttpResponse {
     let path = request.path.as_str();
     match path {
         "/api/v1/monitoring/metrics" => metrics(inner, request),
@@ -152,12 +154,15 @@ fn metrics(inner: &Inner, request: &HttpRequest) -> HttpResponse {
     HttpResponse::new(200, PROMETHEUS_TEXT, inner.collector.render().into_bytes())
 }
 
-fn health(inner: &Inner, request: &HttpRequest) -> HttpResponse {
+fn health(inner: &Arc<Inner>, request: &HttpRequest) -> HttpResponse {
     let refresh =
         query_param(request.query.as_str(), "refresh").is_some_and(|v| v == "true" || v == "1");
-    let snapshot = match (refresh, inner.health.latest()) {
-        (false, Some(s)) => s,
-        _ => inner.run_health_round(),
+    let Some((snapshot, fresh)) = inner.health_snapshot(refresh) else {
+        return error(
+            503,
+            "unavailable",
+            "the first health round has not finished yet; try again shortly",
+        );
     };
     let code = if snapshot.status == Status::Unhealthy {
         503
@@ -173,11 +178,16 @@ fn health(inner: &Inner, request: &HttpRequest) -> HttpResponse {
                 access.metrics_token.as_deref(),
             ],
         );
-    let body: Value = if allowed {
+    let mut body: Value = if allowed {
         serde_json::to_value(&*snapshot).unwrap_or(Value::Null)
     } else {
         json!({"status": snapshot.status, "checked_at_ms": snapshot.checked_at_ms})
     };
+    if !fresh {
+        // The refresh is still running (a check is slow): this is the
+        // previous round, and the caller is told so.
+        body["refresh_pending"] = Value::Bool(true);
+    }
     HttpResponse::json(code, &body)
 }
 

@@ -56,7 +56,27 @@ pub struct Inner {
     pub capabilities: Vec<Arc<dyn Capability>>,
     stopping: AtomicBool,
     health_thread: Mutex<Option<JoinHandle<()>>>,
+    /// How long a caller asking for a fresh health result waits for the
+    /// round in flight: below the host's callback deadline, so no request
+    /// can keep a monitoring callback past it.
+    health_refresh_wait: Duration,
     events_seen: AtomicU64,
+}
+
+/// The longest a caller waits for a fresh health round: the check timeout
+/// plus a little, but never more than 80 % of the host's deadline for the
+/// callback the caller is in (`callback_timeout_ms` / `service_timeout_ms`
+/// from `host_info`, 5 s when the host does not say).
+fn health_refresh_wait(check_timeout_secs: f64, host_info: &Value) -> Duration {
+    let deadline_ms = ["callback_timeout_ms", "service_timeout_ms"]
+        .iter()
+        .filter_map(|k| host_info[*k].as_u64())
+        .min()
+        .unwrap_or(5_000);
+    let by_host = Duration::from_millis(deadline_ms * 4 / 5);
+    let by_checks =
+        Duration::from_secs_f64(check_timeout_secs.max(0.0)) + Duration::from_millis(250);
+    by_checks.min(by_host)
 }
 
 /// The monitoring plugin.
@@ -82,8 +102,68 @@ fn parse<T: for<'de> Deserialize<'de>>(service: &str, input: &str) -> Result<T, 
 }
 
 impl Inner {
-    /// Runs a health round now and applies its results.
-    pub fn run_health_round(&self) -> Arc<Snapshot> {
+    /// Asks for a health round that starts after this call and returns its
+    /// number. Rounds run on one runner thread, started here unless one is
+    /// running (it then runs this round next, shared with every other
+    /// caller asking meanwhile).
+    pub fn request_health_round(self: &Arc<Self>) -> u64 {
+        let (number, start_runner) = self.health.request_round();
+        if !start_runner {
+            return number;
+        }
+        if self.stopping.load(Ordering::Acquire) {
+            self.health.abandon_rounds();
+            return number;
+        }
+        let mut slot = self.health_thread.lock();
+        if let Some(finished) = slot.take() {
+            // The previous runner has handed back the right to run: it is
+            // ending, so joining is quick.
+            let _ = finished.join();
+        }
+        let inner = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("monitoring-health".into())
+            .spawn(move || {
+                while let Some(round) = inner.health.next_round() {
+                    if inner.stopping.load(Ordering::Acquire) {
+                        inner.health.abandon_rounds();
+                        break;
+                    }
+                    inner.apply_health_round();
+                    inner.health.round_finished(round);
+                }
+            });
+        match spawned {
+            Ok(t) => *slot = Some(t),
+            Err(e) => {
+                self.health.abandon_rounds();
+                self.host.error(&format!("cannot start health thread: {e}"));
+            }
+        }
+        number
+    }
+
+    /// The health snapshot for a caller: the latest one, or with `refresh`
+    /// the result of a round that starts after this call — shared with
+    /// every other caller asking meanwhile, and waited for at most
+    /// `health_refresh_wait`. The flag is false when that wait ran out and
+    /// the snapshot is an older one. `None` before the first round has
+    /// finished.
+    pub fn health_snapshot(self: &Arc<Self>, refresh: bool) -> Option<(Arc<Snapshot>, bool)> {
+        if !refresh {
+            if let Some(latest) = self.health.latest() {
+                return Some((latest, true));
+            }
+        }
+        let round = self.request_health_round();
+        let fresh = self.health.wait_for_round(round, self.health_refresh_wait);
+        self.health.latest().map(|s| (s, fresh))
+    }
+
+    /// Runs a health round now (on the calling thread) and applies its
+    /// results; only the holder of the round runs it.
+    fn apply_health_round(&self) -> Arc<Snapshot> {
         let (snapshot, changes) = self.health.run();
         for cap in &self.capabilities {
             cap.on_health_round(&snapshot);
@@ -165,7 +245,7 @@ impl Inner {
         Ok(json!({"recorded": request.name}))
     }
 
-    fn health_check(&self, call: &ServiceCall<'_>) -> Result<Value, PluginError> {
+    fn health_check(self: &Arc<Self>, call: &ServiceCall<'_>) -> Result<Value, PluginError> {
         #[derive(Deserialize)]
         struct Input {
             component: String,
@@ -173,9 +253,10 @@ impl Inner {
             refresh: bool,
         }
         let input: Input = parse(call.name, call.input)?;
-        let snapshot = match (input.refresh, self.health.latest()) {
-            (false, Some(s)) => s,
-            _ => self.run_health_round(),
+        let Some((snapshot, _fresh)) = self.health_snapshot(input.refresh) else {
+            return Err(PluginError::unavailable(
+                "the first health round has not finished yet; try again shortly",
+            ));
         };
         if input.component == "overall" {
             return Ok(
@@ -220,6 +301,8 @@ impl PluginImpl for MonitoringModule {
         .map_err(|e| PluginError::failed(e.to_string()))?;
         let kv = Arc::new(HostKv::new(host.clone(), "monitoring"));
         let health = HealthChecker::new(host.clone(), config.health.clone(), kv);
+        let health_refresh_wait =
+            health_refresh_wait(config.health.timeout_secs, &host.host_info());
         let (config, collector) = (Arc::new(config), Arc::new(collector));
 
         let ctx = Ctx {
@@ -237,6 +320,7 @@ impl PluginImpl for MonitoringModule {
                 capabilities,
                 stopping: AtomicBool::new(false),
                 health_thread: Mutex::new(None),
+                health_refresh_wait,
                 events_seen: AtomicU64::new(0),
             }),
         })
@@ -267,7 +351,7 @@ impl PluginImpl for MonitoringModule {
         }
         host.set_observer(true)?;
         self.inner.refresh_host_gauges();
-        self.spawn_health_round();
+        self.inner.request_health_round();
         host.info("monitoring started");
         Ok(())
     }
@@ -368,38 +452,8 @@ impl PluginImpl for MonitoringModule {
             cap.tick(now_unix_ms);
         }
         if self.inner.health.due() {
-            self.spawn_health_round();
+            self.inner.request_health_round();
         }
         Ok(())
-    }
-}
-
-impl MonitoringModule {
-    fn spawn_health_round(&self) {
-        if self.inner.stopping.load(Ordering::Acquire) || !self.inner.health.begin_background() {
-            return;
-        }
-        let mut slot = self.inner.health_thread.lock();
-        if let Some(t) = slot.take() {
-            let _ = t.join();
-        }
-        let inner = self.inner.clone();
-        let spawned = std::thread::Builder::new()
-            .name("monitoring-health".into())
-            .spawn(move || {
-                if !inner.stopping.load(Ordering::Acquire) {
-                    inner.run_health_round();
-                }
-                inner.health.end_background();
-            });
-        match spawned {
-            Ok(t) => *slot = Some(t),
-            Err(e) => {
-                self.inner.health.end_background();
-                self.inner
-                    .host
-                    .error(&format!("cannot start health thread: {e}"));
-            }
-        }
     }
 }

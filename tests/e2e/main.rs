@@ -13,5 +13,6 @@ mod health;
 mod idle;
 mod metrics;
 mod profiling;
+mod self_protection;
 mod support;
 mod tracing;
