@@ -157,9 +157,24 @@ pub struct Alerting {
     /// Replaced as a whole when the wall clock goes back (see `run_tick`).
     history: RwLock<Arc<History>>,
     state: Mutex<Option<State>>,
+    /// What `/alerts`, `/rules` and `/status` show, published by whoever
+    /// holds `state` after a change (tick, reload, start): readers never
+    /// wait for a running tick or reload.
+    view: RwLock<Arc<View>>,
     log: Mutex<VecDeque<HistoryEntry>>,
     notifiers: Mutex<Vec<(Notifier, NotifierStats)>>,
     metrics: Option<Metrics>,
+}
+
+/// A read-only picture of the alerting state (see `Alerting::view`).
+#[derive(Debug, Default)]
+struct View {
+    /// `/alerts` body.
+    alerts: Value,
+    /// `/rules` body.
+    rules: Value,
+    /// Counters for `/status`.
+    status: Value,
 }
 
 fn now_ms() -> i64 {
@@ -294,16 +309,19 @@ impl Alerting {
             ctx.host
                 .error(&format!("alerting: cannot register metrics: {e}"));
         }
-        Alerting {
+        let alerting = Alerting {
             kv: ctx.kv(NAMESPACE),
             ctx: ctx.clone(),
             config,
             history,
             state: Mutex::new(None),
+            view: RwLock::new(Arc::new(View::default())),
             log: Mutex::new(VecDeque::new()),
             notifiers: Mutex::new(Vec::new()),
             metrics: metrics.ok(),
-        }
+        };
+        alerting.publish(None);
+        alerting
     }
 
     fn new_history(config: &AlertingConfig) -> History {
@@ -432,6 +450,7 @@ impl Alerting {
             summary["rules"],
             st.load_errors.len()
         ));
+        self.publish(Some(&st));
         *guard = Some(st);
         summary
     }
@@ -566,6 +585,7 @@ impl Alerting {
         st.max_eval_seconds = st.max_eval_seconds.max(elapsed);
         st.evaluations += 1;
         self.export(&st.engine, Some(elapsed));
+        self.publish(Some(st));
         // Values of alerts about to be notified (resolved ones included).
         let notes = st.engine.take_notifications(now);
         let values: BTreeMap<Labels, (f64, i64)> = if notes.is_empty() {
@@ -725,10 +745,29 @@ impl Alerting {
         }
     }
 
-    fn active_json(&self) -> Value {
-        let guard = self.state.lock();
-        let alerts: Vec<Value> = guard
-            .as_ref()
+    /// Publishes the view of `st` for readers (call with `state` held).
+    fn publish(&self, st: Option<&State>) {
+        let view = View {
+            alerts: Self::active_json(st),
+            rules: self.rules_json(st),
+            status: json!({
+                "groups": st.map_or(0, |s| s.groups.len()),
+                "rules": st.map_or(0, |s| s.groups.iter().map(|g| g.rules).sum::<usize>()),
+                "load_errors": st.map_or(0, |s| s.load_errors.len()),
+                "active_alerts": st.map_or(0, |s| s.engine.active_alerts().len()),
+                "evaluations": st.map_or(0, |s| s.evaluations),
+                "last_evaluation_seconds": st.map_or(0.0, |s| s.last_eval_seconds),
+                "max_evaluation_seconds": st.map_or(0.0, |s| s.max_eval_seconds),
+                "last_sample_seconds": st.map_or(0.0, |s| s.last_sample_seconds),
+                "persist_errors": st.map_or(0, |s| s.persist_errors),
+                "malformed_sample_lines": st.map_or(0, |s| s.malformed_sample_lines),
+            }),
+        };
+        *self.view.write() = Arc::new(view);
+    }
+
+    fn active_json(st: Option<&State>) -> Value {
+        let alerts: Vec<Value> = st
             .map(|st| st.engine.active_alerts().iter().map(alert_json).collect())
             .unwrap_or_default();
         json!({ "alerts": alerts })
@@ -753,9 +792,8 @@ impl Alerting {
         json!({ "total": log.len(), "limit": self.config.history_limit, "entries": entries })
     }
 
-    fn rules_json(&self) -> Value {
-        let guard = self.state.lock();
-        let Some(st) = guard.as_ref() else {
+    fn rules_json(&self, st: Option<&State>) -> Value {
+        let Some(st) = st else {
             return json!({"groups": [], "errors": [], "enabled": self.config.enabled});
         };
         let mut statuses = st.engine.rule_statuses().into_iter();
@@ -831,6 +869,7 @@ impl Capability for Alerting {
                     .warn(&format!("alert state not restored: {e}")),
             }
             self.export(&st.engine, None);
+            self.publish(Some(st));
         }
         self.load_log();
         self.start_notifiers();
@@ -861,11 +900,11 @@ impl Capability for Alerting {
         let path = request.path.as_str();
         let method = request.method.as_str();
         let response = match (method, path) {
-            ("GET", ROUTE_ALERTS) => HttpResponse::json(200, &self.active_json()),
+            ("GET", ROUTE_ALERTS) => HttpResponse::json(200, &self.view.read().alerts),
             ("GET", ROUTE_HISTORY) => {
                 HttpResponse::json(200, &self.history_json(request.query.as_str()))
             }
-            ("GET", ROUTE_RULES) => HttpResponse::json(200, &self.rules_json()),
+            ("GET", ROUTE_RULES) => HttpResponse::json(200, &self.view.read().rules),
             ("POST", ROUTE_RELOAD) => {
                 if let Err(denied) = require_admin(&self.ctx.config.access, request, "rule reload")
                 {
@@ -901,24 +940,12 @@ impl Capability for Alerting {
             })
             .collect();
         let hist = self.history.read().stats();
-        let guard = self.state.lock();
-        let st = guard.as_ref();
-        json!({
-            "enabled": self.config.enabled,
-            "groups": st.map_or(0, |s| s.groups.len()),
-            "rules": st.map_or(0, |s| s.groups.iter().map(|g| g.rules).sum::<usize>()),
-            "load_errors": st.map_or(0, |s| s.load_errors.len()),
-            "active_alerts": st.map_or(0, |s| s.engine.active_alerts().len()),
-            "evaluations": st.map_or(0, |s| s.evaluations),
-            "last_evaluation_seconds": st.map_or(0.0, |s| s.last_eval_seconds),
-            "max_evaluation_seconds": st.map_or(0.0, |s| s.max_eval_seconds),
-            "last_sample_seconds": st.map_or(0.0, |s| s.last_sample_seconds),
-            "persist_errors": st.map_or(0, |s| s.persist_errors),
-            "malformed_sample_lines": st.map_or(0, |s| s.malformed_sample_lines),
-            "history": {"series": hist.series, "samples": hist.samples},
-            "alert_history_entries": self.log.lock().len(),
-            "notifiers": notifiers,
-        })
+        let mut status = self.view.read().status.clone();
+        status["enabled"] = json!(self.config.enabled);
+        status["history"] = json!({"series": hist.series, "samples": hist.samples});
+        status["alert_history_entries"] = json!(self.log.lock().len());
+        status["notifiers"] = json!(notifiers);
+        status
     }
 }
 

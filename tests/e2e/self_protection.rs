@@ -96,3 +96,79 @@ fn a_refresh_never_waits_past_the_callback_deadline() {
     assert_eq!(r.json()["refresh_pending"], true, "{}", r.body);
     assert_monitoring_still_serves(&host);
 }
+
+/// `/alerts`, `/rules` and `/status` answer from a published view: they do
+/// not wait while the alerting state is busy (here: a reload of hundreds of
+/// rules, which holds it the way a long tick does).
+#[test]
+fn alerts_and_rules_answer_while_the_rules_reload() {
+    let rules = tempfile::tempdir().unwrap();
+    // About 1.5 s of reloading in a debug build (regex compilation dominates).
+    for file in 0..4 {
+        let mut text = String::from("groups:\n");
+        for group in 0..5 {
+            text.push_str(&format!("  - name: g{file}_{group}\n    rules:\n"));
+            for rule in 0..15 {
+                text.push_str(&format!(
+                    "      - alert: A{file}_{group}_{rule}\n        expr: sum by (service_name) (rate(homeconsole_service_calls_total{{status=\"error\", service_name=~\"x{rule}.*\"}}[5m])) > {rule}\n        for: 1m\n        annotations:\n          summary: \"{{{{ $labels.service_name }}}} fails at {{{{ $value }}}}\"\n"
+                ));
+            }
+        }
+        std::fs::write(rules.path().join(format!("r{file}.yml")), text).unwrap();
+    }
+    let host = TestHost::builder()
+        .plugin(MONITORING)
+        .config(&format!(
+            "[plugins.monitoring.access]\nadmin_token = \"adm\"\n[plugins.monitoring.alerting]\nrules_dir = {:?}\n",
+            rules.path().display().to_string()
+        ))
+        .start();
+    let loaded = wait_for("the rules loaded", Duration::from_secs(60), || {
+        let r = host.get("/api/v1/monitoring/rules");
+        (r.status == 200).then(|| r.json())
+    });
+    assert!(
+        loaded["groups"].as_array().map_or(0, Vec::len) >= 20,
+        "{}",
+        &loaded.to_string()[..300.min(loaded.to_string().len())]
+    );
+    for _ in 0..3 {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let (reload, answered_meanwhile) = std::thread::scope(|scope| {
+            let reload = scope.spawn(|| {
+                let t = Instant::now();
+                let r = host.request(
+                    "POST",
+                    "/api/v1/monitoring/rules/reload",
+                    Some("{}"),
+                    &[("authorization", "Bearer adm")],
+                );
+                done.store(true, std::sync::atomic::Ordering::Release);
+                (r.status, t.elapsed())
+            });
+            let mut answered = 0;
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                for path in ["alerts", "rules", "status"] {
+                    let r = host.get(&format!("/api/v1/monitoring/{path}"));
+                    assert_eq!(r.status, 200, "{path}: {}", r.body);
+                }
+                if !done.load(std::sync::atomic::Ordering::Acquire) {
+                    answered += 1;
+                }
+            }
+            (reload.join().unwrap(), answered)
+        });
+        assert_eq!(reload.0, 200, "reload failed");
+        eprintln!(
+            "reload took {:?}; /alerts + /rules + /status answered {answered_meanwhile} times meanwhile",
+            reload.1
+        );
+        // Readers that waited for the reload would answer at most once
+        // (a request sent just before the reload took the state).
+        assert!(
+            answered_meanwhile >= 2,
+            "readers waited for the reload ({:?}): answered {answered_meanwhile} times",
+            reload.1
+        );
+    }
+}
