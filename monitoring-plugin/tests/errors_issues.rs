@@ -430,3 +430,79 @@ fn memory_stays_bounded_under_hostile_input() {
     assert_eq!(counts.len(), 6); // 5 plugins + "other"
     assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 500);
 }
+
+/// A store whose writes block until released, to stand for a slow disk.
+struct BlockingKv {
+    inner: MemoryKvStore,
+    entered: std::sync::mpsc::SyncSender<()>,
+    release: parking_lot::Mutex<std::sync::mpsc::Receiver<()>>,
+    blocking: std::sync::atomic::AtomicBool,
+}
+
+impl KvStore for BlockingKv {
+    fn get(&self, key: &str) -> Result<Option<String>, String> {
+        self.inner.get(key)
+    }
+    fn set(&self, key: &str, value_json: &str) -> Result<(), String> {
+        if self
+            .blocking
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            let _ = self.entered.send(());
+            let _ = self
+                .release
+                .lock()
+                .recv_timeout(std::time::Duration::from_secs(30));
+        }
+        self.inner.set(key, value_json)
+    }
+    fn delete(&self, key: &str) -> Result<bool, String> {
+        self.inner.delete(key)
+    }
+    fn list_keys(&self, prefix: &str) -> Result<Vec<String>, String> {
+        self.inner.list_keys(prefix)
+    }
+}
+
+#[test]
+fn readers_do_not_wait_for_a_slow_storage_write() {
+    let (entered_tx, entered_rx) = std::sync::mpsc::sync_channel(1);
+    let (release_tx, release_rx) = std::sync::mpsc::sync_channel(1);
+    let kv = Arc::new(BlockingKv {
+        inner: MemoryKvStore::new(),
+        entered: entered_tx,
+        release: parking_lot::Mutex::new(release_rx),
+        blocking: std::sync::atomic::AtomicBool::new(false),
+    });
+    let store = Arc::new(IssueStore::open_at(kv.clone(), IssueStoreConfig::default(), T0).unwrap());
+    store.record_at(bug("weather", 10, "first"), T0);
+    kv.blocking.store(true, std::sync::atomic::Ordering::SeqCst);
+    let writer = {
+        let store = store.clone();
+        let other =
+            ErrorEvent::exception("lights", "Timeout", "x", vec![frame("switch", "lights", 3)]);
+        std::thread::spawn(move || store.record_at(other, T0 + 1))
+    };
+    entered_rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the writer reached storage");
+    // The writer is inside a storage write now: readers must not wait for it.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let page = store.list(&IssueQuery::default());
+            let _ = done_tx.send((page.total, store.len()));
+        });
+    }
+    let read = done_rx.recv_timeout(std::time::Duration::from_secs(10));
+    let _ = release_tx.send(());
+    let outcome = writer.join().unwrap();
+    let (total, len) = read.expect("a reader waited for the storage write");
+    assert_eq!(total, 2, "the new issue is visible before its write lands");
+    assert_eq!(len, 2);
+    assert!(outcome.new_issue && outcome.persist_error.is_none());
+    // Both issues were persisted.
+    let reopened = IssueStore::open_at(kv.clone(), IssueStoreConfig::default(), T0).unwrap();
+    assert_eq!(reopened.len(), 2);
+}

@@ -280,6 +280,11 @@ pub struct IssueStore {
     kv: Arc<dyn KvStore>,
     config: IssueStoreConfig,
     inner: Mutex<Inner>,
+    /// Serialises the storage writes of [`IssueStore::record_at`] so they land
+    /// in the order the records changed, without holding `inner` (and so
+    /// every reader of the issues) during the I/O. Taken while `inner` is
+    /// held, released before `inner` is taken again: no lock cycle.
+    writes: Mutex<()>,
 }
 
 impl std::fmt::Debug for IssueStore {
@@ -346,6 +351,7 @@ impl IssueStore {
             kv,
             config,
             inner: Mutex::new(inner),
+            writes: Mutex::new(()),
         };
         {
             let mut inner = store.inner.lock();
@@ -388,8 +394,8 @@ impl IssueStore {
         event.enforce_limits();
         let components = fingerprint(&event);
         let id = group_id(&components);
-        let mut inner = self.inner.lock();
-        let inner = &mut *inner;
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
 
         let plugin_label = if event.plugin.is_empty() {
             "unknown"
@@ -527,6 +533,10 @@ impl IssueStore {
         }
 
         let record_json = serde_json::to_string(&*rec);
+        // Storage I/O happens outside the issue map's lock (readers of the
+        // issue API never wait for a disk), in change order (`writes`).
+        let writes = self.writes.lock();
+        drop(guard);
         let mut errors = Vec::new();
         if store_sample && self.config.max_samples_per_issue > 0 {
             match self.append_sample(&id, event) {
@@ -542,8 +552,9 @@ impl IssueStore {
             }
             Err(e) => errors.push(IssueError::Serde(e).to_string()),
         }
+        drop(writes);
         if !errors.is_empty() {
-            inner.stats.storage_errors += errors.len() as u64;
+            self.inner.lock().stats.storage_errors += errors.len() as u64;
             outcome.persist_error = Some(errors.join("; "));
         }
         outcome
