@@ -509,3 +509,56 @@ fn the_query_api_and_health_check_service_follow_the_token_rules() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.json()["result"].is_object(), "{}", r.body);
 }
+
+#[test]
+fn a_health_check_belongs_to_the_plugin_that_registered_it() {
+    let host = TestHost::builder()
+        .plugin(MONITORING)
+        .plugin("hello_observability")
+        .plugin(crate::support::FAULTY)
+        .config("[plugins.faulty]\non_event_call = \"monitoring.register_health_check\"")
+        .admin()
+        .start();
+    let check = |name: &str| {
+        let status = host.get("/api/v1/monitoring/status").json();
+        status["custom_health_checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+    };
+    wait_for("hello registers its check", Duration::from_secs(30), || {
+        check("hello").filter(|c| c["registered_by"] == "hello-observability")
+    });
+    // Another plugin (faulty, calling the service from its event handler)
+    // cannot take it over…
+    let r = host.post(
+        "/api/v1/events/faulty.takeover",
+        r#"{"name":"hello","service":"nope","critical":true}"#,
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    wait_for("the refusal logged", Duration::from_secs(30), || {
+        host.logs()
+            .iter()
+            .any(|l| l.contains("belongs to") && l.contains("hello-observability"))
+            .then_some(())
+    });
+    let hello = check("hello").unwrap();
+    assert_eq!(hello["service"], "hello.health", "{hello}");
+    // …but registers its own.
+    host.post(
+        "/api/v1/events/faulty.own",
+        r#"{"name":"faulty-own","service":"nope","critical":false}"#,
+    );
+    let own = wait_for("faulty registers its own", Duration::from_secs(30), || {
+        check("faulty-own")
+    });
+    assert_eq!(own["registered_by"], "faulty");
+    // The admin may remove any check.
+    let r = host.admin_call(
+        "monitoring.unregister_health_check",
+        &json!({"name": "hello"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}
