@@ -485,6 +485,16 @@ fn the_query_api_and_health_check_service_follow_the_token_rules() {
     assert_eq!(r.status, 401, "{}", r.body);
     let r = host.request("GET", query, None, &[("Authorization", "Bearer scrape-me")]);
     assert_eq!(r.status, 200, "{}", r.body);
+    // The host's word on a request's tokens cannot be forged by the client.
+    let r = host.request("GET", query, None, &[("X-HomeConsole-Access", "admin")]);
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = host.request(
+        "GET",
+        "/api/v1/monitoring/errors/0000000000000000",
+        None,
+        &[("X-HomeConsole-Access", "admin")],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
     let r = host.request(
         "POST",
         "/api/v1/monitoring/prometheus/api/v1/query",
