@@ -552,6 +552,60 @@ mod tests {
     }
 
     #[test]
+    fn json_bodies_and_bearer_tokens() {
+        let mut h = HeaderMap::new();
+        assert!(json_body_declared(&h, 0).is_ok(), "no body, no type needed");
+        let e = json_body_declared(&h, 2).unwrap_err();
+        assert_eq!(e.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        for (ct, ok) in [
+            ("application/json", true),
+            ("Application/JSON; charset=utf-8", true),
+            ("text/plain", false),
+            ("application/x-www-form-urlencoded", false),
+            ("application/jsonx", false),
+        ] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            assert_eq!(json_body_declared(&h, 2).is_ok(), ok, "{ct}");
+        }
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer  t0k "),
+        );
+        assert_eq!(bearer(&h), Some("t0k"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic dTpw"),
+        );
+        assert_eq!(bearer(&h), None);
+    }
+
+    #[test]
+    fn admin_refusals_say_what_to_do() {
+        let unconfigured = Caller {
+            level: Level::Api,
+            admin_configured: false,
+        };
+        let r = unconfigured.require_admin("x").unwrap_err();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(r.to_string().contains("admin_token"), "{r}");
+        let configured = Caller {
+            admin_configured: true,
+            ..unconfigured
+        };
+        assert_eq!(
+            configured.require_admin("x").unwrap_err().status(),
+            StatusCode::UNAUTHORIZED
+        );
+        let admin = Caller {
+            level: Level::Admin,
+            ..configured
+        };
+        assert!(admin.require_admin("x").is_ok());
+        assert_eq!(&*admin.service_caller(), plugin_abi::HTTP_ADMIN_CALLER);
+        assert_eq!(&*configured.service_caller(), plugin_abi::HTTP_CALLER);
+    }
+
+    #[test]
     fn reserved_topics() {
         let owners = AccessSettings::default().topic_owners;
         assert_eq!(
