@@ -21,6 +21,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::api::error_response;
@@ -37,9 +38,10 @@ impl Secret {
     }
 
     /// Whether `given` equals the secret, in time independent of where they
-    /// differ.
+    /// differ and of their lengths (fixed-size digests are compared).
     pub fn matches(&self, given: &str) -> bool {
-        bool::from(self.0.as_bytes().ct_eq(given.as_bytes()))
+        let (a, b) = (Sha256::digest(self.0.as_bytes()), Sha256::digest(given));
+        bool::from(a.as_slice().ct_eq(b.as_slice()))
     }
 
     fn is_empty(&self) -> bool {
