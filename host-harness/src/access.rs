@@ -77,7 +77,8 @@ pub struct AccessSettings {
     /// requests may name in their `Host` header.
     pub allowed_hosts: Vec<String>,
     /// Paths under `/api/v1` that need no API token (they keep their own
-    /// token rules): liveness, readiness and the metrics scrape.
+    /// token rules): liveness, readiness, the metrics scrape, and the
+    /// dashboard page (static; the data it fetches needs the token).
     pub public_paths: Vec<String>,
     /// Topics only their owner may publish, by owner (a plugin name):
     /// `"x.*"` is a prefix, anything else an exact topic. `internal.*`
@@ -99,6 +100,7 @@ impl Default for AccessSettings {
                 "/api/v1/monitoring/health/live",
                 "/api/v1/monitoring/health/ready",
                 "/api/v1/monitoring/metrics",
+                "/api/v1/monitoring/dashboard",
             ]
             .map(str::to_owned)
             .to_vec(),
