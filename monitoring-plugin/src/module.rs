@@ -173,21 +173,22 @@ impl Inner {
             refresh: bool,
         }
         let input: Input = parse(call.name, call.input)?;
+        // The token rule of `/health`: details (messages, per-check results)
+        // need a token, which a plain HTTP caller did not show.
+        if input.component != "overall"
+            && self.config.access.health_details_require_token
+            && call.caller == plugin_abi::HTTP_CALLER
+        {
+            return Err(PluginError::new(
+                plugin_abi::ErrorKind::Unauthorized,
+                "component details over HTTP need the host's admin token (health_details_require_token is set); \"overall\" is public",
+            ));
+        }
         let snapshot = match (input.refresh, self.health.latest()) {
             (false, Some(s)) => s,
             _ => self.run_health_round(),
         };
-        // The health token rule of `/health`: details (messages, per-check
-        // results) need a token, which a plain HTTP caller did not show.
-        let summary_only = self.config.access.health_details_require_token
-            && call.caller == plugin_abi::HTTP_CALLER;
-        if input.component == "overall" || summary_only {
-            if summary_only && input.component != "overall" {
-                return Err(PluginError::new(
-                    plugin_abi::ErrorKind::Unauthorized,
-                    "component details over HTTP need the host's admin token (health_details_require_token is set); \"overall\" is public",
-                ));
-            }
+        if input.component == "overall" {
             return Ok(
                 json!({"component": "overall", "status": snapshot.status, "checked_at_ms": snapshot.checked_at_ms}),
             );
