@@ -119,7 +119,7 @@ pub fn require_admin(
             403,
             "forbidden",
             &format!(
-                "{what} is an admin endpoint and no admin token is configured: set admin_token under [plugins.monitoring.access] in the host config to enable it"
+                "{what} is an admin endpoint and no admin token is configured: set admin_token under [plugins.monitoring.access] (or [host.access]) in the host config to enable it"
             ),
         ));
     };
@@ -142,20 +142,17 @@ fn unauthorized(what: &str) -> HttpResponse {
 /// Answers one request.
 pub fn handle(inner: &Inner, request: &HttpRequest) -> HttpResponse {
     let path = request.path.as_str();
+    if path.starts_with(QUERY_API) {
+        if let Err(refused) = metrics_access(inner, request) {
+            return refused;
+        }
+    }
     match path {
         "/api/v1/monitoring/metrics" => metrics(inner, request),
         "/api/v1/monitoring/health" => health(inner, request),
         "/api/v1/monitoring/health/live" => HttpResponse::json(200, &json!({"status": "alive"})),
         "/api/v1/monitoring/health/ready" => ready(inner),
         "/api/v1/monitoring/status" => status(inner, request),
-        _ if path.starts_with(QUERY_API) => match metrics_access(inner, request) {
-            Ok(()) => inner
-                .capabilities
-                .iter()
-                .find_map(|cap| cap.handle_http(request))
-                .unwrap_or_else(|| error(404, "not_found", &format!("no monitoring route {path}"))),
-            Err(refused) => refused,
-        },
         _ => inner
             .capabilities
             .iter()
