@@ -3,6 +3,12 @@
 //!
 //! Every error is a JSON body `{"error": {"kind": …, "message": …}}` with a
 //! clear message and no internals.
+//!
+//! Every request passes the access guard first ([`crate::access`]); the
+//! host's own endpoints then apply its rules: JSON bodies must say so
+//! (`Content-Type: application/json`), storage outside the `http`
+//! namespaces needs the admin token, reserved topics are never published
+//! over HTTP.
 
 use std::sync::Arc;
 
@@ -11,10 +17,11 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use plugin_abi::{ErrorKind, PluginError};
 use serde_json::{json, Value};
 
+use crate::access::{json_body_declared, topic_owner, Access, Caller, Refusal};
 use crate::core::{HostCore, PluginHttpRequest, HTTP_CALLER};
 use crate::tracecontext::{self, SpanContext, TRACEPARENT_LEN};
 
@@ -41,8 +48,18 @@ fn plugin_error_response(e: &PluginError) -> Response {
     error_response(status, e.kind.as_str(), &e.message)
 }
 
-/// Builds the router.
-pub fn router(core: Arc<HostCore>) -> Router {
+/// A plugin's error for an HTTP caller: an admin-only refusal
+/// (`Unauthorized`) is 401 when an admin token is configured (send it),
+/// else 403 saying how to configure one.
+fn service_error_response(e: &PluginError, caller: &Caller) -> Response {
+    if e.kind == ErrorKind::Unauthorized && caller.level != crate::access::Level::Admin {
+        return caller.refusal(&e.message).into_response();
+    }
+    plugin_error_response(e)
+}
+
+/// Builds the router; `access` guards every request.
+pub fn router(core: Arc<HostCore>, access: Arc<Access>) -> Router {
     let limit = core.config.host.max_body_bytes;
     Router::new()
         .route("/api/v1/host", get(host_info))
@@ -61,6 +78,10 @@ pub fn router(core: Arc<HostCore>) -> Router {
         .fallback(plugin_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            access,
+            crate::access::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             core.clone(),
             observe_request,
@@ -230,16 +251,25 @@ fn traceparent(headers: &HeaderMap) -> Option<SpanContext> {
 
 async fn call_service(
     State(core): State<Arc<HostCore>>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Err(r) = json_body_declared(&headers, body.len()) {
+        return r.into_response();
+    }
     let input = match parse_json_body(&body) {
         Ok(i) => i,
         Err(m) => return bad_request(&m),
     };
     match core
-        .call_service_async(&crate::core::HTTP_NAME, &name, input, traceparent(&headers))
+        .call_service_async(
+            &caller.service_caller(),
+            &name,
+            input,
+            traceparent(&headers),
+        )
         .await
     {
         Ok(output) => {
@@ -254,7 +284,7 @@ async fn call_service(
             )
                 .into_response()
         }
-        Err(e) => plugin_error_response(&e),
+        Err(e) => service_error_response(&e, &caller),
     }
 }
 
@@ -264,6 +294,18 @@ async fn publish_event(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(owner) = topic_owner(&topic, &core.config.host.access.topic_owners) {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!(
+                "topic {topic:?} is reserved: only {owner} publishes it, never the HTTP API (internal.* belongs to the host; see [host.access] topic_owners)"
+            ),
+        );
+    }
+    if let Err(r) = json_body_declared(&headers, body.len()) {
+        return r.into_response();
+    }
     let payload = match parse_json_body(&body) {
         Ok(p) => p,
         Err(m) => return bad_request(&m),
@@ -278,11 +320,31 @@ async fn publish_event(
     }
 }
 
+/// The storage isolation rule of plugins, applied to the HTTP API as the
+/// plugin `http`: its own namespaces (`http`, `http-*`, `http.*`) and what
+/// `[host.storage_grants] http` grants; any other needs the admin token.
+fn check_namespace(core: &HostCore, caller: &Caller, namespace: &str) -> Result<(), Refusal> {
+    if crate::config::namespace_allowed(
+        plugin_abi::HTTP_CALLER,
+        namespace,
+        &core.config.host.storage_grants,
+    ) {
+        return Ok(());
+    }
+    caller.require_admin(&format!(
+        "storage namespace {namespace:?} is not the HTTP API's own (http, http-*, http.*), so it"
+    ))
+}
+
 async fn list_keys(
     State(core): State<Arc<HostCore>>,
+    Extension(caller): Extension<Caller>,
     Path(namespace): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    if let Err(r) = check_namespace(&core, &caller, &namespace) {
+        return r.into_response();
+    }
     let span = traceparent(&headers);
     let core2 = core.clone();
     let r = tokio::task::spawn_blocking(move || {
@@ -303,9 +365,13 @@ async fn list_keys(
 
 async fn get_value(
     State(core): State<Arc<HostCore>>,
+    Extension(caller): Extension<Caller>,
     Path((namespace, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
+    if let Err(r) = check_namespace(&core, &caller, &namespace) {
+        return r.into_response();
+    }
     let span = traceparent(&headers);
     let r = tokio::task::spawn_blocking(move || {
         let _current = tracecontext::enter(span);
@@ -332,10 +398,17 @@ async fn get_value(
 
 async fn put_value(
     State(core): State<Arc<HostCore>>,
+    Extension(caller): Extension<Caller>,
     Path((namespace, key)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Err(r) = check_namespace(&core, &caller, &namespace) {
+        return r.into_response();
+    }
+    if let Err(r) = json_body_declared(&headers, body.len()) {
+        return r.into_response();
+    }
     let value = match parse_json_body(&body) {
         Ok(v) => v,
         Err(m) => return bad_request(&m),
@@ -359,9 +432,13 @@ async fn put_value(
 
 async fn delete_value(
     State(core): State<Arc<HostCore>>,
+    Extension(caller): Extension<Caller>,
     Path((namespace, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
+    if let Err(r) = check_namespace(&core, &caller, &namespace) {
+        return r.into_response();
+    }
     let span = traceparent(&headers);
     let r = tokio::task::spawn_blocking(move || {
         let _current = tracecontext::enter(span);

@@ -12,6 +12,7 @@ use plugin_abi::{ErrorKind, HealthStatus, PluginState};
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::access::Access;
 use crate::config::Config;
 use crate::core::HostCore;
 use crate::logger;
@@ -32,6 +33,9 @@ pub enum AppError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The access settings are unusable, or the address may not be served.
+    #[error(transparent)]
+    Access(#[from] crate::access::AccessError),
     /// The server failed.
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
@@ -40,6 +44,7 @@ pub enum AppError {
 /// A built host, ready to run.
 pub struct App {
     core: Arc<HostCore>,
+    access: Arc<Access>,
     listener: TcpListener,
 }
 
@@ -51,11 +56,18 @@ impl App {
             logger::set_level(level);
         }
         let addr = config.listen;
+        // Before anything is opened: a public address without a token is
+        // refused outright.
+        let access = Arc::new(Access::resolve(&config.host.access, addr)?);
         let core = HostCore::new(config, tokio::runtime::Handle::current())?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| AppError::Bind { addr, source })?;
-        Ok(App { core, listener })
+        Ok(App {
+            core,
+            access,
+            listener,
+        })
     }
 
     /// The bound address (the real port when configured with port 0).
@@ -74,7 +86,11 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
-        let App { core, listener } = self;
+        let App {
+            core,
+            access,
+            listener,
+        } = self;
         let addr = listener.local_addr().map_err(AppError::Serve)?;
         let c = core.clone();
         let _ = tokio::task::spawn_blocking(move || {
@@ -96,10 +112,10 @@ impl App {
         logger::info(
             "api",
             "listening",
-            json!({"addr": addr.to_string(), "plugins_dir": core.config.plugins_dir.display().to_string(),
+            json!({"addr": addr.to_string(), "api_token": access.api_token_configured(), "plugins_dir": core.config.plugins_dir.display().to_string(),
                    "data_dir": core.config.data_dir.display().to_string()}),
         );
-        let served = axum::serve(listener, crate::api::router(core.clone()))
+        let served = axum::serve(listener, crate::api::router(core.clone(), access))
             .with_graceful_shutdown(shutdown)
             .await;
 

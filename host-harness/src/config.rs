@@ -70,6 +70,9 @@ pub struct HostSettings {
     /// trace id. Children follow their parent. Sampled-out operations still
     /// propagate their context; their reports carry flags `00`.
     pub trace_sample_ratio: f64,
+    /// Who may use the HTTP API (`[host.access]`): tokens, allowed host
+    /// names, reserved topics.
+    pub access: crate::access::AccessSettings,
 }
 
 impl Default for HostSettings {
@@ -88,6 +91,7 @@ impl Default for HostSettings {
             storage_grants: std::collections::BTreeMap::new(),
             log_level: "info".into(),
             trace_sample_ratio: 1.0,
+            access: crate::access::AccessSettings::default(),
         }
     }
 }

@@ -590,7 +590,9 @@ impl HostCore {
         self.publish_traced(source, topic, payload, parent)
     }
 
-    /// [`HostCore::publish`] with the parent span already resolved.
+    /// [`HostCore::publish`] with the parent span already resolved. A
+    /// reserved topic (`internal.*`, `[host.access] topic_owners`) is
+    /// refused unless `source` is its owner.
     pub fn publish_traced(
         &self,
         source: &Arc<str>,
@@ -598,6 +600,15 @@ impl HostCore {
         payload: &str,
         parent: Option<SpanContext>,
     ) -> Result<PublishOutcome, PluginError> {
+        if let Some(owner) =
+            crate::access::topic_owner(topic, &self.config.host.access.topic_owners)
+        {
+            if &**source != owner {
+                return Err(PluginError::bad_request(format!(
+                    "topic {topic:?} is reserved: only {owner} may publish it (internal.* belongs to the host; see [host.access] topic_owners)"
+                )));
+            }
+        }
         let span = match &parent {
             Some(p) => Some(p.child()),
             None if Arc::ptr_eq(source, &HOST_CALLER) => None,

@@ -3,6 +3,7 @@
 //! logger. It hot-loads abi_stable plugins from a directory so the
 //! monitoring plugin can be run, demonstrated and tested end to end.
 
+pub mod access;
 pub mod api;
 pub mod app;
 pub mod bus;

@@ -26,6 +26,10 @@ struct Args {
     /// Minimum log level: trace, debug, info, warn, error.
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Serve a non-loopback `--listen` address without an API token
+    /// (same as `[host.access] allow_public_bind = true`).
+    #[arg(long)]
+    allow_public_bind: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,6 +49,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(l) = args.log_level {
         config.host.log_level = l;
+    }
+    if args.allow_public_bind {
+        config.host.access.allow_public_bind = true;
     }
     config.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -281,6 +281,14 @@ impl HealthChecker {
         Ok(existed)
     }
 
+    /// Who registered the custom check `name`, if it exists.
+    pub fn owner_of(&self, name: &str) -> Option<String> {
+        self.custom
+            .read()
+            .get(name)
+            .map(|c| c.registered_by.clone())
+    }
+
     /// Registered custom checks.
     pub fn custom_checks(&self) -> Vec<CustomCheck> {
         self.custom.read().values().cloned().collect()

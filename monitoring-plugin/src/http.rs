@@ -75,8 +75,19 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// Whether the request carries `Authorization: Bearer <one of tokens>`.
+/// Whether the host vouches that the request carries the host's admin
+/// token (`[host.access] admin_token`): the host sets
+/// [`plugin_abi::ACCESS_HEADER`] on every request and drops a client's own.
+pub fn host_admin(request: &HttpRequest) -> bool {
+    request.header(plugin_abi::ACCESS_HEADER) == Some("admin")
+}
+
+/// Whether the request carries `Authorization: Bearer <one of tokens>`, or
+/// the host's admin token (which every token rule accepts).
 pub fn has_token(request: &HttpRequest, tokens: &[Option<&str>]) -> bool {
+    if host_admin(request) {
+        return true;
+    }
     let Some(auth) = request.header("authorization") else {
         return false;
     };
@@ -93,20 +104,24 @@ pub fn has_token(request: &HttpRequest, tokens: &[Option<&str>]) -> bool {
     ok
 }
 
-/// Checks the admin token for an admin endpoint. With no admin token
-/// configured, admin endpoints are disabled (403, saying how to enable
-/// them); a missing or wrong token is 401. The token is never echoed.
+/// Checks the admin token for an admin endpoint: the plugin's own, or the
+/// host's (see [`host_admin`]). With no admin token configured, admin
+/// endpoints are disabled (403, saying how to enable them); a missing or
+/// wrong token is 401. The token is never echoed.
 pub fn require_admin(
     access: &crate::config::AccessConfig,
     request: &HttpRequest,
     what: &str,
 ) -> Result<(), HttpResponse> {
+    if host_admin(request) {
+        return Ok(());
+    }
     let Some(token) = access.admin_token.as_deref().filter(|t| !t.is_empty()) else {
         return Err(error(
             403,
             "forbidden",
             &format!(
-                "{what} is an admin endpoint and no admin token is configured: set admin_token under [plugins.monitoring.access] in the host config to enable it"
+                "{what} is an admin endpoint and no admin token is configured: set admin_token under [plugins.monitoring.access] (or [host.access]) in the host config to enable it"
             ),
         ));
     };
@@ -129,12 +144,17 @@ fn unauthorized(what: &str) -> HttpResponse {
 /// Answers one request.
 pub fn handle(inner: &Arc<Inner>, request: &HttpRequest) -> HttpResponse {
     let path = request.path.as_str();
+    if path.starts_with(QUERY_API) {
+        if let Err(refused) = metrics_access(inner, request) {
+            return refused;
+        }
+    }
     match path {
         "/api/v1/monitoring/metrics" => metrics(inner, request),
         "/api/v1/monitoring/health" => health(inner, request),
         "/api/v1/monitoring/health/live" => HttpResponse::json(200, &json!({"status": "alive"})),
         "/api/v1/monitoring/health/ready" => ready(inner),
-        "/api/v1/monitoring/status" => HttpResponse::json(200, &inner.status_json()),
+        "/api/v1/monitoring/status" => status(inner, request),
         _ => inner
             .capabilities
             .iter()
@@ -143,12 +163,74 @@ pub fn handle(inner: &Arc<Inner>, request: &HttpRequest) -> HttpResponse {
     }
 }
 
-fn metrics(inner: &Inner, request: &HttpRequest) -> HttpResponse {
+/// The Prometheus-compatible query API: it reads the same data as the
+/// metrics endpoint, so it follows the same token rule.
+const QUERY_API: &str = "/api/v1/monitoring/prometheus/";
+
+/// The metrics token rule: with `metrics_token` set, the metrics or admin
+/// token is needed.
+fn metrics_access(inner: &Inner, request: &HttpRequest) -> Result<(), HttpResponse> {
     let access = &inner.config.access;
-    if let Some(token) = access.metrics_token.as_deref() {
-        if !has_token(request, &[Some(token), access.admin_token.as_deref()]) {
-            return unauthorized("the metrics endpoint");
+    match access.metrics_token.as_deref() {
+        Some(token) if !has_token(request, &[Some(token), access.admin_token.as_deref()]) => {
+            Err(unauthorized("this metrics endpoint"))
         }
+        _ => Ok(()),
+    }
+}
+
+/// Whether the request carries a monitoring token (admin or metrics) or a
+/// host token: who may see details such as file paths.
+fn has_any_token(inner: &Inner, request: &HttpRequest) -> bool {
+    let access = &inner.config.access;
+    matches!(
+        request.header(plugin_abi::ACCESS_HEADER),
+        Some("api" | "admin")
+    ) || has_token(
+        request,
+        &[
+            access.admin_token.as_deref(),
+            access.metrics_token.as_deref(),
+        ],
+    )
+}
+
+/// `/status`: file-system paths only for a caller with a token.
+fn status(inner: &Inner, request: &HttpRequest) -> HttpResponse {
+    let mut body = inner.status_json();
+    if !has_any_token(inner, request) {
+        redact_paths(&mut body);
+    }
+    HttpResponse::json(200, &body)
+}
+
+/// What a path is replaced with in answers to callers without a token.
+pub const REDACTED: &str = "(hidden: send a token to see paths)";
+
+/// Replaces every value whose key names a path (`*_dir`, `*_file`,
+/// `*path`, `*_paths`, `*_files`) with [`REDACTED`].
+fn redact_paths(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                let names_path = ["_dir", "_file", "path", "_paths", "_files", "_dirs"]
+                    .iter()
+                    .any(|s| key.ends_with(s));
+                if names_path && !v.is_null() {
+                    *v = Value::String(REDACTED.to_owned());
+                } else {
+                    redact_paths(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_paths),
+        _ => {}
+    }
+}
+
+fn metrics(inner: &Inner, request: &HttpRequest) -> HttpResponse {
+    if let Err(refused) = metrics_access(inner, request) {
+        return refused;
     }
     inner.refresh_host_gauges();
     HttpResponse::new(200, PROMETHEUS_TEXT, inner.collector.render().into_bytes())
@@ -239,6 +321,21 @@ mod tests {
         assert_eq!(query_param("x=%zz", "x").as_deref(), Some("%zz"));
         assert_eq!(query_param("x=%4", "x").as_deref(), Some("%4"));
         assert_eq!(query_param("", "x"), None);
+    }
+
+    #[test]
+    fn paths_are_redacted() {
+        let mut v = json!({"host": {"data_dir": "/srv/data", "pid": 1},
+            "alerting": {"rule_files": ["/etc/r.yml"], "rules": 3},
+            "profiling": {"output_path": "/tmp/x", "nothing_path": null}});
+        redact_paths(&mut v);
+        assert_eq!(v["host"]["data_dir"], REDACTED);
+        assert_eq!(v["host"]["pid"], 1);
+        assert_eq!(v["alerting"]["rule_files"], REDACTED);
+        assert_eq!(v["alerting"]["rules"], 3);
+        assert_eq!(v["profiling"]["output_path"], REDACTED);
+        assert!(v["profiling"]["nothing_path"].is_null());
+        assert!(!v.to_string().contains('/'));
     }
 
     #[test]

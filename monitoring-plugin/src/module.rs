@@ -253,6 +253,17 @@ impl Inner {
             refresh: bool,
         }
         let input: Input = parse(call.name, call.input)?;
+        // The token rule of `/health`: details (messages, per-check results)
+        // need a token, which a plain HTTP caller did not show.
+        if input.component != "overall"
+            && self.config.access.health_details_require_token
+            && call.caller == plugin_abi::HTTP_CALLER
+        {
+            return Err(PluginError::new(
+                plugin_abi::ErrorKind::Unauthorized,
+                "component details over HTTP need the host's admin token (health_details_require_token is set); \"overall\" is public",
+            ));
+        }
         let Some((snapshot, _fresh)) = self.health_snapshot(input.refresh) else {
             return Err(PluginError::unavailable(
                 "the first health round has not finished yet; try again shortly",
@@ -274,6 +285,36 @@ impl Inner {
                     "no health component {wanted:?}; use storage, overall, module:<name>, plugin:<name> or custom:<name>"
                 ))
             })
+    }
+}
+
+/// Registration services change what `/health` answers for everyone, so
+/// the HTTP API may use them only with the host's admin token (the caller is
+/// then [`plugin_abi::HTTP_ADMIN_CALLER`]).
+fn refuse_plain_http(call: &ServiceCall<'_>) -> Result<(), PluginError> {
+    if call.caller == plugin_abi::HTTP_CALLER {
+        return Err(PluginError::new(
+            plugin_abi::ErrorKind::Unauthorized,
+            format!("{} over HTTP needs the host's admin token", call.name),
+        ));
+    }
+    Ok(())
+}
+
+/// A check belongs to whoever registered it: only its owner (or an admin
+/// over HTTP) may replace or remove it.
+fn check_owner(inner: &Inner, call: &ServiceCall<'_>, name: &str) -> Result<(), PluginError> {
+    match inner.health.owner_of(name) {
+        Some(owner)
+            if !owner.is_empty()
+                && owner != call.caller
+                && call.caller != plugin_abi::HTTP_ADMIN_CALLER =>
+        {
+            Err(PluginError::conflict(format!(
+                "health check {name:?} belongs to {owner:?}: only its owner may replace or remove it"
+            )))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -374,7 +415,9 @@ impl PluginImpl for MonitoringModule {
             "monitoring.record_metric" => inner.record_metric(call)?,
             "monitoring.health_check" => inner.health_check(call)?,
             "monitoring.register_health_check" => {
+                refuse_plain_http(call)?;
                 let mut check: CustomCheck = parse(call.name, call.input)?;
+                check_owner(inner, call, &check.name)?;
                 check.registered_by = call.caller.to_owned();
                 inner
                     .health
@@ -383,11 +426,13 @@ impl PluginImpl for MonitoringModule {
                 json!({"registered": check.name})
             }
             "monitoring.unregister_health_check" => {
+                refuse_plain_http(call)?;
                 #[derive(Deserialize)]
                 struct Input {
                     name: String,
                 }
                 let input: Input = parse(call.name, call.input)?;
+                check_owner(inner, call, &input.name)?;
                 let existed = inner
                     .health
                     .unregister(&input.name)

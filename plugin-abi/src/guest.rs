@@ -29,7 +29,8 @@ pub struct ServiceCall<'a> {
     pub name: &'a str,
     /// JSON input.
     pub input: &'a str,
-    /// The calling plugin (`http` for the HTTP API, `host` for the host).
+    /// The calling plugin (`http` for the HTTP API, `http:admin` for the
+    /// HTTP API with the host's admin token, `host` for the host).
     pub caller: &'a str,
     /// W3C `traceparent` of the call's span, if traced.
     pub trace_context: Option<&'a str>,

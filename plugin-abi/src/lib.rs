@@ -32,3 +32,14 @@ pub use types::*;
 /// Version of this ABI crate. abi_stable refuses to load a plugin built
 /// against an incompatible version (for 0.x: a different minor version).
 pub const ABI_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Caller name of a service call that came in over the host's HTTP API.
+pub const HTTP_CALLER: &str = "http";
+/// Caller name of a service call that came in over the host's HTTP API with
+/// the host's admin token (`[host.access] admin_token`): plugins may allow
+/// it what they refuse [`HTTP_CALLER`].
+pub const HTTP_ADMIN_CALLER: &str = "http:admin";
+/// Request header the host sets on every HTTP request it hands to a plugin
+/// route: `anonymous`, `api` or `admin`, the strongest host token the
+/// request carried. The host removes any such header a client sends.
+pub const ACCESS_HEADER: &str = "x-homeconsole-access";

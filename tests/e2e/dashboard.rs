@@ -20,6 +20,12 @@ fn chromium() -> Option<&'static str> {
 }
 
 fn busy_host() -> TestHost {
+    busy_host_with("", None)
+}
+
+/// A host with demo activity and some history; `extra` is appended to its
+/// config, `token` is sent with the requests that wait for the history.
+fn busy_host_with(extra: &str, token: Option<&str>) -> TestHost {
     let host = TestHost::builder()
         .plugin(MONITORING)
         .plugin(DEMO)
@@ -27,10 +33,16 @@ fn busy_host() -> TestHost {
             "[host]\ntick_interval_ms = 200\n[plugins.demo-devices]\ninterval_ms = 100\nfail_ratio = 0.1\n\
              [plugins.monitoring.alerting]\nsample_interval_secs = 0.25",
         )
+        .config(extra)
         .start();
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| vec![("Authorization", a)])
+        .unwrap_or_default();
     // Enough history for rate() over a few samples.
     wait_for("history has rates", Duration::from_secs(30), || {
-        let r = host.get("/api/v1/monitoring/prometheus/api/v1/query?query=sum(rate(homeconsole_events_total%5B1m%5D))");
+        let r = host.request("GET", "/api/v1/monitoring/prometheus/api/v1/query?query=sum(rate(homeconsole_events_total%5B1m%5D))", None, &headers);
         let v = r.json();
         (v["status"] == "success"
             && v["data"]["result"]
@@ -143,32 +155,62 @@ fn dashboard_renders_in_headless_chromium() {
     let url = format!("http://{}/api/v1/monitoring/dashboard", host.addr);
     let profile = tempfile::tempdir().unwrap();
     let shot = profile.path().join("dashboard.png");
-    let run = |extra: &[&str]| {
-        Command::new(browser)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
-                "--enable-logging=stderr",
-                "--v=0",
-                "--virtual-time-budget=10000",
-                "--window-size=1280,1400",
-            ])
-            .arg(format!(
-                "--user-data-dir={}",
-                profile.path().join("p").display()
-            ))
-            .args(extra)
-            .arg(&url)
-            .output()
-            .expect("run chromium")
-    };
-    let dom = run(&["--dump-dom"]);
+    assert_renders(browser, &url, profile.path());
+    let out = chromium_run(
+        browser,
+        &url,
+        profile.path(),
+        &[&format!("--screenshot={}", shot.display())],
+    );
+    assert!(
+        out.status.success() || shot.exists(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "screenshot is {} bytes",
+        png.len()
+    );
+    if let Some(dest) = std::env::var_os("DASHBOARD_SCREENSHOT") {
+        std::fs::copy(&shot, dest).unwrap();
+    }
+}
+
+/// Runs headless Chromium on `url` with a profile under `profile`.
+fn chromium_run(
+    browser: &str,
+    url: &str,
+    profile: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-quic",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=10000",
+            "--window-size=1280,1400",
+        ])
+        .arg(format!("--user-data-dir={}", profile.join("p").display()))
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("run chromium")
+}
+
+/// Loads the dashboard at `url` and checks that every chart rendered data
+/// and the page recorded no error.
+fn assert_renders(browser: &str, url: &str, profile: &std::path::Path) {
+    let dom = chromium_run(browser, url, profile, &["--dump-dom"]);
     let html = String::from_utf8_lossy(&dom.stdout);
     let stderr = String::from_utf8_lossy(&dom.stderr);
     assert!(
@@ -205,20 +247,34 @@ fn dashboard_renders_in_headless_chromium() {
             || html.contains("badge degraded")
             || html.contains("badge unhealthy")
     );
+}
 
-    let out = run(&[&format!("--screenshot={}", shot.display())]);
-    assert!(
-        out.status.success() || shot.exists(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+/// With `[host.access] api_token`, the page is public (it holds no data)
+/// and the data it fetches carries the token given in the URL fragment.
+#[test]
+fn dashboard_works_with_an_api_token() {
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium must be installed in CI"
+        );
+        eprintln!("SKIPPED: chromium not installed");
+        return;
+    };
+    let token = "dash-7c1e9a";
+    let host = busy_host_with(
+        &format!("[host.access]\napi_token = \"{token}\""),
+        Some(token),
     );
-    let png = std::fs::read(&shot).expect("screenshot written");
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 20_000,
-        "screenshot is {} bytes",
-        png.len()
-    );
-    if let Some(dest) = std::env::var_os("DASHBOARD_SCREENSHOT") {
-        std::fs::copy(&shot, dest).unwrap();
-    }
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(host.get("/api/v1/monitoring/dashboard").status, 200);
+    assert_eq!(host.get("/api/v1/monitoring/health").status, 401);
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("http://{}/api/v1/monitoring/dashboard", host.addr);
+    assert_renders(browser, &format!("{url}#token={token}"), profile.path());
+    // Without the token the page loads but its data is refused.
+    let other = tempfile::tempdir().unwrap();
+    let dom = chromium_run(browser, &url, other.path(), &["--dump-dom"]);
+    let html = String::from_utf8_lossy(&dom.stdout);
+    assert!(html.contains("answered 401"), "{html}");
 }

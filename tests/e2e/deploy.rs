@@ -108,6 +108,7 @@ fn every_dashboard_query_parses_and_names_exported_metrics() {
         || {
             let t = host.metrics();
             (t.contains("homeconsole_alerts{")
+                && t.contains("homeconsole_errors_total{")
                 && t.contains("homeconsole_event_deliveries_dropped_total{"))
             .then_some(t)
         },

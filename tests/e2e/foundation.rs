@@ -554,7 +554,7 @@ fn acknowledged_writes_survive_kill_9() {
         assert_eq!(r.status, 200, "{}", r.body);
         let r = host.request(
             "PUT",
-            &format!("/api/v1/storage/test/k{i}"),
+            &format!("/api/v1/storage/http-test/k{i}"),
             Some(&i.to_string()),
             &[],
         );
@@ -566,19 +566,19 @@ fn acknowledged_writes_survive_kill_9() {
         let r = host.call("demo.kv.get", &json!({"key": format!("k{i}")}));
         assert_eq!(r.json()["value"], json!({"n": i}), "k{i}");
         assert_eq!(
-            host.get(&format!("/api/v1/storage/test/k{i}")).body,
+            host.get(&format!("/api/v1/storage/http-test/k{i}")).body,
             i.to_string()
         );
     }
     assert_eq!(
-        host.get("/api/v1/storage/test").json()["keys"]
+        host.get("/api/v1/storage/http-test").json()["keys"]
             .as_array()
             .unwrap()
             .len(),
         100
     );
     assert_eq!(
-        host.request("PUT", "/api/v1/storage/test/bad", Some("{oops"), &[])
+        host.request("PUT", "/api/v1/storage/http-test/bad", Some("{oops"), &[])
             .status,
         400
     );
@@ -647,7 +647,7 @@ fn plugins_cannot_read_other_plugins_storage_unless_granted() {
         "demo.kv.peek",
         &json!({"namespace": "monitoring", "key": "healthcheck/x"}),
     );
-    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(r.status, 403, "{}", r.body);
     let msg = r.json()["error"]["message"].as_str().unwrap().to_owned();
     assert!(
         msg.contains("may not use storage namespace \"monitoring\""),

@@ -85,8 +85,9 @@ fn custom_checks_map_to_200_and_503_and_publish_changes() {
         .plugin(MONITORING)
         .plugin(DEMO)
         .config(QUIET_DEMO)
+        .admin()
         .start();
-    let reg = |body: serde_json::Value| host.call("monitoring.register_health_check", &body);
+    let reg = |body: serde_json::Value| host.admin_call("monitoring.register_health_check", &body);
     assert_eq!(
         reg(json!({"name": "hub", "service": "demo.health"})).status,
         200
@@ -143,7 +144,7 @@ fn custom_checks_map_to_200_and_503_and_publish_changes() {
         "{h}"
     );
     assert_eq!(
-        host.call(
+        host.admin_call(
             "monitoring.unregister_health_check",
             &json!({"name": "ghost"})
         )
@@ -151,7 +152,7 @@ fn custom_checks_map_to_200_and_503_and_publish_changes() {
         200
     );
     assert_eq!(
-        host.call(
+        host.admin_call(
             "monitoring.unregister_health_check",
             &json!({"name": "ghost"})
         )
@@ -186,13 +187,14 @@ fn a_hanging_check_times_out_without_delaying_the_others() {
         .plugin(MONITORING)
         .plugin(DEMO)
         .config("[host]\ntick_interval_ms = 200\nservice_timeout_ms = 3000\n[plugins.demo-devices]\ninterval_ms = 0\n[plugins.monitoring.health]\ntimeout_secs = 1.0")
+        .admin()
         .start();
     host.call(
         "demo.health.set",
         &json!({"status": "healthy", "delay_ms": 60000}),
     );
     assert_eq!(
-        host.call(
+        host.admin_call(
             "monitoring.register_health_check",
             &json!({"name": "slowpoke", "service": "demo.health"})
         )
@@ -356,7 +358,7 @@ fn unusable_storage_is_unhealthy_and_recovers() {
     // A write through the API fails with a clear error, not a crash.
     let w = host.request(
         "PUT",
-        "/api/v1/storage/test/big",
+        "/api/v1/storage/http-test/big",
         Some(&format!("\"{}\"", "x".repeat(200_000))),
         &[],
     );

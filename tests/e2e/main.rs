@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `host-harness` binary, the real plugin
 //! libraries, real HTTP on loopback.
 
+mod access;
 mod alerting;
 mod dashboard;
 mod deploy;

@@ -446,10 +446,12 @@ fn replacing_the_monitoring_plugin_registers_cleanly() {
         .plugin(MONITORING)
         .plugin(DEMO)
         .config(QUIET_DEMO)
+        .admin()
         .start();
     let check = json!({"name": "hub", "service": "demo.health"});
     assert_eq!(
-        host.call("monitoring.register_health_check", &check).status,
+        host.admin_call("monitoring.register_health_check", &check)
+            .status,
         200
     );
     let tmp = host.plugins_dir.join(".m.tmp");

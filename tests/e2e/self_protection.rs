@@ -11,7 +11,7 @@ use crate::support::{wait_for, TestHost, DEMO, MONITORING};
 
 /// Registers `name` → `demo.health` and waits until a round has run it.
 fn register_demo_check(host: &TestHost, name: &str) {
-    let reg = host.call(
+    let reg = host.admin_call(
         "monitoring.register_health_check",
         &json!({"name": name, "service": "demo.health", "critical": false}),
     );
@@ -47,7 +47,11 @@ fn assert_monitoring_still_serves(host: &TestHost) {
 /// deadline, so monitoring keeps serving afterwards.
 #[test]
 fn a_burst_of_health_refreshes_with_a_hung_check() {
-    let host = TestHost::builder().plugin(MONITORING).plugin(DEMO).start();
+    let host = TestHost::builder()
+        .plugin(MONITORING)
+        .plugin(DEMO)
+        .admin()
+        .start();
     register_demo_check(&host, "hung-hub");
     slow_down_demo_health(&host, 20_000);
 
@@ -80,6 +84,7 @@ fn a_refresh_never_waits_past_the_callback_deadline() {
     let host = TestHost::builder()
         .plugin(MONITORING)
         .plugin(DEMO)
+        .admin()
         .config("[plugins.monitoring.health]\ntimeout_secs = 30.0\n")
         .start();
     register_demo_check(&host, "stuck-hub");

@@ -36,11 +36,16 @@ pub const DEMO: &str = "demo_devices";
 /// The faulty fixture.
 pub const FAULTY: &str = "fixture_faulty";
 
+/// The host admin token [`HostBuilder::admin`] configures.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+
 /// How to start a host.
 pub struct HostBuilder {
     plugins: Vec<String>,
     config: String,
     data_dir: Option<PathBuf>,
+    listen: String,
+    args: Vec<String>,
 }
 
 impl HostBuilder {
@@ -54,6 +59,24 @@ impl HostBuilder {
     pub fn config(mut self, toml: &str) -> Self {
         self.config.push_str(toml);
         self.config.push('\n');
+        self
+    }
+
+    /// Configures the host's admin token ([`ADMIN_TOKEN`]) for tests that
+    /// use admin actions over HTTP (see [`TestHost::admin_call`]).
+    pub fn admin(self) -> Self {
+        self.config(&format!("[host.access]\nadmin_token = \"{ADMIN_TOKEN}\""))
+    }
+
+    /// Listens on `addr` instead of `127.0.0.1:0`.
+    pub fn listen(mut self, addr: &str) -> Self {
+        self.listen = addr.to_owned();
+        self
+    }
+
+    /// Adds a command-line argument.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_owned());
         self
     }
 
@@ -82,7 +105,13 @@ impl HostBuilder {
             format!("[host]\ntick_interval_ms = 200\n{}", self.config)
         };
         std::fs::write(&config_path, config).unwrap();
-        TestHost::spawn(root, plugins_dir, data_dir, config_path)
+        TestHost::spawn(
+            root,
+            plugins_dir,
+            data_dir,
+            config_path,
+            (self.listen, self.args),
+        )
     }
 }
 
@@ -99,6 +128,8 @@ pub struct TestHost {
     pub config_path: PathBuf,
     logs: Arc<Mutex<Vec<String>>>,
     readers: Vec<std::thread::JoinHandle<()>>,
+    /// `--listen` and the extra arguments it was started with.
+    launch: (String, Vec<String>),
     _root: tempfile::TempDir,
 }
 
@@ -135,6 +166,8 @@ impl TestHost {
             plugins: Vec::new(),
             config: String::new(),
             data_dir: None,
+            listen: "127.0.0.1:0".to_owned(),
+            args: Vec::new(),
         }
     }
 
@@ -143,6 +176,7 @@ impl TestHost {
         plugins_dir: PathBuf,
         data_dir: PathBuf,
         config_path: PathBuf,
+        launch: (String, Vec<String>),
     ) -> TestHost {
         let mut child = Command::new(env!("CARGO_BIN_EXE_host-harness"))
             .arg("--plugins-dir")
@@ -150,9 +184,10 @@ impl TestHost {
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(&launch.0)
             .arg("--config")
             .arg(&config_path)
+            .args(&launch.1)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -198,6 +233,7 @@ impl TestHost {
             config_path,
             logs,
             readers: vec![out_reader, err_reader],
+            launch,
             _root: root,
         }
     }
@@ -214,6 +250,7 @@ impl TestHost {
             self.plugins_dir.clone(),
             self.data_dir.clone(),
             self.config_path.clone(),
+            self.launch.clone(),
         )
     }
 
@@ -282,6 +319,18 @@ impl TestHost {
     /// Calls a service over HTTP.
     pub fn call(&self, service: &str, input: &Value) -> Resp {
         self.post(&format!("/api/v1/services/{service}"), &input.to_string())
+    }
+
+    /// Calls a service over HTTP with the admin token of
+    /// [`HostBuilder::admin`] (the plugin sees the caller `http:admin`).
+    pub fn admin_call(&self, service: &str, input: &Value) -> Resp {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        self.request(
+            "POST",
+            &format!("/api/v1/services/{service}"),
+            Some(&input.to_string()),
+            &[("Authorization", &auth)],
+        )
     }
 
     /// The plugin entry named `name` from `/api/v1/plugins`.

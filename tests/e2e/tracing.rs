@@ -871,9 +871,10 @@ fn each_health_round_is_a_trace_with_one_span_per_check() {
         .plugin(MONITORING)
         .plugin(DEMO)
         .config("[plugins.demo-devices]\ninterval_ms = 0")
+        .admin()
         .start();
     assert_eq!(
-        host.call(
+        host.admin_call(
             "monitoring.register_health_check",
             &json!({"name": "hub", "service": "demo.health"})
         )
