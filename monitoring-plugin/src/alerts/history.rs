@@ -7,7 +7,7 @@
 //! by a retention window, a maximum number of series and a maximum number of samples;
 //! whatever is dropped to respect those bounds is counted.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use parking_lot::RwLock;
 use promql_parser::label::{MatchOp, Matcher};
@@ -230,6 +230,8 @@ pub struct SeriesData {
 
 #[derive(Debug, Default)]
 struct Series {
+    /// Key of the series in `Inner::by_last` / `Inner::keys`.
+    id: u64,
     samples: VecDeque<(i64, f64)>,
 }
 
@@ -241,6 +243,12 @@ struct Inner {
     ts_counts: BTreeMap<i64, usize>,
     /// series of the previous snapshot (for staleness markers).
     last_snapshot: HashSet<Labels>,
+    /// (newest sample's timestamp, series id) of every series with samples:
+    /// the series to evict first is the first entry, found in O(log n).
+    by_last: BTreeSet<(i64, u64)>,
+    /// series id -> (metric name, labels), to find an evicted series.
+    keys: HashMap<u64, (String, Labels)>,
+    next_id: u64,
     series: usize,
     samples: usize,
     newest_ts: i64,
@@ -311,20 +319,33 @@ impl History {
                 return;
             }
             inner.series += 1;
+            let id = inner.next_id;
+            inner.next_id += 1;
+            inner.keys.insert(id, (name.clone(), labels.clone()));
+            inner.by_name.entry(name.clone()).or_default().insert(
+                labels.clone(),
+                Series {
+                    id,
+                    samples: VecDeque::new(),
+                },
+            );
         }
-        let series = inner
-            .by_name
-            .entry(name)
-            .or_default()
-            .entry(labels.clone())
-            .or_default();
-        if let Some(&(last, _)) = series.samples.back() {
+        let Some(series) = inner.by_name.get_mut(&name).and_then(|m| m.get_mut(labels)) else {
+            return;
+        };
+        let previous_last = series.samples.back().map(|&(t, _)| t);
+        if let Some(last) = previous_last {
             if ts <= last {
                 inner.stats.samples_out_of_order += 1;
                 return;
             }
         }
         series.samples.push_back((ts, value));
+        let id = series.id;
+        if let Some(last) = previous_last {
+            inner.by_last.remove(&(last, id));
+        }
+        inner.by_last.insert((ts, id));
         *inner.ts_counts.entry(ts).or_insert(0) += 1;
         inner.samples += 1;
         if ts > inner.newest_ts {
@@ -418,9 +439,10 @@ impl History {
 /// Drops all samples with `t < cutoff`; returns how many were dropped.
 fn drop_before(inner: &mut Inner, cutoff: i64) -> u64 {
     let mut dropped = 0u64;
-    let mut emptied_series = 0usize;
+    let mut emptied: Vec<(i64, u64)> = Vec::new();
     for series in inner.by_name.values_mut() {
         series.retain(|_, s| {
+            let last = s.samples.back().map_or(i64::MIN, |&(t, _)| t);
             while s.samples.front().is_some_and(|(t, _)| *t < cutoff) {
                 s.samples.pop_front();
                 dropped += 1;
@@ -432,10 +454,15 @@ fn drop_before(inner: &mut Inner, cutoff: i64) -> u64 {
             }
             let keep = !s.samples.is_empty();
             if !keep {
-                emptied_series += 1;
+                emptied.push((last, s.id));
             }
             keep
         });
+    }
+    let emptied_series = emptied.len();
+    for entry in emptied {
+        inner.by_last.remove(&entry);
+        inner.keys.remove(&entry.1);
     }
     inner.by_name.retain(|_, m| !m.is_empty());
     // Rebuild the timestamp counts lazily: remove old keys, they are exact for t < cutoff.
@@ -446,18 +473,13 @@ fn drop_before(inner: &mut Inner, cutoff: i64) -> u64 {
     dropped
 }
 
-/// Evicts the series whose newest sample is oldest. Returns false if nothing could go.
+/// Evicts the series whose newest sample is oldest (O(log n) through
+/// `by_last`). Returns false if nothing could go.
 fn evict_oldest_series(inner: &mut Inner) -> bool {
-    let mut oldest: Option<(i64, String, Labels)> = None;
-    for (name, series) in &inner.by_name {
-        for (labels, s) in series {
-            let last = s.samples.back().map(|(t, _)| *t).unwrap_or(i64::MIN);
-            if oldest.as_ref().is_none_or(|(t, _, _)| last < *t) {
-                oldest = Some((last, name.clone(), labels.clone()));
-            }
-        }
-    }
-    let Some((_, name, labels)) = oldest else {
+    let Some((_, id)) = inner.by_last.pop_first() else {
+        return false;
+    };
+    let Some((name, labels)) = inner.keys.remove(&id) else {
         return false;
     };
     let Some(map) = inner.by_name.get_mut(&name) else {
@@ -541,6 +563,40 @@ mod tests {
         let any = h.select(&[], 0, i64::MAX).remove(0).labels;
         h.append(&any, 100_000, 1.0);
         assert_eq!(h.stats().samples_out_of_order, 1);
+    }
+
+    #[test]
+    fn a_series_flood_evicts_the_least_recently_updated_series() {
+        let h = History::new(HistoryConfig {
+            max_series: 1_000,
+            ..HistoryConfig::default()
+        });
+        let keep = Labels::with_name("kept", &[]);
+        // 20,000 distinct series, one new series per sample; "kept" is
+        // updated all along, so it is never the oldest.
+        for i in 0..20_000i64 {
+            let id = i.to_string();
+            h.append(
+                &Labels::with_name("flood", &[("id".into(), id)]),
+                i * 2,
+                1.0,
+            );
+            h.append(&keep, i * 2 + 1, 1.0);
+        }
+        let st = h.stats();
+        assert_eq!(st.series, 1_000);
+        assert_eq!(st.series_evicted, 20_001 - 1_000);
+        assert_eq!(h.select(&name_matcher("kept"), 0, i64::MAX).len(), 1);
+        // The survivors are the newest 999 flood series.
+        let flood = h.select(&name_matcher("flood"), 0, i64::MAX);
+        assert_eq!(flood.len(), 999);
+        let oldest_kept = flood
+            .iter()
+            .filter_map(|s| s.labels.get("id")?.parse::<i64>().ok())
+            .min();
+        assert_eq!(oldest_kept, Some(20_000 - 999));
+        // Eviction freed their samples too.
+        assert_eq!(st.samples, 999 + 20_000);
     }
 
     #[test]
