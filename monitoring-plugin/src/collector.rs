@@ -139,14 +139,28 @@ fn seconds(ns: u64) -> f64 {
 }
 
 impl MetricsCollector {
-    /// Registers every family.
+    /// Registers every family; custom metrics get the default store-wide
+    /// series budget ([`crate::config::MetricsConfig`]'s `max_series`).
     pub fn new(
         max_series_per_metric: usize,
         max_labels: usize,
         build: &BuildInfo,
     ) -> Result<Self, SetupError> {
+        let budget = crate::config::MetricsConfig::default().max_series;
+        Self::with_series_budget(max_series_per_metric, max_labels, budget, build)
+    }
+
+    /// Registers every family; custom metrics (`monitoring.record_metric`)
+    /// may hold at most `max_series` series together.
+    pub fn with_series_budget(
+        max_series_per_metric: usize,
+        max_labels: usize,
+        max_series: usize,
+        build: &BuildInfo,
+    ) -> Result<Self, SetupError> {
         let store = Arc::new(MetricStore::with_config(StoreConfig {
             max_series_per_family: max_series_per_metric,
+            max_series,
             max_labels,
             ..StoreConfig::default()
         }));

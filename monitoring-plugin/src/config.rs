@@ -26,6 +26,8 @@ pub struct AccessConfig {
 pub struct MetricsConfig {
     /// Most series one metric may have (record_metric and event topics).
     pub max_series_per_metric: usize,
+    /// Most series all custom metrics (record_metric) may have together.
+    pub max_series: usize,
     /// Most labels a recorded metric may have.
     pub max_labels: usize,
 }
@@ -34,6 +36,7 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             max_series_per_metric: 1_000,
+            max_series: 10_000,
             max_labels: 16,
         }
     }
@@ -350,6 +353,9 @@ impl MonitoringConfig {
             return Err(
                 "invalid monitoring config: health.timeout_secs must be in (0, 300]".into(),
             );
+        }
+        if config.metrics.max_series == 0 {
+            return Err("invalid monitoring config: metrics.max_series must be > 0".into());
         }
         if config.metrics.max_series_per_metric == 0 {
             return Err(

@@ -334,9 +334,10 @@ impl PluginImpl for MonitoringModule {
             abi_version: plugin_abi::ABI_VERSION.to_owned(),
             plugin_version: Self::VERSION.to_owned(),
         };
-        let collector = MetricsCollector::new(
+        let collector = MetricsCollector::with_series_budget(
             config.metrics.max_series_per_metric,
             config.metrics.max_labels,
+            config.metrics.max_series,
             &build,
         )
         .map_err(|e| PluginError::failed(e.to_string()))?;

@@ -3,6 +3,7 @@
 
 mod access;
 mod alerting;
+mod budgets;
 mod dashboard;
 mod deploy;
 mod docs;

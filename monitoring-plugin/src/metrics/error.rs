@@ -129,6 +129,14 @@ pub enum MetricError {
         /// The configured per-family limit.
         limit: usize,
     },
+    /// Creating the series would exceed the store-wide series budget; nothing was created.
+    #[error("metric {metric:?}: the store-wide budget of {limit} custom series is spent, new series refused")]
+    SeriesBudget {
+        /// The family.
+        metric: String,
+        /// The configured store-wide budget.
+        limit: usize,
+    },
     /// Creating the family would exceed the store's family limit; nothing was created.
     #[error("metric {metric:?}: family limit of {limit} reached, new metric refused")]
     TooManyFamilies {
@@ -156,7 +164,7 @@ pub enum MetricError {
 }
 
 /// All refusal reasons, in the order [`crate::metrics::MetricStore::refusals`] reports them.
-pub const REASONS: [&str; 13] = [
+pub const REASONS: [&str; 14] = [
     "invalid_name",
     "invalid_label",
     "invalid_value",
@@ -170,6 +178,7 @@ pub const REASONS: [&str; 13] = [
     "too_many_families",
     "reserved_name",
     "invalid_buckets",
+    "series_budget",
 ];
 
 impl MetricError {
@@ -195,6 +204,7 @@ impl MetricError {
             MetricError::TooManyFamilies { .. } => 10,
             MetricError::ReservedName { .. } => 11,
             MetricError::InvalidBuckets { .. } => 12,
+            MetricError::SeriesBudget { .. } => 13,
         }
     }
 }

@@ -9,6 +9,7 @@ use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{RwLock, RwLockUpgradableReadGuard};
@@ -112,6 +113,47 @@ struct SeriesSet<C> {
     sorted: Option<Snapshot<C>>,
 }
 
+/// A series budget shared by every family of a store: bounds the series an
+/// untrusted caller can create store-wide, whatever the per-family limits.
+#[derive(Debug)]
+pub(super) struct SeriesBudget {
+    used: AtomicUsize,
+    /// Most series all families together may hold.
+    pub(super) limit: usize,
+}
+
+impl SeriesBudget {
+    pub(super) fn new(limit: usize) -> Self {
+        SeriesBudget {
+            used: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// Takes one series from the budget; false when it is spent.
+    fn try_take(&self) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used < self.limit).then_some(used + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives `n` series back (they were removed).
+    fn release(&self, n: usize) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(n))
+            });
+    }
+
+    /// Series taken so far.
+    pub(super) fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
 /// Shared state of one family.
 pub(super) struct FamilyCore<C: Cell> {
     pub(super) name: Box<str>,
@@ -122,6 +164,8 @@ pub(super) struct FamilyCore<C: Cell> {
     pub(super) params: C::Params,
     pub(super) max_series: usize,
     pub(super) max_label_value_len: usize,
+    /// The store-wide budget this family's series count against, if any.
+    budget: Option<Arc<SeriesBudget>>,
     series: RwLock<SeriesSet<C>>,
 }
 
@@ -135,8 +179,10 @@ impl<C: Cell> FamilyCore<C> {
         params: C::Params,
         max_series: usize,
         max_label_value_len: usize,
+        budget: Option<Arc<SeriesBudget>>,
     ) -> Self {
         Self {
+            budget,
             name: name.into(),
             help: help.into(),
             kind,
@@ -184,6 +230,14 @@ impl<C: Cell> FamilyCore<C> {
                 limit: self.max_series,
             });
         }
+        if let Some(budget) = &self.budget {
+            if !budget.try_take() {
+                return Err(MetricError::SeriesBudget {
+                    metric: clip(&self.name),
+                    limit: budget.limit,
+                });
+            }
+        }
         let series = Arc::new(Series {
             values: values.iter().map(|&v| v.into()).collect(),
             labels: render_labels(&self.label_names, values).into(),
@@ -224,6 +278,9 @@ impl<C: Cell> FamilyCore<C> {
         let removed = before - set.index.len();
         if removed > 0 {
             set.sorted = None;
+            if let Some(budget) = &self.budget {
+                budget.release(removed);
+            }
         }
         removed
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use super::error::{clip, ConflictKind, MetricError, MetricKind, REASONS};
-use super::family::{CounterFamily, FamilyCore, GaugeFamily, HistogramFamily};
+use super::family::{CounterFamily, FamilyCore, GaugeFamily, HistogramFamily, SeriesBudget};
 use super::validate::{
     check_buckets, check_kind_suffix, check_label_name, check_label_value, check_metric_name,
     sanitize_help,
@@ -39,6 +39,9 @@ pub struct StoreConfig {
     /// Most families the store may have (default 1,000); bounds what untrusted
     /// requests can create.
     pub max_families: usize,
+    /// Most series all families of the store may hold together (default
+    /// unlimited); bounds what untrusted requests can create store-wide.
+    pub max_series: usize,
     /// Most labels one metric may have (default 16).
     pub max_labels: usize,
     /// Longest label value in bytes (default 1,024).
@@ -57,6 +60,7 @@ impl Default for StoreConfig {
         Self {
             max_series_per_family: 1_000,
             max_families: 1_000,
+            max_series: usize::MAX,
             max_labels: 16,
             max_label_value_len: 1_024,
             reserved_prefixes: vec!["homeconsole_".to_owned()],
@@ -120,6 +124,8 @@ impl AnyFamily {
 pub struct MetricStore {
     pub(super) config: StoreConfig,
     pub(super) families: RwLock<BTreeMap<Box<str>, AnyFamily>>,
+    /// The store-wide series budget (`None` when unlimited).
+    budget: Option<Arc<SeriesBudget>>,
     refusals: [AtomicU64; REASONS.len()],
 }
 
@@ -154,6 +160,8 @@ impl MetricStore {
     /// A store with the given limits and policies.
     pub fn with_config(config: StoreConfig) -> Self {
         Self {
+            budget: (config.max_series != usize::MAX)
+                .then(|| Arc::new(SeriesBudget::new(config.max_series))),
             config,
             families: RwLock::new(BTreeMap::new()),
             refusals: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -275,6 +283,7 @@ impl MetricStore {
                 (),
                 max,
                 vlen,
+                self.budget.clone(),
             ))),
             MetricKind::Gauge => AnyFamily::Gauge(Arc::new(FamilyCore::new(
                 name,
@@ -284,6 +293,7 @@ impl MetricStore {
                 (),
                 max,
                 vlen,
+                self.budget.clone(),
             ))),
             MetricKind::Histogram => AnyFamily::Histogram(Arc::new(FamilyCore::new(
                 name,
@@ -293,6 +303,7 @@ impl MetricStore {
                 buckets.unwrap_or_default().into(),
                 max,
                 vlen,
+                self.budget.clone(),
             ))),
         };
         families.insert(name.into(), fam.clone());
@@ -443,6 +454,12 @@ impl MetricStore {
             .values()
             .map(AnyFamily::series_count)
             .sum()
+    }
+
+    /// Series counted against the store-wide budget, and the budget
+    /// (`None` when the store has none).
+    pub fn series_budget(&self) -> Option<(usize, usize)> {
+        self.budget.as_ref().map(|b| (b.used(), b.limit))
     }
 
     /// Number of registered families (including empty ones).
