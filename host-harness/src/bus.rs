@@ -8,7 +8,7 @@
 //! only fills its own queue.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -154,6 +154,16 @@ pub struct Delivery {
     pub subscription_id: u64,
     /// When it was queued (for queue-wait measurement).
     pub enqueued: Instant,
+    /// What the event counts against the queue's byte budget.
+    pub bytes: usize,
+}
+
+impl BusEvent {
+    /// Approximate memory the event holds (its strings plus the struct),
+    /// counted against each subscriber queue's byte budget.
+    pub fn approx_bytes(&self) -> usize {
+        std::mem::size_of::<BusEvent>() + self.topic.len() + self.payload.len() + self.source.len()
+    }
 }
 
 /// Delivers one event to a subscriber; runs on the subscriber's thread.
@@ -167,9 +177,25 @@ pub struct SubscriberQueue {
     closed: Arc<AtomicBool>,
     dropped: AtomicU64,
     delivered: Arc<AtomicU64>,
+    /// Bytes of the events waiting in the queue (see [`EventBus::with_max_bytes`]).
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 impl SubscriberQueue {
+    /// Bytes of the events waiting in the queue.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Reserves `bytes` of the queue's budget `max`; false when it would be exceeded.
+    fn reserve(&self, bytes: usize, max: usize) -> bool {
+        self.queued_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued.saturating_add(bytes) <= max).then_some(queued + bytes)
+            })
+            .is_ok()
+    }
+
     /// Events dropped because this queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -213,9 +239,13 @@ pub struct DroppedFor {
     pub owner_name: Arc<str>,
 }
 
+/// Default byte budget of one subscriber queue.
+pub const DEFAULT_QUEUE_BYTES: usize = 16 << 20;
+
 /// The bus.
 pub struct EventBus {
     capacity: usize,
+    max_bytes: usize,
     next_id: AtomicU64,
     subscriptions: RwLock<Arc<Vec<Subscription>>>,
     queues: Mutex<HashMap<u64, Arc<SubscriberQueue>>>,
@@ -224,16 +254,26 @@ pub struct EventBus {
 }
 
 impl EventBus {
-    /// A bus whose subscriber queues hold `capacity` events each.
+    /// A bus whose subscriber queues hold `capacity` events each, and at
+    /// most [`DEFAULT_QUEUE_BYTES`] of them.
     pub fn new(capacity: usize) -> Self {
         EventBus {
             capacity,
+            max_bytes: DEFAULT_QUEUE_BYTES,
             next_id: AtomicU64::new(1),
             subscriptions: RwLock::new(Arc::new(Vec::new())),
             queues: Mutex::new(HashMap::new()),
             published: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         }
+    }
+
+    /// Bounds each subscriber queue to `max_bytes` of events (see
+    /// [`BusEvent::approx_bytes`]) as well as `capacity` events: an event
+    /// that does not fit is dropped like one arriving at a full queue.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     fn queue_for(
@@ -249,7 +289,17 @@ impl EventBus {
         let (tx, rx) = bounded::<Delivery>(self.capacity);
         let closed = Arc::new(AtomicBool::new(false));
         let delivered = Arc::new(AtomicU64::new(0));
-        spawn_worker(owner_name, rx, closed.clone(), delivered.clone(), deliver());
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        spawn_worker(
+            owner_name,
+            rx,
+            Counters {
+                closed: closed.clone(),
+                delivered: delivered.clone(),
+                queued_bytes: queued_bytes.clone(),
+            },
+            deliver(),
+        );
         let q = Arc::new(SubscriberQueue {
             owner,
             owner_name: Arc::from(owner_name),
@@ -257,6 +307,7 @@ impl EventBus {
             closed,
             dropped: AtomicU64::new(0),
             delivered,
+            queued_bytes,
         });
         queues.insert(owner, q.clone());
         q
@@ -344,6 +395,7 @@ impl EventBus {
             .map_err(|e| BusError::InvalidPayload(e.to_string()))?;
         self.published.fetch_add(1, Ordering::Relaxed);
         let subs = self.subscriptions.read().clone();
+        let bytes = event.approx_bytes();
         let event = Arc::new(event);
         let mut outcome = PublishOutcome::default();
         let now = Instant::now();
@@ -352,17 +404,25 @@ impl EventBus {
                 event: event.clone(),
                 subscription_id: sub.id,
                 enqueued: now,
+                bytes,
             };
-            match sub.queue.tx.try_send(delivery) {
-                Ok(()) => outcome.queued += 1,
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                    outcome.dropped += 1;
-                    sub.queue.dropped.fetch_add(1, Ordering::Relaxed);
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                    on_drop(&DroppedFor {
-                        owner_name: sub.queue.owner_name.clone(),
-                    });
-                }
+            let sent = sub.queue.reserve(bytes, self.max_bytes)
+                && match sub.queue.tx.try_send(delivery) {
+                    Ok(()) => true,
+                    Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                        sub.queue.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                        false
+                    }
+                };
+            if sent {
+                outcome.queued += 1;
+            } else {
+                outcome.dropped += 1;
+                sub.queue.dropped.fetch_add(1, Ordering::Relaxed);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                on_drop(&DroppedFor {
+                    owner_name: sub.queue.owner_name.clone(),
+                });
             }
         }
         Ok(outcome)
@@ -399,29 +459,33 @@ impl EventBus {
     }
 }
 
-fn spawn_worker(
-    owner_name: &str,
-    rx: Receiver<Delivery>,
+/// Counters a delivery thread shares with its [`SubscriberQueue`].
+struct Counters {
     closed: Arc<AtomicBool>,
     delivered: Arc<AtomicU64>,
-    deliver: DeliverFn,
-) {
+    queued_bytes: Arc<AtomicUsize>,
+}
+
+fn spawn_worker(owner_name: &str, rx: Receiver<Delivery>, counters: Counters, deliver: DeliverFn) {
     let name = format!("bus-{owner_name}");
     let spawned = std::thread::Builder::new().name(name).spawn(move || {
+        let hand_over = |d: Delivery| {
+            counters.queued_bytes.fetch_sub(d.bytes, Ordering::AcqRel);
+            deliver(d);
+            counters.delivered.fetch_add(1, Ordering::Relaxed);
+        };
         // `recv` returns Err once every sender is gone (owner removed).
         while let Ok(first) = rx.recv() {
-            if closed.load(Ordering::Acquire) {
+            if counters.closed.load(Ordering::Acquire) {
                 return;
             }
-            deliver(first);
-            delivered.fetch_add(1, Ordering::Relaxed);
+            hand_over(first);
             // Drain what is already queued before parking again.
             while let Ok(next) = rx.try_recv() {
-                if closed.load(Ordering::Acquire) {
+                if counters.closed.load(Ordering::Acquire) {
                     return;
                 }
-                deliver(next);
-                delivered.fetch_add(1, Ordering::Relaxed);
+                hand_over(next);
             }
         }
     });
@@ -438,6 +502,56 @@ fn spawn_worker(
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn queues_are_bounded_in_bytes_as_well_as_in_events() {
+        // Room for 1,000 events but only ~1 MiB: big events are dropped once
+        // the bytes are spent, and small ones still get through.
+        let bus = EventBus::new(1_000).with_max_bytes(1 << 20);
+        let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
+        let release_rx = Arc::new(Mutex::new(release_rx));
+        let delivered = Arc::new(AtomicU64::new(0));
+        let d = delivered.clone();
+        bus.subscribe(1, "slow", "t.*", move || {
+            Arc::new(move |_d: Delivery| {
+                // Block until released, so everything published stays queued.
+                let _ = release_rx.lock().recv_timeout(Duration::from_secs(10));
+                d.fetch_add(1, Ordering::Relaxed);
+            })
+        })
+        .unwrap();
+        let big = format!("\"{}\"", "x".repeat(100_000));
+        let mut dropped = 0;
+        for _ in 0..20 {
+            dropped += bus
+                .publish(event_with("t.big", big.clone()), |_| {})
+                .unwrap()
+                .dropped;
+        }
+        // 20 × 100 kB = 2 MB > 1 MiB: about half is dropped (one may be in
+        // the handler already, out of the queue).
+        assert!((8..=11).contains(&dropped), "dropped {dropped}");
+        let queue = &bus.queues()[0];
+        assert!(queue.queued_bytes() <= 1 << 20, "{}", queue.queued_bytes());
+        let small = bus
+            .publish(event_with("t.small", "1".into()), |_| {})
+            .unwrap();
+        assert_eq!(small.queued, 1, "small events still fit");
+        // Delivering gives the bytes back.
+        drop(release_tx);
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while queue.queued_bytes() > 0 && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(queue.queued_bytes(), 0);
+        assert_eq!(
+            bus.publish(event_with("t.big", big), |_| {})
+                .unwrap()
+                .queued,
+            1,
+            "room again once delivered"
+        );
+    }
 
     #[test]
     fn patterns() {
@@ -459,9 +573,13 @@ mod tests {
     }
 
     fn event(topic: &str) -> BusEvent {
+        event_with(topic, "{}".into())
+    }
+
+    fn event_with(topic: &str, payload: String) -> BusEvent {
         BusEvent {
             topic: topic.into(),
-            payload: "{}".into(),
+            payload,
             source: "test".into(),
             published_at_ms: 0,
             trace_context: None,

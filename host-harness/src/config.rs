@@ -46,8 +46,14 @@ pub struct HostSettings {
     pub tick_interval_ms: u64,
     /// Capacity of each subscriber's event queue.
     pub event_queue_capacity: usize,
+    /// Bytes of events each subscriber's queue may hold (topic, payload and
+    /// bookkeeping); an event that does not fit is dropped and counted.
+    pub event_queue_bytes: usize,
     /// Capacity of each observer's report queue.
     pub observer_queue_capacity: usize,
+    /// Bytes of report messages (error texts, log lines) each observer's
+    /// queue may hold; a report that does not fit is dropped and counted.
+    pub observer_queue_bytes: usize,
     /// How often observer queues are drained, milliseconds.
     pub observer_flush_ms: u64,
     /// Largest accepted request body, bytes.
@@ -83,6 +89,8 @@ impl Default for HostSettings {
             tick_interval_ms: 1_000,
             event_queue_capacity: 1_024,
             observer_queue_capacity: 65_536,
+            event_queue_bytes: 16 << 20,
+            observer_queue_bytes: 8 << 20,
             observer_flush_ms: 20,
             max_body_bytes: 1 << 20,
             plugin_settle_ms: 300,
@@ -198,6 +206,11 @@ impl Config {
         if h.event_queue_capacity == 0 || h.observer_queue_capacity == 0 {
             return Err(ConfigError::Invalid(
                 "queue capacities must be greater than 0".into(),
+            ));
+        }
+        if h.event_queue_bytes < 4_096 || h.observer_queue_bytes < 4_096 {
+            return Err(ConfigError::Invalid(
+                "host.event_queue_bytes and host.observer_queue_bytes must be at least 4096".into(),
             ));
         }
         if !(0.0..=1.0).contains(&h.trace_sample_ratio) {

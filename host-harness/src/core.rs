@@ -106,11 +106,13 @@ impl HostCore {
         let storage = Storage::open(&config.data_dir)?;
         let config_ratio = config.host.trace_sample_ratio;
         Ok(Arc::new(HostCore {
-            bus: EventBus::new(config.host.event_queue_capacity),
+            bus: EventBus::new(config.host.event_queue_capacity)
+                .with_max_bytes(config.host.event_queue_bytes),
             observers: ObserverHub::new(
                 config.host.observer_queue_capacity,
                 std::time::Duration::from_millis(config.host.observer_flush_ms),
-            ),
+            )
+            .with_max_bytes(config.host.observer_queue_bytes),
             config,
             started_at: SystemTime::now(),
             runtime,
@@ -886,7 +888,7 @@ impl HostCore {
             "observers": self.observers.stats(),
             "events_published_total": self.bus.published(),
             "events_dropped_total": self.bus.dropped(),
-            "event_queues": self.bus.queues().iter().map(|q| json!({"plugin": q.owner_name(), "queued": q.queued(), "dropped": q.dropped(), "delivered": q.delivered()})).collect::<Vec<_>>(),
+            "event_queues": self.bus.queues().iter().map(|q| json!({"plugin": q.owner_name(), "queued": q.queued(), "queued_bytes": q.queued_bytes(), "dropped": q.dropped(), "delivered": q.delivered()})).collect::<Vec<_>>(),
                         "data_dir": self.config.data_dir.display().to_string(),
             "trace_sample_ratio": self.config.host.trace_sample_ratio,
             "service_timeout_ms": self.config.host.service_timeout_ms,

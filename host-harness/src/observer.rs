@@ -108,6 +108,12 @@ pub struct Report {
 }
 
 impl Report {
+    /// Bytes of the report's message, the part of its size a caller chooses.
+    #[inline]
+    pub fn message_bytes(&self) -> usize {
+        self.message.as_ref().map_or(0, String::len)
+    }
+
     /// Sets the span and its parent (builder style).
     #[inline]
     pub fn with_span(mut self, span: Option<SpanContext>, parent: Option<&SpanContext>) -> Self {
@@ -183,6 +189,20 @@ impl Report {
     }
 }
 
+/// Default byte budget for the messages queued for one observer.
+pub const DEFAULT_QUEUE_BYTES: usize = 8 << 20;
+
+impl Observer {
+    /// Reserves `bytes` of the budget `max`; false when it would be exceeded.
+    fn reserve(&self, bytes: usize, max: usize) -> bool {
+        self.queued_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued.saturating_add(bytes) <= max).then_some(queued + bytes)
+            })
+            .is_ok()
+    }
+}
+
 /// Hands a batch to an observer; runs on the observer's drain thread.
 pub type SinkFn = Arc<dyn Fn(&[Observation]) + Send + Sync>;
 
@@ -190,6 +210,9 @@ struct Observer {
     owner: u64,
     owner_name: String,
     queue: ArrayQueue<Report>,
+    /// Bytes of the messages of the queued reports (the only part of a
+    /// report whose size a caller chooses).
+    queued_bytes: AtomicUsize,
     dropped: AtomicU64,
     delivered: AtomicU64,
     stop: AtomicBool,
@@ -212,6 +235,7 @@ pub struct ObserverStats {
 /// All observers.
 pub struct ObserverHub {
     capacity: usize,
+    max_bytes: usize,
     flush: Duration,
     active: AtomicUsize,
     observers: RwLock<Arc<Vec<Arc<Observer>>>>,
@@ -220,14 +244,24 @@ pub struct ObserverHub {
 
 impl ObserverHub {
     /// A hub whose observer queues hold `capacity` reports, drained every `flush`.
+    /// Messages of queued reports may hold [`DEFAULT_QUEUE_BYTES`] per observer.
     pub fn new(capacity: usize, flush: Duration) -> Self {
         ObserverHub {
             capacity,
+            max_bytes: DEFAULT_QUEUE_BYTES,
             flush,
             active: AtomicUsize::new(0),
             observers: RwLock::new(Arc::new(Vec::new())),
             dropped_total: AtomicU64::new(0),
         }
+    }
+
+    /// Bounds the messages (error texts, log lines) of each observer's
+    /// queued reports to `max_bytes`: a report that does not fit is dropped
+    /// like one arriving at a full queue.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// Whether anyone listens: callers skip building reports when not.
@@ -252,7 +286,17 @@ impl ObserverHub {
                 report.clone()
             };
             let Some(r) = r else { break };
-            if obs.queue.push(r).is_err() {
+            let bytes = r.message_bytes();
+            let fits = bytes == 0 || obs.reserve(bytes, self.max_bytes);
+            let queued = fits
+                && match obs.queue.push(r) {
+                    Ok(()) => true,
+                    Err(_) => {
+                        obs.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                        false
+                    }
+                };
+            if !queued {
                 obs.dropped.fetch_add(1, Ordering::Relaxed);
                 self.dropped_total.fetch_add(1, Ordering::Relaxed);
             }
@@ -269,6 +313,7 @@ impl ObserverHub {
             owner,
             owner_name: owner_name.to_owned(),
             queue: ArrayQueue::new(self.capacity),
+            queued_bytes: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -351,6 +396,10 @@ fn drain_loop(obs: &Observer, flush: Duration, sink: &SinkFn) {
     loop {
         let stopping = obs.stop.load(Ordering::Acquire);
         while let Some(r) = obs.queue.pop() {
+            let bytes = r.message_bytes();
+            if bytes > 0 {
+                obs.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            }
             batch.push(r.to_ffi());
             if batch.len() == MAX_BATCH {
                 deliver(obs, sink, &mut batch);
@@ -412,6 +461,34 @@ mod tests {
             "b",
         ));
         assert_eq!(hub.dropped_total(), 0);
+    }
+
+    #[test]
+    fn messages_are_bounded_in_bytes() {
+        let hub = ObserverHub::new(1_000, Duration::from_secs(3600)).with_max_bytes(10_000);
+        hub.add(1, "obs", Arc::new(|_: &[Observation]| {}));
+        // The drain thread drains once at start, then sleeps an hour.
+        std::thread::sleep(Duration::from_millis(50));
+        let with_message = || {
+            let mut r = Report::new(ObservationKind::Error, CallStatus::Error, "a", "b");
+            r.message = Some("m".repeat(1_000));
+            r
+        };
+        for _ in 0..20 {
+            hub.report(with_message());
+        }
+        assert_eq!(hub.dropped_total(), 10, "10 kB of messages fit, no more");
+        // Reports without a message are bounded by the item capacity only.
+        for _ in 0..5 {
+            hub.report(Report::new(
+                ObservationKind::ServiceCall,
+                CallStatus::Ok,
+                "a",
+                "b",
+            ));
+        }
+        assert_eq!(hub.dropped_total(), 10);
+        assert_eq!(hub.stats()[0].queued, 15);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{sample, wait_for, TestHost, MONITORING};
+use crate::support::{sample, wait_for, TestHost, FAULTY, MONITORING};
 
 fn record(host: &TestHost, name: &str, user: usize) -> (u16, Value) {
     let r = host.call(
@@ -63,4 +63,33 @@ fn custom_metrics_have_a_store_wide_series_budget() {
         sample(&text, "a_total", &[("user", "u3"), ("plugin", "http")]),
         Some(2.0)
     );
+}
+
+/// A subscriber that does not keep up holds at most `event_queue_bytes` of
+/// events, however large they are: a handful of 400 kB events fill the
+/// budget long before the 1,024-event capacity, and the rest are dropped
+/// and counted.
+#[test]
+fn event_queues_are_bounded_in_bytes() {
+    let host = TestHost::builder()
+        .plugin(FAULTY)
+        .config("[host]\ntick_interval_ms = 200\nevent_queue_bytes = 2097152\n[plugins.faulty]\nhang_in = [\"on_event\"]")
+        .start();
+    let payload = format!("\"{}\"", "x".repeat(400_000));
+    for i in 0..20 {
+        let r = host.post(&format!("/api/v1/events/faulty.big{i}"), &payload);
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    let info = host.get("/api/v1/host").json();
+    let queue = info["event_queues"]
+        .as_array()
+        .and_then(|qs| qs.iter().find(|q| q["plugin"] == "faulty"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no faulty queue in {info}"));
+    let queued_bytes = queue["queued_bytes"].as_u64().unwrap_or(u64::MAX);
+    assert!(queued_bytes <= 2_097_152, "{queue}");
+    // 20 × 400 kB = 8 MB offered, 2 MiB kept: at least 14 dropped (one
+    // event may sit in the hung handler, out of the queue).
+    assert!(queue["dropped"].as_u64().unwrap_or(0) >= 14, "{queue}");
+    assert!(queue["queued"].as_u64().unwrap_or(0) >= 3, "{queue}");
 }
