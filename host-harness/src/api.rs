@@ -205,12 +205,32 @@ async fn get_plugin(State(core): State<Arc<HostCore>>, Path(name): Path<String>)
     }
 }
 
+/// Module details include the storage probe (a durable write and a read):
+/// they are built on the blocking pool, never on the async workers.
 async fn list_modules(State(core): State<Arc<HostCore>>) -> Response {
-    Json(json!({"modules": core.modules_json()})).into_response()
+    match tokio::task::spawn_blocking(move || core.modules_json()).await {
+        Ok(modules) => Json(json!({"modules": modules})).into_response(),
+        Err(e) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &e.to_string(),
+        ),
+    }
 }
 
 async fn get_module(State(core): State<Arc<HostCore>>, Path(name): Path<String>) -> Response {
-    match core.module_json(&name) {
+    let lookup = name.clone();
+    let module = match tokio::task::spawn_blocking(move || core.module_json(&lookup)).await {
+        Ok(module) => module,
+        Err(e) => {
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                &e.to_string(),
+            )
+        }
+    };
+    match module {
         Some(m) => Json(m).into_response(),
         None => error_response(
             StatusCode::NOT_FOUND,
