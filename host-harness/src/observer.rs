@@ -427,6 +427,10 @@ fn deliver(obs: &Observer, sink: &SinkFn, batch: &mut Vec<Observation>) {
 mod tests {
     use super::*;
 
+    fn call_report() -> Report {
+        Report::new(ObservationKind::ServiceCall, CallStatus::Ok, "a", "b")
+    }
+
     #[test]
     fn delivers_batches_and_counts_drops() {
         let hub = ObserverHub::new(4, Duration::from_millis(5));
@@ -442,24 +446,14 @@ mod tests {
         );
         assert!(hub.is_active());
         for _ in 0..3 {
-            hub.report(Report::new(
-                ObservationKind::ServiceCall,
-                CallStatus::Ok,
-                "a",
-                "b",
-            ));
+            hub.report(call_report());
         }
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(seen.load(Ordering::Relaxed), 3);
         hub.remove(1);
         assert!(!hub.is_active());
         // With no observer, reports go nowhere and nothing is counted.
-        hub.report(Report::new(
-            ObservationKind::ServiceCall,
-            CallStatus::Ok,
-            "a",
-            "b",
-        ));
+        hub.report(call_report());
         assert_eq!(hub.dropped_total(), 0);
     }
 
@@ -480,12 +474,7 @@ mod tests {
         assert_eq!(hub.dropped_total(), 10, "10 kB of messages fit, no more");
         // Reports without a message are bounded by the item capacity only.
         for _ in 0..5 {
-            hub.report(Report::new(
-                ObservationKind::ServiceCall,
-                CallStatus::Ok,
-                "a",
-                "b",
-            ));
+            hub.report(call_report());
         }
         assert_eq!(hub.dropped_total(), 10);
         assert_eq!(hub.stats()[0].queued, 15);
@@ -498,12 +487,7 @@ mod tests {
         // The drain thread drains once at start, then sleeps an hour.
         std::thread::sleep(Duration::from_millis(50));
         for _ in 0..5 {
-            hub.report(Report::new(
-                ObservationKind::ServiceCall,
-                CallStatus::Ok,
-                "a",
-                "b",
-            ));
+            hub.report(call_report());
         }
         assert_eq!(hub.dropped_total(), 3);
         assert_eq!(hub.stats()[0].dropped, 3);
