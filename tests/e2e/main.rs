@@ -12,5 +12,6 @@ mod hardening;
 mod health;
 mod metrics;
 mod profiling;
+mod resilience;
 mod support;
 mod tracing;
