@@ -17,7 +17,7 @@ use crate::bus::{BusEvent, Delivery, EventBus, PublishOutcome};
 use crate::config::Config;
 use crate::logger;
 use crate::observer::{ObserverHub, Report};
-use crate::plugins::breaker::CircuitChange;
+use crate::plugins::breaker::{CircuitChange, CircuitState};
 use crate::plugins::chain::CallChain;
 use crate::plugins::invoke::{
     admit, admit_inline, invoke_async, invoke_sync, run_admitted, Call, HungCall, InFlight, Refused,
@@ -188,11 +188,11 @@ impl HostCore {
                    "since_ms": change.since_ms, "next_retry_ms": change.next_retry_ms,
                    "cooldown_ms": change.cooldown_ms});
             let message = match t.to {
-                crate::plugins::breaker::CircuitState::Open => "plugin circuit opened",
-                crate::plugins::breaker::CircuitState::HalfOpen => "plugin circuit half-open",
-                crate::plugins::breaker::CircuitState::Closed => "plugin circuit closed",
+                CircuitState::Open => "plugin circuit opened",
+                CircuitState::HalfOpen => "plugin circuit half-open",
+                CircuitState::Closed => "plugin circuit closed",
             };
-            if t.to == crate::plugins::breaker::CircuitState::Open {
+            if t.to == CircuitState::Open {
                 logger::warn("circuit", message, fields.clone());
             } else {
                 logger::info("circuit", message, fields.clone());
