@@ -10,11 +10,17 @@ use serde_json::{json, Value};
 
 use crate::support::{sample, wait_for, TestHost, DEMO, FAULTY, MONITORING};
 
-/// Small deadlines and cooldowns so a breaker cycle takes seconds.
-const FAST: &str =
-    "[host]\ntick_interval_ms = 200\nservice_timeout_ms = 600\ncallback_timeout_ms = 600\n\
-                    [host.resilience]\ncooldown_ms = 300\ncooldown_max_ms = 1000\n\
-                    [plugins.demo-devices]\ninterval_ms = 0";
+/// Small deadlines and cooldowns so a breaker cycle takes seconds. The
+/// callback deadline also bounds every plugin's `start`: keep it well above
+/// what a loaded machine needs to start the monitoring plugin.
+fn fast(service_timeout_ms: u64, callback_timeout_ms: u64) -> String {
+    format!(
+        "[host]\ntick_interval_ms = 200\nservice_timeout_ms = {service_timeout_ms}\n\
+         callback_timeout_ms = {callback_timeout_ms}\n\
+         [host.resilience]\ncooldown_ms = 300\ncooldown_max_ms = 1000\n\
+         [plugins.demo-devices]\ninterval_ms = 0"
+    )
+}
 
 fn circuit(host: &TestHost, plugin: &str) -> Value {
     host.plugin(plugin).expect("plugin listed")["circuit"].clone()
@@ -40,8 +46,8 @@ fn a_service_slow_once_opens_the_circuit_which_closes_again_after_it_returned() 
         .plugin(FAULTY)
         .plugin(DEMO)
         .plugin(MONITORING)
-        .config(FAST)
-        .config("[plugins.faulty]\nslow_once = { handle_service = 4000 }")
+        .config(&fast(1_500, 5_000))
+        .config("[plugins.faulty]\nslow_once = { handle_service = 7000 }")
         .start();
     assert_eq!(circuit(&host, "faulty")["state"], "closed");
 
@@ -136,8 +142,8 @@ fn a_health_callback_hung_once_opens_the_circuit_until_it_returns() {
     let host = TestHost::builder()
         .plugin(FAULTY)
         .plugin(DEMO)
-        .config(FAST)
-        .config("[plugins.faulty]\nslow_once = { health = 3000 }")
+        .config(&fast(1_500, 1_000))
+        .config("[plugins.faulty]\nslow_once = { health = 5000 }")
         .start();
     let c = wait_circuit(&host, "faulty", "open", Duration::from_secs(10));
     assert!(
@@ -159,9 +165,9 @@ fn a_custom_health_check_hung_once_recovers_and_monitoring_keeps_serving() {
     let host = TestHost::builder()
         .plugin(FAULTY)
         .plugin(MONITORING)
-        .config(FAST)
+        .config(&fast(1_000, 5_000))
         .config(
-            "[plugins.faulty]\nslow_once = { handle_service = 3000 }\nregister_health_check = \"faulty.call\"\n\
+            "[plugins.faulty]\nslow_once = { handle_service = 4000 }\nregister_health_check = \"faulty.call\"\n\
              [plugins.monitoring.health]\ninterval_secs = 1",
         )
         .start();
@@ -190,6 +196,46 @@ fn a_custom_health_check_hung_once_recovers_and_monitoring_keeps_serving() {
     );
     assert_eq!(circuit(&host, "monitoring")["state"], "closed");
     assert_eq!(host.call("faulty.call", &json!({})).status, 200);
+}
+
+#[test]
+fn a_burst_of_slow_health_refreshes_does_not_disable_monitoring_for_good() {
+    // Every round waits 2.5 s for the custom check, longer than the
+    // monitoring plugin's 1 s HTTP deadline.
+    let host = std::sync::Arc::new(
+        TestHost::builder()
+            .plugin(FAULTY)
+            .plugin(MONITORING)
+            .config(
+                "[host]\ntick_interval_ms = 200\nservice_timeout_ms = 5000\ncallback_timeout_ms = 1000\n\
+                 [host.resilience]\ncooldown_ms = 300\ncooldown_max_ms = 1000\n\
+                 [plugins.faulty]\nregister_health_check = \"faulty.sleep\"\nsleep_ms = 2500\n\
+                 [plugins.monitoring.health]\ninterval_secs = 3600\ntimeout_secs = 4",
+            )
+            .start(),
+    );
+    wait_for("custom check registered", Duration::from_secs(20), || {
+        let s = host.get("/api/v1/monitoring/status");
+        (s.status == 200 && s.body.contains("faulty.sleep")).then_some(())
+    });
+    let burst: Vec<_> = (0..5)
+        .map(|_| {
+            let host = host.clone();
+            std::thread::spawn(move || host.get("/api/v1/monitoring/health?refresh=true").status)
+        })
+        .collect();
+    for t in burst {
+        let status = t.join().unwrap();
+        assert!([200, 503, 504].contains(&status), "{status}");
+    }
+    // Whatever the burst did to the monitoring plugin, it serves again on
+    // its own (its circuit, if it opened, closes after the slow rounds).
+    wait_for("monitoring serving again", Duration::from_secs(30), || {
+        (host.get("/api/v1/monitoring/health/live").status == 200
+            && circuit(&host, "monitoring")["state"] == "closed")
+            .then_some(())
+    });
+    assert_eq!(host.get("/api/v1/monitoring/metrics").status, 200);
 }
 
 #[test]
