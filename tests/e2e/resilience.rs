@@ -67,7 +67,7 @@ fn a_service_slow_once_opens_the_circuit_which_closes_again_after_it_returned() 
     let r = host.call("faulty.call", &json!({}));
     assert_eq!(r.status, 503, "{}", r.body);
     let msg = error_message(&r);
-    assert!(msg.contains("circuit is open"), "{msg}");
+    assert!(msg.contains("circuit has been open for"), "{msg}");
     assert!(msg.contains("hung in handle_service"), "{msg}");
     assert!(msg.contains("waiting for 1 hung call to return"), "{msg}");
     // Other plugins are unaffected.
@@ -152,7 +152,11 @@ fn a_health_callback_hung_once_opens_the_circuit_until_it_returns() {
     );
     let r = host.call("faulty.call", &json!({}));
     assert_eq!(r.status, 503, "{}", r.body);
-    assert!(error_message(&r).contains("circuit is open"), "{}", r.body);
+    assert!(
+        error_message(&r).contains("circuit has been open for"),
+        "{}",
+        r.body
+    );
     // The tick after the cooldown is the trial call: closed again without
     // any caller having to poke it.
     wait_circuit(&host, "faulty", "closed", Duration::from_secs(30));

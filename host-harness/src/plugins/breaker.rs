@@ -120,7 +120,7 @@ pub struct CircuitChange {
 
 /// Why a call was refused by an open or half-open circuit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("plugin {plugin} is unavailable: its circuit is {} since {since_ago} ago ({reason}); {retry}", state.as_str().replace('_', "-"))]
+#[error("plugin {plugin} is unavailable: its circuit has been {} for {since_ago} ({reason}); {retry}", state.as_str().replace('_', "-"))]
 pub struct OpenCircuit {
     /// The plugin.
     pub plugin: String,
