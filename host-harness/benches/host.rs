@@ -259,18 +259,18 @@ fn call_admission(c: &mut Criterion) {
                 .check(settings.max_call_depth, &name, "bench.svc")
                 .unwrap();
             let permit = bulkhead.try_acquire().unwrap();
-            let ticket = breaker.admit(Instant::now()).unwrap();
+            let ticket = breaker.admit().unwrap();
             {
                 let _current = chain.then(&name).enter();
             }
-            breaker.record(ticket, Outcome::Answered, Instant::now());
+            breaker.record(ticket, Outcome::Answered);
             drop(permit);
         })
     });
     let open = Breaker::new(name.clone(), 2, &settings, tx);
     open.hung("hung in bench".into(), Instant::now());
     group.bench_function("open_circuit_refusal", |b| {
-        b.iter(|| open.admit(Instant::now()).unwrap_err())
+        b.iter(|| open.admit().unwrap_err())
     });
     group.finish();
 }

@@ -239,9 +239,17 @@ impl Breaker {
     }
 
     /// Lets a call through or refuses it. An open circuit whose cooldown
-    /// has passed turns half-open and lets this call through as the trial
-    /// (the transition is returned for publishing).
-    pub fn admit(&self, now: Instant) -> Result<Ticket, OpenCircuit> {
+    /// has passed turns half-open and lets this call through as the trial.
+    /// A closed circuit costs one atomic load.
+    pub fn admit(&self) -> Result<Ticket, OpenCircuit> {
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(Ticket { trial: None });
+        }
+        self.admit_at(Instant::now())
+    }
+
+    /// [`Breaker::admit`] at a given time.
+    pub fn admit_at(&self, now: Instant) -> Result<Ticket, OpenCircuit> {
         if self.closed.load(Ordering::Acquire) {
             return Ok(Ticket { trial: None });
         }
@@ -294,8 +302,20 @@ impl Breaker {
         }
     }
 
-    /// Records how an admitted call ended.
-    pub fn record(&self, ticket: Ticket, outcome: Outcome, now: Instant) -> Option<Transition> {
+    /// Records how an admitted call ended. A call answered in time on a
+    /// closed circuit costs one atomic load.
+    pub fn record(&self, ticket: Ticket, outcome: Outcome) -> Option<Transition> {
+        if ticket.trial.is_none()
+            && outcome == Outcome::Answered
+            && self.consecutive_late.load(Ordering::Relaxed) == 0
+        {
+            return None;
+        }
+        self.record_at(ticket, outcome, Instant::now())
+    }
+
+    /// [`Breaker::record`] at a given time.
+    pub fn record_at(&self, ticket: Ticket, outcome: Outcome, now: Instant) -> Option<Transition> {
         if ticket.trial.is_none() {
             match outcome {
                 Outcome::Answered => {
@@ -566,36 +586,36 @@ mod tests {
         let (tx, rx) = crossbeam_channel::unbounded();
         let b = breaker_with(tx);
         let t0 = Instant::now();
-        let ticket = b.admit(t0).unwrap();
+        let ticket = b.admit_at(t0).unwrap();
         let open = b.hung("hung in handle_service".into(), t0).unwrap();
         assert_eq!(
             (open.from, open.to),
             (CircuitState::Closed, CircuitState::Open)
         );
         // Long after any cooldown, still open while the call is hung.
-        let err = b.admit(t0 + Duration::from_secs(60)).unwrap_err();
+        let err = b.admit_at(t0 + Duration::from_secs(60)).unwrap_err();
         assert!(err.to_string().contains("waiting for 1 hung call"), "{err}");
         assert!(err.to_string().contains("hung in handle_service"), "{err}");
         // It returns (late): no change, the cooldown starts.
         let t1 = t0 + Duration::from_secs(61);
         b.hung_returned(t1);
-        assert_eq!(b.record(ticket, Outcome::Late, t1), None);
-        let err = b.admit(t1 + Duration::from_millis(500)).unwrap_err();
+        assert_eq!(b.record_at(ticket, Outcome::Late, t1), None);
+        let err = b.admit_at(t1 + Duration::from_millis(500)).unwrap_err();
         assert!(
             err.to_string().contains("next trial call in 500ms"),
             "{err}"
         );
         // After the cooldown: one trial, others refused meanwhile.
-        let trial = b.admit(t1 + Duration::from_secs(1)).unwrap();
+        let trial = b.admit_at(t1 + Duration::from_secs(1)).unwrap();
         assert!(trial.is_trial());
-        let err = b.admit(t1 + Duration::from_secs(1)).unwrap_err();
+        let err = b.admit_at(t1 + Duration::from_secs(1)).unwrap_err();
         assert!(
             err.to_string().contains("trial call is in progress"),
             "{err}"
         );
-        let closed = b.record(trial, Outcome::Answered, t1).unwrap();
+        let closed = b.record_at(trial, Outcome::Answered, t1).unwrap();
         assert_eq!(closed.to, CircuitState::Closed);
-        assert!(!b.admit(t1).unwrap().is_trial());
+        assert!(!b.admit_at(t1).unwrap().is_trial());
         let snap = b.snapshot(t1);
         assert_eq!(snap.opened_total, 1);
         assert_eq!(snap.rejected_total, 3);
@@ -622,15 +642,17 @@ mod tests {
         let mut now = t0;
         for expected in [2_000, 3_000, 3_000] {
             now += Duration::from_millis(b.snapshot(now).cooldown_ms);
-            let trial = b.admit(now).unwrap();
-            let t = b.record(trial, Outcome::Late, now).unwrap();
+            let trial = b.admit_at(now).unwrap();
+            let t = b.record_at(trial, Outcome::Late, now).unwrap();
             assert_eq!((t.from, t.to), (CircuitState::HalfOpen, CircuitState::Open));
             assert_eq!(b.snapshot(now).cooldown_ms, expected);
-            assert!(b.admit(now + Duration::from_millis(expected - 1)).is_err());
+            assert!(b
+                .admit_at(now + Duration::from_millis(expected - 1))
+                .is_err());
         }
         now += Duration::from_secs(3);
-        let trial = b.admit(now).unwrap();
-        b.record(trial, Outcome::Answered, now).unwrap();
+        let trial = b.admit_at(now).unwrap();
+        b.record_at(trial, Outcome::Answered, now).unwrap();
         assert_eq!(b.snapshot(now).cooldown_ms, 1_000, "reset on close");
     }
 
@@ -639,36 +661,39 @@ mod tests {
         let b = breaker();
         let now = Instant::now();
         let normal = Ticket { trial: None };
-        assert_eq!(b.record(normal, Outcome::Late, now), None);
-        assert_eq!(b.record(normal, Outcome::Late, now), None);
-        assert_eq!(b.record(normal, Outcome::Answered, now), None);
-        assert_eq!(b.record(normal, Outcome::Late, now), None);
-        assert_eq!(b.record(normal, Outcome::Late, now), None);
-        assert_eq!(b.record(normal, Outcome::Panicked, now), None);
-        let t = b.record(normal, Outcome::Late, now).unwrap();
+        assert_eq!(b.record_at(normal, Outcome::Late, now), None);
+        assert_eq!(b.record_at(normal, Outcome::Late, now), None);
+        assert_eq!(b.record_at(normal, Outcome::Answered, now), None);
+        assert_eq!(b.record_at(normal, Outcome::Late, now), None);
+        assert_eq!(b.record_at(normal, Outcome::Late, now), None);
+        assert_eq!(b.record_at(normal, Outcome::Panicked, now), None);
+        let t = b.record_at(normal, Outcome::Late, now).unwrap();
         assert!(t.reason.contains("3 consecutive"), "{}", t.reason);
         assert_eq!(b.state(), CircuitState::Open);
         // No call is hung: the cooldown runs from now.
-        assert!(b.admit(now + Duration::from_secs(1)).unwrap().is_trial());
+        assert!(b.admit_at(now + Duration::from_secs(1)).unwrap().is_trial());
     }
 
     #[test]
     fn a_stale_trial_or_normal_call_cannot_close_an_open_circuit() {
         let b = breaker();
         let now = Instant::now();
-        let normal = b.admit(now).unwrap();
+        let normal = b.admit_at(now).unwrap();
         b.hung("hung".into(), now);
         b.hung_returned(now);
-        assert_eq!(b.record(normal, Outcome::Answered, now), None);
+        assert_eq!(b.record_at(normal, Outcome::Answered, now), None);
         assert_eq!(b.state(), CircuitState::Open);
         let later = now + Duration::from_secs(1);
-        let trial = b.admit(later).unwrap();
+        let trial = b.admit_at(later).unwrap();
         // The trial hangs: open again, and stays so until it returns.
         assert!(b.hung("trial hung".into(), later).is_some());
-        assert_eq!(b.record(trial, Outcome::Answered, later), None);
-        assert!(b.admit(later + Duration::from_secs(100)).is_err());
+        assert_eq!(b.record_at(trial, Outcome::Answered, later), None);
+        assert!(b.admit_at(later + Duration::from_secs(100)).is_err());
         b.hung_returned(later);
-        assert!(b.admit(later + Duration::from_secs(2)).unwrap().is_trial());
+        assert!(b
+            .admit_at(later + Duration::from_secs(2))
+            .unwrap()
+            .is_trial());
     }
 
     #[test]

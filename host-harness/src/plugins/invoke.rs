@@ -316,7 +316,7 @@ pub fn admit(
         return Err(e.into());
     }
     let permit = instance.bulkhead.try_acquire()?;
-    let ticket = instance.breaker.admit(Instant::now())?;
+    let ticket = instance.breaker.admit()?;
     Ok(Admission {
         ticket: Some(ticket),
         permit: Some(permit),
@@ -328,7 +328,7 @@ pub fn admit(
 /// observations, tick, health): breaker only — those run one at a time per
 /// plugin, so they need no bulkhead — and a new chain.
 pub fn admit_inline(instance: &Arc<PluginInstance>) -> Result<Admission, OpenCircuit> {
-    let ticket = instance.breaker.admit(Instant::now())?;
+    let ticket = instance.breaker.admit()?;
     Ok(Admission {
         ticket: Some(ticket),
         permit: None,
@@ -365,7 +365,7 @@ pub fn run_admitted<R>(
     };
     let outcome = outcome_of(&result, started.elapsed(), limit);
     if let Some(ticket) = ticket {
-        instance.breaker.record(ticket, outcome, Instant::now());
+        instance.breaker.record(ticket, outcome);
     }
     drop(permit);
     result
