@@ -145,23 +145,32 @@ fn a_health_callback_hung_once_opens_the_circuit_until_it_returns() {
         .config(&fast(1_500, 1_000))
         .config("[plugins.faulty]\nslow_once = { health = 5000 }")
         .start();
-    let c = wait_circuit(&host, "faulty", "open", Duration::from_secs(10));
-    assert!(
-        c["reason"].as_str().unwrap().contains("hung in health"),
-        "{c}"
+    // The hung health call makes the host refuse calls to faulty, saying why.
+    let r = wait_for("faulty.call refused", Duration::from_secs(10), || {
+        let r = host.call("faulty.call", &json!({}));
+        (r.status == 503).then_some(r)
+    });
+    let msg = error_message(&r);
+    assert!(msg.contains("hung in health"), "{msg}");
+    assert!(msg.contains("circuit has been open for"), "{msg}");
+    // Once it returned and the cooldown passed, one trial call (the next
+    // tick, or a caller's) closes the circuit: calls are served again.
+    wait_for(
+        "faulty.call answering again",
+        Duration::from_secs(30),
+        || (host.call("faulty.call", &json!({})).status == 200).then_some(()),
     );
-    let r = host.call("faulty.call", &json!({}));
-    assert_eq!(r.status, 503, "{}", r.body);
+    let p = host.plugin("faulty").unwrap();
+    assert_eq!(p["state"], "started", "{p}");
+    assert_eq!(p["circuit"]["state"], "closed", "{p}");
+    assert_eq!(p["circuit"]["opened_total"], 1, "{p}");
     assert!(
-        error_message(&r).contains("circuit has been open for"),
-        "{}",
-        r.body
+        p["circuit"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("hung in health"),
+        "{p}"
     );
-    // The tick after the cooldown is the trial call: closed again without
-    // any caller having to poke it.
-    wait_circuit(&host, "faulty", "closed", Duration::from_secs(30));
-    assert_eq!(host.call("faulty.call", &json!({})).status, 200);
-    assert_eq!(host.plugin("faulty").unwrap()["state"], "started");
 }
 
 #[test]
@@ -175,31 +184,32 @@ fn a_custom_health_check_hung_once_recovers_and_monitoring_keeps_serving() {
              [plugins.monitoring.health]\ninterval_secs = 1",
         )
         .start();
-    // The first health round's call to faulty.call hangs: faulty's circuit
-    // opens (the monitoring plugin's stays closed).
-    let c = wait_circuit(&host, "faulty", "open", Duration::from_secs(30));
+    // The first health round's call to faulty.call hangs: the host refuses
+    // calls to faulty (its circuit opens; the monitoring plugin's does not).
+    let r = wait_for("faulty.call refused", Duration::from_secs(30), || {
+        let r = host.call("faulty.call", &json!({}));
+        (r.status == 503).then_some(r)
+    });
+    let msg = error_message(&r);
     assert!(
-        c["reason"]
-            .as_str()
-            .unwrap()
-            .contains("hung in handle_service (faulty.call)"),
-        "{c}"
+        msg.contains("hung in handle_service (faulty.call)"),
+        "{msg}"
     );
     assert_eq!(host.get("/api/v1/monitoring/health/live").status, 200);
     assert_eq!(host.get("/api/v1/monitoring/metrics").status, 200);
-    // Later rounds (or the trial) find it answering again.
+    // Later rounds (or a trial call) find it answering again.
     wait_for(
         "custom check faulty healthy again",
         Duration::from_secs(40),
         || {
             let h = host.get("/api/v1/monitoring/health?refresh=true").json();
             (h["checks"]["custom"]["faulty"]["status"] == "healthy"
-                && circuit(&host, "faulty")["state"] == "closed")
+                && host.call("faulty.call", &json!({})).status == 200)
                 .then_some(())
         },
     );
+    assert_eq!(circuit(&host, "faulty")["state"], "closed");
     assert_eq!(circuit(&host, "monitoring")["state"], "closed");
-    assert_eq!(host.call("faulty.call", &json!({})).status, 200);
 }
 
 #[test]
@@ -234,12 +244,18 @@ fn a_burst_of_slow_health_refreshes_does_not_disable_monitoring_for_good() {
     }
     // Whatever the burst did to the monitoring plugin, it serves again on
     // its own (its circuit, if it opened, closes after the slow rounds).
+    // Serving again means for good: three rounds in a row, 300 ms apart.
     wait_for("monitoring serving again", Duration::from_secs(30), || {
-        (host.get("/api/v1/monitoring/health/live").status == 200
-            && circuit(&host, "monitoring")["state"] == "closed")
+        (0..3)
+            .all(|_| {
+                std::thread::sleep(Duration::from_millis(300));
+                host.get("/api/v1/monitoring/health/live").status == 200
+                    && host.get("/api/v1/monitoring/metrics").status == 200
+            })
             .then_some(())
     });
     assert_eq!(host.get("/api/v1/monitoring/metrics").status, 200);
+    assert_eq!(circuit(&host, "monitoring")["state"], "closed");
 }
 
 #[test]
