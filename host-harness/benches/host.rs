@@ -1,7 +1,8 @@
 //! Host hot paths: a service call through the registry (with and without
 //! the monitoring plugin observing), the observer report itself, event
 //! publish → delivery, a full scrape of 10,000 series over HTTP, and the
-//! health endpoint with 100 custom checks.
+//! health endpoint with 100 custom checks, and the admission every plugin
+//! call passes (call depth, bulkhead, circuit breaker).
 //!
 //! Needs the release plugin libraries next to the bench binary's parent
 //! dir: run `./scripts/bench` (it builds them first).
@@ -12,12 +13,15 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use host_harness::bus::{BusEvent, Delivery, EventBus};
+use host_harness::config::ResilienceSettings;
 use host_harness::core::HostCore;
 use host_harness::observer::{ObserverHub, Report};
+use host_harness::plugins::breaker::{Breaker, Bulkhead, Outcome};
+use host_harness::plugins::chain::CallChain;
 use host_harness::{App, Config};
 use plugin_abi::{CallStatus, ObservationKind};
 use serde_json::json;
@@ -238,8 +242,42 @@ fn scrape_and_health(c: &mut Criterion) {
     group.finish();
 }
 
+/// What every service or HTTP call to a plugin pays before and after the
+/// callback: depth check, bulkhead slot, breaker ticket, the callee's chain
+/// as current chain, the outcome. And the cost of a refusal while open.
+fn call_admission(c: &mut Criterion) {
+    let settings = ResilienceSettings::default();
+    let (tx, _rx) = crossbeam_channel::unbounded();
+    let name: Arc<str> = Arc::from("bench");
+    let breaker = Breaker::new(name.clone(), 1, &settings, tx.clone());
+    let bulkhead = Bulkhead::new(name.clone(), settings.max_in_flight);
+    let mut group = c.benchmark_group("call_admission");
+    group.bench_function("closed_circuit", |b| {
+        b.iter(|| {
+            let chain = CallChain::current();
+            chain
+                .check(settings.max_call_depth, &name, "bench.svc")
+                .unwrap();
+            let permit = bulkhead.try_acquire().unwrap();
+            let ticket = breaker.admit().unwrap();
+            {
+                let _current = chain.then(&name).enter();
+            }
+            breaker.record(ticket, Outcome::Answered);
+            drop(permit);
+        })
+    });
+    let open = Breaker::new(name.clone(), 2, &settings, tx);
+    open.hung("hung in bench".into(), Instant::now());
+    group.bench_function("open_circuit_refusal", |b| {
+        b.iter(|| open.admit().unwrap_err())
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    call_admission,
     observer_report,
     events,
     service_calls,

@@ -16,7 +16,7 @@ use crate::access::Access;
 use crate::config::Config;
 use crate::core::HostCore;
 use crate::logger;
-use crate::plugins::invoke::humanize;
+use crate::plugins::invoke::{admit_inline, run_admitted};
 use crate::plugins::{watcher, PluginInstance};
 
 /// Why a host could not start.
@@ -144,7 +144,7 @@ async fn tick_loop(core: Arc<HostCore>) {
     loop {
         interval.tick().await;
         for instance in core.plugins.live_instances() {
-            if instance.quarantine_reason().is_some() || instance.state() == PluginState::Loaded {
+            if instance.state() == PluginState::Loaded {
                 continue;
             }
             if instance.ticking.swap(true, Ordering::AcqRel) {
@@ -161,11 +161,13 @@ fn tick_one(core: &Arc<HostCore>, instance: &Arc<PluginInstance>) {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    {
-        let _guard = core
-            .inflight
-            .enter(instance, "tick", "", core.config.callback_timeout());
-        if let Err(e) = instance.plugin.tick(now).into_result() {
+    let limit = core.config.callback_timeout();
+    // An open circuit skips the tick and the health call; a half-open one
+    // takes the tick as its trial call.
+    if let Ok(admission) = admit_inline(instance) {
+        let _guard = core.inflight.enter(instance, "tick", "", limit, None);
+        let result = run_admitted(instance, admission, limit, |inst| inst.plugin.tick(now));
+        if let Err(e) = result {
             logger::warn(
                 "host",
                 "plugin tick failed",
@@ -179,11 +181,9 @@ fn tick_one(core: &Arc<HostCore>, instance: &Arc<PluginInstance>) {
             }
         }
     }
-    {
-        let _guard = core
-            .inflight
-            .enter(instance, "health", "", core.config.callback_timeout());
-        match instance.plugin.health().into_result() {
+    if let Ok(admission) = admit_inline(instance) {
+        let _guard = core.inflight.enter(instance, "health", "", limit, None);
+        match run_admitted(instance, admission, limit, |inst| inst.plugin.health()) {
             Ok(report) => instance.set_health(report.status, report.message.into_string()),
             Err(e) => {
                 instance.set_health(HealthStatus::Unhealthy, e.to_string());
@@ -199,42 +199,34 @@ fn tick_one(core: &Arc<HostCore>, instance: &Arc<PluginInstance>) {
     instance.ticking.store(false, Ordering::Release);
 }
 
-/// Watches callbacks in flight: one busy longer than the callback deadline
-/// (or the service deadline, whichever is longer) is reported and its
-/// plugin is put in the error state and quarantined.
+/// Watches callbacks in flight: one busy longer than the stall threshold
+/// is reported; one busy past its deadline is reported as hung and opens
+/// its plugin's circuit until it returns. Publishes circuit state changes.
 fn spawn_watchdog(
     core: Arc<HostCore>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("watchdog".into()).spawn(move || {
-                let stall = Duration::from_millis(core.config.host.stall_threshold_ms);
-        while !stop.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(100));
-            for call in core.inflight.take_stalled(stall) {
-                let busy = call.started.elapsed();
-                logger::warn(
-                    "watchdog",
-                    "plugin callback stalled",
-                    json!({"plugin": &*call.plugin, "callback": call.callback, "detail": call.detail,
-                           "thread": call.thread, "busy_ms": busy.as_millis() as u64,
-                           "threshold_ms": stall.as_millis() as u64}),
-                );
-                core.report_stall(&call, busy);
-            }
-            for call in core.inflight.take_hung() {
-                let reason = format!(
-                    "hung in {}{} for more than {}",
-                    call.callback,
-                    if call.detail.is_empty() { String::new() } else { format!(" ({})", call.detail) },
-                    humanize(call.limit)
-                );
-                logger::error("watchdog", "plugin callback hung", json!({"plugin": &*call.plugin, "callback": call.callback, "detail": call.detail, "reason": reason}));
-                core.report_error("stall", &call.plugin, &reason);
-                if let Some(instance) = core.plugins.live(call.instance) {
-                    instance.quarantine(reason);
-                    core.plugin_state_changed(&instance, "error");
+    std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || {
+            let stall = Duration::from_millis(core.config.host.stall_threshold_ms);
+            while !stop.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(100));
+                for call in core.inflight.take_stalled(stall) {
+                    let busy = call.started.elapsed();
+                    logger::warn(
+                        "watchdog",
+                        "plugin callback stalled",
+                        json!({"plugin": &*call.plugin, "callback": call.callback, "detail": call.detail,
+                               "thread": call.thread, "busy_ms": busy.as_millis() as u64,
+                               "threshold_ms": stall.as_millis() as u64}),
+                    );
+                    core.report_stall(&call, busy);
                 }
+                for hung in core.inflight.take_hung() {
+                    core.report_hung(&hung);
+                }
+                core.publish_circuit_changes();
             }
-        }
-    })
+        })
 }

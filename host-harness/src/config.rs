@@ -66,6 +66,8 @@ pub struct HostSettings {
     pub plugin_scan_ms: u64,
     /// A plugin callback busy longer than this is reported as stalled, ms.
     pub stall_threshold_ms: u64,
+    /// Circuit breaker, bulkhead and call-depth limits (`[host.resilience]`).
+    pub resilience: ResilienceSettings,
     /// Extra storage namespaces a plugin may use, by plugin name (see
     /// [`namespace_allowed`]); `"*"` grants every namespace, `"x*"` a prefix.
     pub storage_grants: std::collections::BTreeMap<String, Vec<String>>,
@@ -96,11 +98,72 @@ impl Default for HostSettings {
             plugin_settle_ms: 300,
             plugin_scan_ms: 500,
             stall_threshold_ms: 1_000,
+            resilience: ResilienceSettings::default(),
             storage_grants: std::collections::BTreeMap::new(),
             log_level: "info".into(),
             trace_sample_ratio: 1.0,
             access: crate::access::AccessSettings::default(),
         }
+    }
+}
+
+/// How the host protects itself from slow, hung or runaway plugins
+/// (`[host.resilience]`): a circuit breaker and a bulkhead per plugin
+/// instance, and a depth limit on nested plugin → plugin calls.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResilienceSettings {
+    /// Consecutive timed-out calls that open a plugin's circuit (a call
+    /// still hung past its deadline opens it at once).
+    pub breaker_timeouts: u32,
+    /// First cooldown of an open circuit, ms: counted from the moment its
+    /// last hung call returned; doubles after each failed trial.
+    pub cooldown_ms: u64,
+    /// Largest cooldown, ms.
+    pub cooldown_max_ms: u64,
+    /// Calls in flight to one plugin (services and HTTP routes) before
+    /// further calls are refused: the blocking-pool threads one hung plugin
+    /// can pin.
+    pub max_in_flight: usize,
+    /// Longest chain of nested plugin callbacks (`a → b → a …`) a call may
+    /// start from.
+    pub max_call_depth: usize,
+}
+
+impl Default for ResilienceSettings {
+    fn default() -> Self {
+        ResilienceSettings {
+            breaker_timeouts: 3,
+            cooldown_ms: 5_000,
+            cooldown_max_ms: 300_000,
+            max_in_flight: 32,
+            max_call_depth: 16,
+        }
+    }
+}
+
+impl ResilienceSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("breaker_timeouts", self.breaker_timeouts as u64),
+            ("cooldown_ms", self.cooldown_ms),
+            ("max_in_flight", self.max_in_flight as u64),
+            ("max_call_depth", self.max_call_depth as u64),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "host.resilience.{name} must be greater than 0"
+                )));
+            }
+        }
+        if self.cooldown_max_ms < self.cooldown_ms {
+            return Err(ConfigError::Invalid(format!(
+                "host.resilience.cooldown_max_ms ({}) must not be below cooldown_ms ({})",
+                self.cooldown_max_ms, self.cooldown_ms
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -219,6 +282,7 @@ impl Config {
                 h.trace_sample_ratio
             )));
         }
+        h.resilience.validate()?;
         if crate::logger::parse_level(&h.log_level).is_none() {
             return Err(ConfigError::Invalid(format!(
                 "host.log_level {:?} is not one of trace, debug, info, warn, error",
@@ -324,5 +388,14 @@ mod tests {
         assert!(err.to_string().contains("trace_sample_ratio"), "{err}");
         let err = Config::from_toml("[host]\nlog_level = \"loud\"").unwrap_err();
         assert!(err.to_string().contains("log_level"), "{err}");
+        let err = Config::from_toml("[host.resilience]\nmax_in_flight = 0").unwrap_err();
+        assert!(err.to_string().contains("max_in_flight"), "{err}");
+        let err =
+            Config::from_toml("[host.resilience]\ncooldown_ms = 10000\ncooldown_max_ms = 5000")
+                .unwrap_err();
+        assert!(err.to_string().contains("cooldown_max_ms"), "{err}");
+        let c = Config::from_toml("[host.resilience]\nmax_call_depth = 4").unwrap();
+        assert_eq!(c.host.resilience.max_call_depth, 4);
+        assert_eq!(c.host.resilience.max_in_flight, 32);
     }
 }

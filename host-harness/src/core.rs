@@ -17,7 +17,11 @@ use crate::bus::{BusEvent, Delivery, EventBus, PublishOutcome};
 use crate::config::Config;
 use crate::logger;
 use crate::observer::{ObserverHub, Report};
-use crate::plugins::invoke::{invoke_async, invoke_sync, InFlight};
+use crate::plugins::breaker::{CircuitChange, CircuitState};
+use crate::plugins::chain::CallChain;
+use crate::plugins::invoke::{
+    admit, admit_inline, invoke_async, invoke_sync, run_admitted, Call, HungCall, InFlight, Refused,
+};
 use crate::plugins::{PluginInstance, PluginManager};
 use crate::registry::ServiceRegistry;
 use crate::routes::RouteTable;
@@ -64,6 +68,12 @@ pub struct HostCore {
     pub inflight: Arc<InFlight>,
     /// Root sampling of new traces (`host.trace_sample_ratio`).
     pub sampler: Sampler,
+    /// Circuit state changes of every plugin, in order, until the
+    /// watchdog publishes them.
+    circuit_changes: (
+        crossbeam_channel::Sender<CircuitChange>,
+        crossbeam_channel::Receiver<CircuitChange>,
+    ),
     /// The startup trace while the initial plugin scan runs.
     startup: parking_lot::Mutex<Option<StartupTrace>>,
 }
@@ -122,6 +132,7 @@ impl HostCore {
             plugins: PluginManager::default(),
             inflight: Arc::new(InFlight::default()),
             sampler: Sampler::new(config_ratio),
+            circuit_changes: crossbeam_channel::unbounded(),
             startup: parking_lot::Mutex::new(None),
         }))
     }
@@ -147,6 +158,48 @@ impl HostCore {
             r.message = Some(call.thread.clone());
             r.duration_ns = busy.as_nanos() as u64;
             self.observers.report(r);
+        }
+    }
+
+    /// A call was found hung past its deadline (by its caller's timeout or
+    /// the watchdog): logged and reported; its circuit is already open.
+    pub fn report_hung(&self, hung: &HungCall) {
+        let call = &hung.call;
+        logger::error(
+            "watchdog",
+            "plugin callback hung",
+            json!({"plugin": &*call.plugin, "callback": call.callback, "detail": call.detail,
+                   "reason": hung.reason, "circuit_opened": hung.breaker_told}),
+        );
+        self.report_error("stall", &call.plugin, &hung.reason);
+    }
+
+    /// Where plugin breakers send their state changes.
+    pub fn circuit_sender(&self) -> crossbeam_channel::Sender<CircuitChange> {
+        self.circuit_changes.0.clone()
+    }
+
+    /// Logs and publishes pending circuit state changes, in order, as
+    /// `internal.plugin.circuit` events (called by the watchdog).
+    pub fn publish_circuit_changes(&self) {
+        for change in self.circuit_changes.1.try_iter() {
+            let t = &change.transition;
+            let generation = self.plugins.live(change.instance).map(|i| i.generation);
+            let fields = json!({"name": &*change.plugin, "generation": generation,
+                   "state": t.to.as_str(), "previous": t.from.as_str(), "reason": t.reason,
+                   "since_ms": change.since_ms, "next_retry_ms": change.next_retry_ms,
+                   "cooldown_ms": change.cooldown_ms});
+            let message = match t.to {
+                CircuitState::Open => "plugin circuit opened",
+                CircuitState::HalfOpen => "plugin circuit half-open",
+                CircuitState::Closed => "plugin circuit closed",
+            };
+            if t.to == CircuitState::Open {
+                logger::warn("circuit", message, fields.clone());
+            } else {
+                logger::info("circuit", message, fields.clone());
+            }
+            self.publish_internal("internal.plugin.circuit", fields);
         }
     }
 
@@ -359,9 +412,13 @@ impl HostCore {
 
     fn after_call_failure(&self, instance: &PluginInstance, service: &str, err: &PluginError) {
         match err.kind {
+            // A timeout is the circuit breaker's business (the plugin stays
+            // `started`, its circuit opens while the call is hung).
             ErrorKind::Panicked | ErrorKind::Timeout => {
                 let msg = format!("service {service}: {}", err.message);
-                if instance.set_state(PluginState::Error, Some(msg.clone())) {
+                if err.kind == ErrorKind::Panicked
+                    && instance.set_state(PluginState::Error, Some(msg.clone()))
+                {
                     self.plugin_state_changed(instance, "error");
                 }
                 logger::error(
@@ -403,14 +460,26 @@ impl HostCore {
             );
             return Err(err);
         };
+        // Called from inside a plugin callback: the chain it runs in.
+        let chain = CallChain::current();
+        let admission = match admit(&self.config.host.resilience, &instance, &chain, name) {
+            Ok(a) => a,
+            Err(refused) => {
+                return Err(
+                    self.refused_call(&entry, caller, &instance, started, span, parent, &refused)
+                )
+            }
+        };
         let (input, svc, who) = (input.to_owned(), entry.key.clone(), caller.clone());
         let result = invoke_sync(
-            &self.runtime,
-            &self.inflight,
-            &instance,
-            "handle_service",
-            name,
-            self.config.service_timeout(),
+            self,
+            Call {
+                instance: &instance,
+                callback: "handle_service",
+                detail: name,
+                timeout: self.config.service_timeout(),
+            },
+            admission,
             Box::new(move |inst: &PluginInstance| serve(inst, &svc, &input, &who, span)),
         );
         self.observe_call(
@@ -453,13 +522,29 @@ impl HostCore {
             );
             return Err(err);
         };
+        let admission = match admit(
+            &self.config.host.resilience,
+            &instance,
+            &CallChain::default(),
+            name,
+        ) {
+            Ok(a) => a,
+            Err(refused) => {
+                return Err(
+                    self.refused_call(&entry, caller, &instance, started, span, parent, &refused)
+                )
+            }
+        };
         let (svc, who) = (entry.key.clone(), caller.clone());
         let result = invoke_async(
-            &self.inflight,
-            &instance,
-            "handle_service",
-            name,
-            self.config.service_timeout(),
+            self,
+            Call {
+                instance: &instance,
+                callback: "handle_service",
+                detail: name,
+                timeout: self.config.service_timeout(),
+            },
+            admission,
             Box::new(move |inst: &PluginInstance| serve(inst, &svc, &input, &who, span)),
         )
         .await;
@@ -476,6 +561,42 @@ impl HostCore {
             self.after_call_failure(&instance, name, e);
         }
         result
+    }
+
+    /// A call refused before it reached the plugin (depth limit, open
+    /// circuit, full bulkhead): observed as a failed call, counted by the
+    /// breaker or bulkhead, not reported as the plugin's error.
+    #[allow(clippy::too_many_arguments)] // one report, all its fields
+    fn refused_call(
+        &self,
+        entry: &crate::registry::ServiceEntry,
+        caller: &crate::observer::Name,
+        instance: &PluginInstance,
+        started: Instant,
+        span: SpanContext,
+        parent: Option<SpanContext>,
+        refused: &Refused,
+    ) -> PluginError {
+        let err = refused.to_plugin_error();
+        self.observe_call(
+            entry.key.clone(),
+            caller.clone(),
+            Some(&instance.key),
+            started,
+            span,
+            parent.as_ref(),
+            Err(&err),
+        );
+        if logger::enabled(plugin_abi::LogLevel::Debug) {
+            logger::log(
+                plugin_abi::LogLevel::Debug,
+                "service_registry",
+                "service call refused",
+                None,
+                json!({"service": &*entry.key, "plugin": &*instance.name, "error": err.message.as_str()}),
+            );
+        }
+        err
     }
 
     fn resolve_service(
@@ -520,9 +641,14 @@ impl HostCore {
     }
 
     fn deliver_event(&self, instance: &Arc<PluginInstance>, d: Delivery) {
-        if instance.quarantine_reason().is_some() || self.plugins.live(instance.id).is_none() {
+        if self.plugins.live(instance.id).is_none() {
             return;
         }
+        // While the circuit is open the event is not delivered (counted as
+        // refused by the breaker); a half-open circuit may take it as trial.
+        let Ok(admission) = admit_inline(instance) else {
+            return;
+        };
         let ev = &d.event;
         // The consumer span: a child of the publish (producer) span.
         let span = ev.trace_context.map(|p| p.child());
@@ -540,13 +666,13 @@ impl HostCore {
         };
         let result = {
             let _current = tracecontext::enter(span);
-            let _guard = self.inflight.enter(
-                instance,
-                "on_event",
-                &ev.topic,
-                self.config.callback_timeout(),
-            );
-            instance.plugin.on_event(&event).into_result()
+            let limit = self.config.callback_timeout();
+            let _guard = self
+                .inflight
+                .enter(instance, "on_event", &ev.topic, limit, None);
+            run_admitted(instance, admission, limit, |inst| {
+                inst.plugin.on_event(&event)
+            })
         };
         if self.observers.is_active() {
             let mut r = Report::new(
@@ -786,19 +912,18 @@ impl HostCore {
             &instance.name,
             Arc::new(move |batch| {
                 let Some(core) = core.upgrade() else { return };
-                if inst.quarantine_reason().is_some() {
+                // An open circuit drops the batch (counted as refused).
+                let Ok(admission) = admit_inline(&inst) else {
                     return;
-                }
+                };
                 let result = {
-                    let _guard = core.inflight.enter(
-                        &inst,
-                        "on_observations",
-                        "",
-                        core.config.callback_timeout(),
-                    );
-                    inst.plugin
-                        .on_observations(RSlice::from_slice(batch))
-                        .into_result()
+                    let limit = core.config.callback_timeout();
+                    let _guard = core
+                        .inflight
+                        .enter(&inst, "on_observations", "", limit, None);
+                    run_admitted(&inst, admission, limit, |inst| {
+                        inst.plugin.on_observations(RSlice::from_slice(batch))
+                    })
                 };
                 if let Err(e) = result {
                     let msg = format!("on_observations failed: {e}");
@@ -959,12 +1084,22 @@ impl HostCore {
             },
         };
         let span = request.trace_context;
-        let result = invoke_async(
-            &self.inflight,
+        let admission = admit(
+            &self.config.host.resilience,
             &instance,
-            "handle_http",
+            &CallChain::default(),
             &request.path,
-            timeout,
+        )
+        .map_err(|refused| (503, refused.to_plugin_error()))?;
+        let result = invoke_async(
+            self,
+            Call {
+                instance: &instance,
+                callback: "handle_http",
+                detail: &request.path,
+                timeout,
+            },
+            admission,
             Box::new(move |inst: &PluginInstance| {
                 let _current = tracecontext::enter(span);
                 inst.plugin.handle_http(&req)
@@ -974,7 +1109,9 @@ impl HostCore {
         result.map_err(|e| {
             if matches!(e.kind, ErrorKind::Panicked | ErrorKind::Timeout) {
                 let msg = format!("HTTP handler: {}", e.message);
-                if instance.set_state(PluginState::Error, Some(msg.clone())) {
+                if e.kind == ErrorKind::Panicked
+                    && instance.set_state(PluginState::Error, Some(msg.clone()))
+                {
                     self.plugin_state_changed(&instance, "error");
                 }
                 self.report_error("http_handler", &instance.name, &msg);

@@ -53,8 +53,11 @@ pub struct MetricsCollector {
     callback_seconds: CounterFamily,
     stalls: CounterFamily,
     slow_calls: CounterFamily,
+    calls_refused: CounterFamily,
     /// Last host total seen per (plugin, callback): generation and seconds.
     callback_seen: Mutex<HashMap<(String, String), (u64, f64)>>,
+    /// Last host total seen per (plugin, refusal reason).
+    refused_seen: Mutex<HashMap<(String, String), (u64, f64)>>,
     process: prometheus::Registry,
     events: CounterFamily,
     service_calls: CounterFamily,
@@ -63,6 +66,7 @@ pub struct MetricsCollector {
     storage_duration: HistogramFamily,
     plugins_loaded: Gauge,
     plugin_state: GaugeFamily,
+    plugin_circuit: GaugeFamily,
     health_status: GaugeFamily,
     health_duration: GaugeFamily,
     deliveries_dropped: CounterFamily,
@@ -200,6 +204,11 @@ impl MetricsCollector {
             "Service calls slower than profiling.slow_call_ms, by service.",
             &["service_name"],
         )?;
+        let calls_refused = durable.register_counter(
+            names::PLUGIN_CALLS_REFUSED_TOTAL,
+            "Calls the host refused before they reached the plugin, by reason (circuit_open, bulkhead, call_depth).",
+            &["plugin", "reason"],
+        )?;
         let process = prometheus::Registry::new();
         #[cfg(target_os = "linux")]
         {
@@ -236,6 +245,11 @@ impl MetricsCollector {
             plugin_state: s.register_gauge(
                 names::PLUGIN_STATE,
                 "Plugin state: 1 started, 0 stopped or not yet started, -1 error.",
+                &["plugin_name"],
+            )?,
+            plugin_circuit: s.register_gauge(
+                names::PLUGIN_CIRCUIT_STATE,
+                "Plugin circuit breaker: 0 closed, 1 half-open (one trial call), 2 open (calls refused).",
                 &["plugin_name"],
             )?,
             health_status: s.register_gauge(
@@ -287,7 +301,9 @@ impl MetricsCollector {
             callback_seconds,
             stalls,
             slow_calls,
+            calls_refused,
             callback_seen: Mutex::new(HashMap::new()),
+            refused_seen: Mutex::new(HashMap::new()),
             process,
             host_dropped_seen: AtomicU64::new(0),
             refusals_seen: Mutex::new(HashMap::new()),
@@ -494,6 +510,49 @@ impl MetricsCollector {
         }
         self.plugins_loaded.set(loaded);
         self.sync_callback_seconds(plugins);
+        self.sync_resilience(plugins);
+    }
+
+    /// Mirrors each plugin's circuit state (`circuit.state`) into a gauge
+    /// and the host's refusal counts (`circuit.rejected_total`,
+    /// `bulkhead.rejected_total`, `bulkhead.depth_rejected_total`) into a
+    /// counter that never goes down (per generation, as callback time).
+    pub fn sync_resilience(&self, plugins: &Value) {
+        let mut seen = self.refused_seen.lock();
+        for p in plugins.as_array().map(Vec::as_slice).unwrap_or_default() {
+            let Some(name) = p["name"].as_str() else {
+                continue;
+            };
+            let circuit = match p["circuit"]["state"].as_str() {
+                Some("closed") => 0.0,
+                Some("half_open") => 1.0,
+                Some("open") => 2.0,
+                // No instance (failed or removed): nothing to call.
+                _ => continue,
+            };
+            if let Some(g) = with_overflow(|l| self.plugin_circuit.with_labels(l), &[name], 0) {
+                g.set(circuit);
+            }
+            let generation = p["generation"].as_u64().unwrap_or(0);
+            for (reason, total) in [
+                ("circuit_open", &p["circuit"]["rejected_total"]),
+                ("bulkhead", &p["bulkhead"]["rejected_total"]),
+                ("call_depth", &p["bulkhead"]["depth_rejected_total"]),
+            ] {
+                let total = total.as_u64().unwrap_or(0) as f64;
+                let delta = monotonic_delta(
+                    &mut seen,
+                    (name.to_owned(), reason.to_owned()),
+                    generation,
+                    total,
+                );
+                if let Some(c) =
+                    with_overflow(|l| self.calls_refused.with_labels(l), &[name, reason], 0)
+                {
+                    c.inc_by(delta);
+                }
+            }
+        }
     }
 
     /// Mirrors the host's per-callback time (`callbacks: {name: {seconds,
@@ -514,23 +573,13 @@ impl MetricsCollector {
                 if !total.is_finite() || total < 0.0 {
                     continue;
                 }
-                let key = (name.to_owned(), callback.clone());
                 // The map is bounded by plugin files × the host's fixed callbacks.
-                let delta = match seen.get_mut(&key) {
-                    Some((g, before)) if *g == generation => {
-                        let d = (total - *before).max(0.0);
-                        *before = before.max(total);
-                        d
-                    }
-                    Some(entry) => {
-                        *entry = (generation, total);
-                        total
-                    }
-                    None => {
-                        seen.insert(key, (generation, total));
-                        total
-                    }
-                };
+                let delta = monotonic_delta(
+                    &mut seen,
+                    (name.to_owned(), callback.clone()),
+                    generation,
+                    total,
+                );
                 if let Some(c) = with_overflow(
                     |l| self.callback_seconds.with_labels(l),
                     &[name, callback.as_str()],
@@ -654,6 +703,31 @@ pub struct BuildInfo {
     pub plugin_version: String,
 }
 
+/// How much a per-generation host total grew since last seen: a new
+/// generation restarts the host's total at 0, so all of it is new.
+fn monotonic_delta(
+    seen: &mut HashMap<(String, String), (u64, f64)>,
+    key: (String, String),
+    generation: u64,
+    total: f64,
+) -> f64 {
+    match seen.get_mut(&key) {
+        Some((g, before)) if *g == generation => {
+            let d = (total - *before).max(0.0);
+            *before = before.max(total);
+            d
+        }
+        Some(entry) => {
+            *entry = (generation, total);
+            total
+        }
+        None => {
+            seen.insert(key, (generation, total));
+            total
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -747,5 +821,58 @@ mod tests {
         let before = c.render();
         let _ = c.render_for_sampling();
         assert!(before.contains("x_g{n=\"2\"} 2"));
+    }
+
+    #[test]
+    fn circuit_state_and_refusals_mirror_the_plugin_list() {
+        let c = collector();
+        let list = |generation: u64, state: &str, open: u64, full: u64, deep: u64| {
+            serde_json::json!([{"name": "p", "state": "started", "generation": generation,
+                "circuit": {"state": state, "rejected_total": open},
+                "bulkhead": {"rejected_total": full, "depth_rejected_total": deep}},
+                {"name": "gone", "state": "error", "circuit": null}])
+        };
+        c.update_plugins(&list(1, "open", 3, 2, 1));
+        c.update_plugins(&list(1, "half_open", 5, 2, 1));
+        let text = c.render();
+        assert!(
+            text.contains("homeconsole_plugin_circuit_state{plugin_name=\"p\"} 1"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("homeconsole_plugin_circuit_state{plugin_name=\"gone\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "homeconsole_plugin_calls_refused_total{plugin=\"p\",reason=\"circuit_open\"} 5"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "homeconsole_plugin_calls_refused_total{plugin=\"p\",reason=\"bulkhead\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "homeconsole_plugin_calls_refused_total{plugin=\"p\",reason=\"call_depth\"} 1"
+            ),
+            "{text}"
+        );
+        // A new generation restarts the host's counts: they add on top.
+        c.update_plugins(&list(2, "closed", 1, 0, 0));
+        let text = c.render();
+        assert!(
+            text.contains("homeconsole_plugin_circuit_state{plugin_name=\"p\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "homeconsole_plugin_calls_refused_total{plugin=\"p\",reason=\"circuit_open\"} 6"
+            ),
+            "{text}"
+        );
     }
 }

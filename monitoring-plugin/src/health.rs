@@ -613,7 +613,21 @@ fn custom_probe(host: &Host, service: &str) -> CheckResult {
 fn plugin_result(p: &Value, t: Instant) -> CheckResult {
     let state = p["state"].as_str().unwrap_or("unknown");
     let error = p["error"].as_str().unwrap_or("");
+    let circuit = p["circuit"]["state"].as_str().unwrap_or("closed");
     let (status, message) = match state {
+        // The host refuses calls to a plugin whose circuit is open (a call
+        // hung): unhealthy until a trial call succeeds.
+        "started" if circuit == "open" => (
+            Status::Unhealthy,
+            format!(
+                "circuit open ({}); the host refuses calls until a trial call succeeds",
+                p["circuit"]["reason"].as_str().unwrap_or("")
+            ),
+        ),
+        "started" if circuit == "half_open" => (
+            Status::Degraded,
+            "circuit half-open: a trial call is running".to_owned(),
+        ),
         "started" => match p["health"]["status"].as_str() {
             Some("unhealthy") => (
                 Status::Unhealthy,
@@ -707,6 +721,17 @@ mod tests {
         assert_eq!((r.status, r.message.as_str()), (Status::Unhealthy, "boom"));
         let r = plugin_result(
             &json!({"state": "started", "health": {"status": "degraded", "message": "slow"}}),
+            t,
+        );
+        assert_eq!(r.status, Status::Degraded);
+        let r = plugin_result(
+            &json!({"state": "started", "circuit": {"state": "open", "reason": "hung in tick"}}),
+            t,
+        );
+        assert_eq!(r.status, Status::Unhealthy);
+        assert!(r.message.contains("hung in tick"), "{}", r.message);
+        let r = plugin_result(
+            &json!({"state": "started", "circuit": {"state": "half_open"}}),
             t,
         );
         assert_eq!(r.status, Status::Degraded);

@@ -61,6 +61,11 @@ pub const TRACE_SPANS_TIMED_OUT_TOTAL: &str = "homeconsole_trace_spans_timed_out
 pub const PLUGIN_CALLBACK_SECONDS_TOTAL: &str = "homeconsole_plugin_callback_seconds_total";
 /// Plugin callbacks reported busy longer than the host's stall threshold.
 pub const PLUGIN_STALLS_TOTAL: &str = "homeconsole_plugin_stalls_total";
+/// A plugin's circuit breaker: 0 closed, 1 half-open, 2 open.
+pub const PLUGIN_CIRCUIT_STATE: &str = "homeconsole_plugin_circuit_state";
+/// Calls the host refused before they reached a plugin, by reason
+/// (`circuit_open`, `bulkhead`, `call_depth`).
+pub const PLUGIN_CALLS_REFUSED_TOTAL: &str = "homeconsole_plugin_calls_refused_total";
 /// Service calls slower than `profiling.slow_call_ms`, by service.
 pub const SLOW_SERVICE_CALLS_TOTAL: &str = "homeconsole_slow_service_calls_total";
 
@@ -96,5 +101,7 @@ pub const ALL: &[&str] = &[
     TRACE_SPANS_TIMED_OUT_TOTAL,
     PLUGIN_CALLBACK_SECONDS_TOTAL,
     PLUGIN_STALLS_TOTAL,
+    PLUGIN_CIRCUIT_STATE,
+    PLUGIN_CALLS_REFUSED_TOTAL,
     SLOW_SERVICE_CALLS_TOTAL,
 ];

@@ -15,6 +15,7 @@ mod health;
 mod idle;
 mod metrics;
 mod profiling;
+mod resilience;
 mod self_protection;
 mod support;
 mod tracing;

@@ -1,13 +1,18 @@
-//! Calling into plugins: on a blocking thread, with a deadline, tracked
-//! while in flight.
+//! Calling into plugins: admission (call depth, bulkhead, circuit breaker),
+//! then the callback on a blocking thread with a deadline, tracked while in
+//! flight.
 //!
-//! tokio cannot cross the ABI (DESIGN.md §2.6), so every host → plugin call
-//! runs synchronously on tokio's blocking pool; the caller waits with a
-//! deadline and gets `Timeout` if the plugin does not answer. A thread stuck
-//! in a hung plugin cannot be killed: it stays behind, the plugin is put in
-//! the error state and quarantined so no further calls pile up on it.
-//! Every call is recorded in [`InFlight`] so the watchdog can name plugins
-//! that are busy for too long.
+//! tokio cannot cross the ABI, so every host → plugin call runs
+//! synchronously on tokio's blocking pool; the caller waits with a deadline
+//! and gets `Timeout` if the plugin does not answer. A thread stuck in a
+//! hung plugin cannot be killed: it stays behind until the plugin returns.
+//! So before a call is sent, [`admit`] checks the caller's chain of nested
+//! callbacks against the depth limit, takes a slot of the plugin's
+//! bulkhead (the threads one plugin may pin) and asks its circuit breaker
+//! (refused at once while the plugin is hung or cooling down). Every call
+//! is recorded in [`InFlight`]; one still busy past its deadline — seen by
+//! the caller's timeout or by the watchdog — opens the plugin's circuit
+//! until it returns.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +23,11 @@ use abi_stable::std_types::RResult;
 use parking_lot::Mutex;
 use plugin_abi::{ErrorKind, PluginError};
 
+use super::breaker::{BulkheadFull, OpenCircuit, Outcome, Permit, Ticket};
+use super::chain::{CallChain, TooDeep};
 use super::manager::PluginInstance;
+use crate::config::ResilienceSettings;
+use crate::core::HostCore;
 
 /// One plugin callback in progress.
 #[derive(Debug, Clone)]
@@ -39,65 +48,118 @@ pub struct CallInFlight {
     pub limit: Duration,
     /// Whether the watchdog already reported it as stalled.
     pub stall_reported: bool,
-    /// Whether the watchdog already reported it as hung.
+    /// Whether it was already reported as hung.
     pub hang_reported: bool,
+}
+
+struct Entry {
+    call: CallInFlight,
+    instance: Arc<PluginInstance>,
+    /// Whether its plugin's breaker counts it as hung (and must hear when
+    /// it returns).
+    counted_hung: bool,
 }
 
 /// The set of callbacks in progress.
 #[derive(Default)]
 pub struct InFlight {
     next: AtomicU64,
-    calls: Mutex<HashMap<u64, CallInFlight>>,
+    calls: Mutex<HashMap<u64, Entry>>,
+}
+
+/// A call found busy past its deadline.
+#[derive(Debug, Clone)]
+pub struct HungCall {
+    /// The call.
+    pub call: CallInFlight,
+    /// `hung in handle_service (x.y) for more than 5s`.
+    pub reason: String,
+    /// Whether its plugin's breaker was told (not for `start` and `stop`:
+    /// the plugin manager handles those).
+    pub breaker_told: bool,
+}
+
+/// Whether the circuit breaker applies to a callback: every callback but
+/// the life-cycle ones, which the plugin manager handles (a hung `start`
+/// leaves the plugin in the error state until its file is replaced; a hung
+/// `stop` does not delay the replacement).
+pub fn breaker_applies(callback: &str) -> bool {
+    !matches!(callback, "start" | "stop")
 }
 
 /// Removes its entry from [`InFlight`] and books the time spent on the
-/// instance when dropped.
-pub struct InFlightGuard<'a> {
-    set: &'a InFlight,
+/// instance when dropped; tells the breaker when a hung call returns.
+pub struct InFlightGuard {
+    set: Arc<InFlight>,
     id: u64,
     instance: Arc<PluginInstance>,
     callback: &'static str,
     started: Instant,
 }
 
-impl Drop for InFlightGuard<'_> {
+impl InFlightGuard {
+    /// The call's id in [`InFlight`].
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.set.calls.lock().remove(&self.id);
+        let counted_hung = self
+            .set
+            .calls
+            .lock()
+            .remove(&self.id)
+            .is_some_and(|e| e.counted_hung);
+        if counted_hung {
+            self.instance.breaker.hung_returned(Instant::now());
+        }
         self.instance
             .record_callback(self.callback, self.started.elapsed());
     }
 }
 
 impl InFlight {
-    /// Records a call until the guard is dropped.
+    /// Records a call until the guard is dropped; `thread` names where it
+    /// runs (the current thread when `None`).
     pub fn enter(
-        &self,
+        self: &Arc<Self>,
         instance: &Arc<PluginInstance>,
         callback: &'static str,
         detail: &str,
         limit: Duration,
-    ) -> InFlightGuard<'_> {
+        thread: Option<&str>,
+    ) -> InFlightGuard {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
+        let thread = match thread {
+            Some(t) => t.to_owned(),
+            None => std::thread::current()
+                .name()
+                .unwrap_or("unnamed")
+                .to_owned(),
+        };
         self.calls.lock().insert(
             id,
-            CallInFlight {
-                instance: instance.id,
-                plugin: instance.name.clone(),
-                callback,
-                detail: detail.to_owned(),
-                thread: std::thread::current()
-                    .name()
-                    .unwrap_or("unnamed")
-                    .to_owned(),
-                started,
-                limit,
-                stall_reported: false,
-                hang_reported: false,
+            Entry {
+                call: CallInFlight {
+                    instance: instance.id,
+                    plugin: instance.name.clone(),
+                    callback,
+                    detail: detail.to_owned(),
+                    thread,
+                    started,
+                    limit,
+                    stall_reported: false,
+                    hang_reported: false,
+                },
+                instance: instance.clone(),
+                counted_hung: false,
             },
         );
         InFlightGuard {
-            set: self,
+            set: self.clone(),
             id,
             instance: instance.clone(),
             callback,
@@ -110,32 +172,66 @@ impl InFlight {
     pub fn take_stalled(&self, threshold: Duration) -> Vec<CallInFlight> {
         let mut calls = self.calls.lock();
         let mut out = Vec::new();
-        for call in calls.values_mut() {
-            if !call.stall_reported && call.started.elapsed() > threshold {
-                call.stall_reported = true;
-                out.push(call.clone());
+        for e in calls.values_mut() {
+            if !e.call.stall_reported && e.call.started.elapsed() > threshold {
+                e.call.stall_reported = true;
+                out.push(e.call.clone());
             }
         }
         out
     }
 
     /// Calls busy longer than their own deadline and not reported as hung
-    /// yet; marks them reported.
-    pub fn take_hung(&self) -> Vec<CallInFlight> {
+    /// yet: marks them and opens their plugins' circuits.
+    pub fn take_hung(&self) -> Vec<HungCall> {
         let mut calls = self.calls.lock();
-        let mut out = Vec::new();
-        for call in calls.values_mut() {
-            if !call.hang_reported && call.started.elapsed() > call.limit {
-                call.hang_reported = true;
-                out.push(call.clone());
-            }
-        }
-        out
+        calls
+            .values_mut()
+            .filter(|e| !e.call.hang_reported && e.call.started.elapsed() > e.call.limit)
+            .map(mark)
+            .collect()
+    }
+
+    /// The caller stopped waiting for call `id`: if it is still running it
+    /// is hung now (marked and its plugin's circuit opened).
+    pub fn mark_hung(&self, id: u64) -> Option<HungCall> {
+        let mut calls = self.calls.lock();
+        calls
+            .get_mut(&id)
+            .filter(|e| !e.call.hang_reported)
+            .map(mark)
     }
 
     /// Snapshot of every call in progress.
     pub fn snapshot(&self) -> Vec<CallInFlight> {
-        self.calls.lock().values().cloned().collect()
+        self.calls.lock().values().map(|e| e.call.clone()).collect()
+    }
+}
+
+/// Marks a call hung; runs under the [`InFlight`] lock, which the call's
+/// return also takes, so every hung call the breaker counts is matched by
+/// exactly one `hung_returned`.
+fn mark(e: &mut Entry) -> HungCall {
+    e.call.hang_reported = true;
+    let reason = format!(
+        "hung in {}{} for more than {}",
+        e.call.callback,
+        if e.call.detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", e.call.detail)
+        },
+        humanize(e.call.limit)
+    );
+    let breaker_told = breaker_applies(e.call.callback);
+    if breaker_told {
+        e.instance.breaker.hung(reason.clone(), Instant::now());
+        e.counted_hung = true;
+    }
+    HungCall {
+        call: e.call.clone(),
+        reason,
+        breaker_told,
     }
 }
 
@@ -159,64 +255,215 @@ pub fn humanize(d: Duration) -> String {
     }
 }
 
-/// A plugin callback to run: borrows the instance, returns the FFI result.
-pub type Callback<R> = Box<dyn FnOnce(&PluginInstance) -> RResult<R, PluginError> + Send>;
+/// Why a call was refused before it reached the plugin.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Refused {
+    /// The caller's chain of nested callbacks is at the depth limit.
+    #[error(transparent)]
+    TooDeep(#[from] TooDeep),
+    /// The plugin's circuit is open (or half-open with its trial running).
+    #[error(transparent)]
+    Open(#[from] OpenCircuit),
+    /// The plugin's bulkhead is full.
+    #[error(transparent)]
+    Full(#[from] BulkheadFull),
+}
 
-/// Runs `f` on the blocking pool and waits up to `timeout` (sync callers).
-pub fn invoke_sync<R: Send + 'static>(
-    runtime: &tokio::runtime::Handle,
-    inflight: &Arc<InFlight>,
-    instance: &Arc<PluginInstance>,
-    callback: &'static str,
-    detail: &str,
-    timeout: Duration,
-    f: Callback<R>,
-) -> Result<R, PluginError> {
-    if let Some(reason) = instance.quarantine_reason() {
-        return Err(PluginError::unavailable(format!(
-            "plugin {} is quarantined: {reason}",
-            instance.name
-        )));
-    }
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    let (inst, set, detail_owned) = (instance.clone(), inflight.clone(), detail.to_owned());
-    runtime.spawn_blocking(move || {
-        let _guard = set.enter(&inst, callback, &detail_owned, timeout);
-        let result = f(&inst).into_result();
-        let _ = tx.send(result);
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(result) => result,
-        Err(_) => Err(timeout_error(&instance.name, callback, timeout)),
+impl Refused {
+    /// The error the caller sees: `Unavailable` (503) for an open circuit
+    /// or a full bulkhead (retrying later may work), `Failed` for the depth
+    /// limit (the call chain itself is the bug).
+    pub fn to_plugin_error(&self) -> PluginError {
+        let kind = match self {
+            Refused::TooDeep(_) => ErrorKind::Failed,
+            Refused::Open(_) | Refused::Full(_) => ErrorKind::Unavailable,
+        };
+        PluginError::new(kind, self.to_string())
     }
 }
 
-/// Runs `f` on the blocking pool and waits up to `timeout` (async callers).
-pub async fn invoke_async<R: Send + 'static>(
-    inflight: &Arc<InFlight>,
+/// What lets an admitted call run: the breaker's ticket, a bulkhead slot
+/// (released when the plugin returns) and the chain the callee runs with.
+pub struct Admission {
+    /// `None` for life-cycle callbacks, which the breaker ignores.
+    ticket: Option<Ticket>,
+    permit: Option<Permit>,
+    chain: CallChain,
+}
+
+impl Admission {
+    /// Admission for a life-cycle callback (`start`, `stop`): no breaker,
+    /// no bulkhead; a new chain.
+    pub fn lifecycle(instance: &PluginInstance) -> Admission {
+        Admission {
+            ticket: None,
+            permit: None,
+            chain: CallChain::default().then(&instance.name),
+        }
+    }
+}
+
+/// Admits a call to `instance` from a caller whose chain is `chain` (empty
+/// for HTTP and host calls): depth limit, then bulkhead, then breaker.
+pub fn admit(
+    settings: &ResilienceSettings,
     instance: &Arc<PluginInstance>,
-    callback: &'static str,
-    detail: &str,
-    timeout: Duration,
+    chain: &CallChain,
+    target: &str,
+) -> Result<Admission, Refused> {
+    if let Err(e) = chain.check(settings.max_call_depth, &instance.name, target) {
+        instance.bulkhead.count_depth_rejection();
+        return Err(e.into());
+    }
+    let permit = instance.bulkhead.try_acquire()?;
+    let ticket = instance.breaker.admit()?;
+    Ok(Admission {
+        ticket: Some(ticket),
+        permit: Some(permit),
+        chain: chain.then(&instance.name),
+    })
+}
+
+/// Admits a callback the host runs on a thread of its own (event delivery,
+/// observations, tick, health): breaker only — those run one at a time per
+/// plugin, so they need no bulkhead — and a new chain.
+pub fn admit_inline(instance: &Arc<PluginInstance>) -> Result<Admission, OpenCircuit> {
+    let ticket = instance.breaker.admit()?;
+    Ok(Admission {
+        ticket: Some(ticket),
+        permit: None,
+        chain: CallChain::default().then(&instance.name),
+    })
+}
+
+fn outcome_of<R>(result: &Result<R, PluginError>, spent: Duration, limit: Duration) -> Outcome {
+    match result {
+        Err(e) if e.kind == ErrorKind::Panicked => Outcome::Panicked,
+        _ if spent > limit => Outcome::Late,
+        _ => Outcome::Answered,
+    }
+}
+
+/// Runs an admitted callback on the current thread with its chain as the
+/// current chain, and tells the breaker how it ended. The caller holds the
+/// [`InFlight`] entry.
+pub fn run_admitted<R>(
+    instance: &PluginInstance,
+    admission: Admission,
+    limit: Duration,
+    f: impl FnOnce(&PluginInstance) -> RResult<R, PluginError>,
+) -> Result<R, PluginError> {
+    let started = Instant::now();
+    let Admission {
+        ticket,
+        permit,
+        chain,
+    } = admission;
+    let result = {
+        let _chain = chain.enter();
+        f(instance).into_result()
+    };
+    let outcome = outcome_of(&result, started.elapsed(), limit);
+    if let Some(ticket) = ticket {
+        instance.breaker.record(ticket, outcome);
+    }
+    drop(permit);
+    result
+}
+
+/// A plugin callback to run: borrows the instance, returns the FFI result.
+pub type Callback<R> = Box<dyn FnOnce(&PluginInstance) -> RResult<R, PluginError> + Send>;
+
+/// What to call.
+pub struct Call<'a> {
+    /// The plugin instance.
+    pub instance: &'a Arc<PluginInstance>,
+    /// Callback name (`handle_service`, …).
+    pub callback: &'static str,
+    /// Detail such as the service name or path.
+    pub detail: &'a str,
+    /// Deadline.
+    pub timeout: Duration,
+}
+
+/// The blocking-pool thread name recorded for calls sent there.
+const POOL_THREAD: &str = "blocking pool";
+
+/// Runs an admitted call on the blocking pool and waits up to its deadline
+/// (sync callers: plugin threads, the plugin manager).
+pub fn invoke_sync<R: Send + 'static>(
+    core: &HostCore,
+    call: Call<'_>,
+    admission: Admission,
     f: Callback<R>,
 ) -> Result<R, PluginError> {
-    if let Some(reason) = instance.quarantine_reason() {
-        return Err(PluginError::unavailable(format!(
-            "plugin {} is quarantined: {reason}",
-            instance.name
-        )));
-    }
-    let (inst, set, detail_owned) = (instance.clone(), inflight.clone(), detail.to_owned());
-    let task = tokio::task::spawn_blocking(move || {
-        let _guard = set.enter(&inst, callback, &detail_owned, timeout);
-        f(&inst).into_result()
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let guard = core.inflight.enter(
+        call.instance,
+        call.callback,
+        call.detail,
+        call.timeout,
+        Some(POOL_THREAD),
+    );
+    let id = guard.id();
+    let (inst, limit) = (call.instance.clone(), call.timeout);
+    core.runtime.spawn_blocking(move || {
+        let result = run_admitted(&inst, admission, limit, f);
+        let _ = tx.send(result);
+        drop(guard);
     });
-    match tokio::time::timeout(timeout, task).await {
+    match rx.recv_timeout(call.timeout) {
+        Ok(result) => result,
+        Err(_) => {
+            if let Some(hung) = core.inflight.mark_hung(id) {
+                core.report_hung(&hung);
+            }
+            Err(timeout_error(
+                &call.instance.name,
+                call.callback,
+                call.timeout,
+            ))
+        }
+    }
+}
+
+/// Runs an admitted call on the blocking pool and waits up to its deadline
+/// (async callers: the HTTP API).
+pub async fn invoke_async<R: Send + 'static>(
+    core: &HostCore,
+    call: Call<'_>,
+    admission: Admission,
+    f: Callback<R>,
+) -> Result<R, PluginError> {
+    let guard = core.inflight.enter(
+        call.instance,
+        call.callback,
+        call.detail,
+        call.timeout,
+        Some(POOL_THREAD),
+    );
+    let id = guard.id();
+    let (inst, limit) = (call.instance.clone(), call.timeout);
+    let task = tokio::task::spawn_blocking(move || {
+        let result = run_admitted(&inst, admission, limit, f);
+        drop(guard);
+        result
+    });
+    match tokio::time::timeout(call.timeout, task).await {
         Ok(Ok(result)) => result,
         Ok(Err(join)) => Err(PluginError::new(
             ErrorKind::Panicked,
             format!("host task failed: {join}"),
         )),
-        Err(_) => Err(timeout_error(&instance.name, callback, timeout)),
+        Err(_) => {
+            if let Some(hung) = core.inflight.mark_hung(id) {
+                core.report_hung(&hung);
+            }
+            Err(timeout_error(
+                &call.instance.name,
+                call.callback,
+                call.timeout,
+            ))
+        }
     }
 }

@@ -18,8 +18,9 @@ use parking_lot::{Mutex, RwLock};
 use plugin_abi::{HealthStatus, HostApi_TO, PluginBox, PluginState};
 use serde_json::json;
 
+use super::breaker::{Breaker, Bulkhead, BulkheadSnapshot, CircuitSnapshot, CircuitState};
 use super::host_api::HostApiImpl;
-use super::invoke::{humanize, invoke_sync};
+use super::invoke::{humanize, invoke_sync, Admission, Call};
 use super::loader;
 use crate::core::HostCore;
 use crate::logger;
@@ -52,7 +53,6 @@ impl Fingerprint {
 struct Status {
     state: PluginState,
     error: Option<String>,
-    quarantine: Option<String>,
     start_ms: Option<f64>,
     health: Option<(HealthStatus, String)>,
 }
@@ -87,6 +87,10 @@ pub struct PluginInstance {
     pub load_seq: u64,
     /// Whether a tick is running now.
     pub ticking: AtomicBool,
+    /// The circuit breaker: stops calls while the plugin is hung.
+    pub breaker: Breaker,
+    /// The cap on calls in flight to this instance.
+    pub bulkhead: Arc<Bulkhead>,
     status: Mutex<Status>,
     callback_stats: [CallbackStat; CALLBACKS.len()],
 }
@@ -121,24 +125,12 @@ impl PluginInstance {
         self.status.lock().error.clone()
     }
 
-    /// Why the host stopped calling it, if it did.
-    pub fn quarantine_reason(&self) -> Option<String> {
-        self.status.lock().quarantine.clone()
-    }
-
     pub(crate) fn set_state(&self, state: PluginState, error: Option<String>) -> bool {
         let mut s = self.status.lock();
         let changed = s.state != state || s.error != error;
         s.state = state;
         s.error = error;
         changed
-    }
-
-    pub(crate) fn quarantine(&self, reason: String) {
-        let mut s = self.status.lock();
-        s.state = PluginState::Error;
-        s.error = Some(reason.clone());
-        s.quarantine = Some(reason);
     }
 
     pub(crate) fn set_health(&self, status: HealthStatus, message: String) {
@@ -203,8 +195,10 @@ pub struct PluginSummary {
     pub start_ms: Option<f64>,
     /// When the instance was loaded (Unix ms).
     pub loaded_at_ms: Option<u64>,
-    /// Whether the host stopped calling it (hung).
-    pub quarantined: bool,
+    /// The circuit breaker of the instance (`null` when none is loaded).
+    pub circuit: Option<CircuitSnapshot>,
+    /// The bulkhead of the instance (`null` when none is loaded).
+    pub bulkhead: Option<BulkheadSnapshot>,
     /// The plugin's own last health report.
     pub health: Option<serde_json::Value>,
     /// Whether the file is still in the plugins directory.
@@ -386,10 +380,19 @@ impl PluginManager {
             load_ms: ms(started.elapsed()),
             load_seq: self.seq.fetch_add(1, Ordering::Relaxed),
             ticking: AtomicBool::new(false),
+            breaker: Breaker::new(
+                Arc::from(name.as_str()),
+                id,
+                &core.config.host.resilience,
+                core.circuit_sender(),
+            ),
+            bulkhead: Bulkhead::new(
+                Arc::from(name.as_str()),
+                core.config.host.resilience.max_in_flight,
+            ),
             status: Mutex::new(Status {
                 state: PluginState::Loaded,
                 error: None,
-                quarantine: None,
                 start_ms: None,
                 health: None,
             }),
@@ -421,12 +424,14 @@ impl PluginManager {
         let start_began = Instant::now();
         let start_span = load_span.child();
         let result = invoke_sync(
-            &core.runtime,
-            &core.inflight,
-            &instance,
-            "start",
-            "",
-            timeout,
+            core,
+            Call {
+                instance: &instance,
+                callback: "start",
+                detail: "",
+                timeout,
+            },
+            Admission::lifecycle(&instance),
             Box::new(move |inst: &PluginInstance| {
                 let _current = tracecontext::enter(Some(start_span));
                 inst.plugin.start()
@@ -530,18 +535,30 @@ impl PluginManager {
         let parent = tracecontext::current();
         let span = core.new_span(parent.as_ref());
         let began = Instant::now();
-        let result = invoke_sync(
-            &core.runtime,
-            &core.inflight,
-            instance,
-            "stop",
-            reason,
-            core.config.callback_timeout(),
-            Box::new(move |inst: &PluginInstance| {
-                let _current = tracecontext::enter(Some(span));
-                inst.plugin.stop()
-            }),
-        );
+        // A plugin whose circuit is not closed is hung or recovering from a
+        // hang: `stop` would most likely hang too and delay the replacement
+        // or the shutdown by a whole deadline, so it is not called.
+        let result = match instance.breaker.state() {
+            CircuitState::Closed => invoke_sync(
+                core,
+                Call {
+                    instance,
+                    callback: "stop",
+                    detail: reason,
+                    timeout: core.config.callback_timeout(),
+                },
+                Admission::lifecycle(instance),
+                Box::new(move |inst: &PluginInstance| {
+                    let _current = tracecontext::enter(Some(span));
+                    inst.plugin.stop()
+                }),
+            ),
+            state => Err(plugin_abi::PluginError::unavailable(format!(
+                "stop not called: the circuit of plugin {} is {}",
+                instance.name,
+                state.as_str()
+            ))),
+        };
         core.report_lifecycle(
             "stop",
             &instance.name,
@@ -645,7 +662,8 @@ fn summarize(file: &Path, e: &FileEntry) -> PluginSummary {
                 load_ms: Some(i.load_ms),
                 start_ms: s.start_ms,
                 loaded_at_ms: Some(i.loaded_at_ms),
-                quarantined: s.quarantine.is_some(),
+                circuit: Some(i.breaker.snapshot(Instant::now())),
+                bulkhead: Some(i.bulkhead.snapshot()),
                 health: s
                     .health
                     .map(|(st, m)| json!({"status": st.as_str(), "message": m})),
@@ -670,7 +688,8 @@ fn summarize(file: &Path, e: &FileEntry) -> PluginSummary {
             load_ms: None,
             start_ms: None,
             loaded_at_ms: None,
-            quarantined: false,
+            circuit: None,
+            bulkhead: None,
             health: None,
             file_present: e.present,
             callbacks: serde_json::Value::Null,
