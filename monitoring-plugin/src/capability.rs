@@ -25,6 +25,16 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// A last-error slot for one outbound client whose new errors are
+    /// logged as warnings with `what` in front.
+    pub fn last_error(&self, what: &str) -> crate::outbound::LastError {
+        let host = self.host.clone();
+        let what = what.to_owned();
+        crate::outbound::LastError::logging_to(Arc::new(move |m: &str| {
+            host.warn(&format!("{what}: {m}"));
+        }))
+    }
+
     /// Host storage in `namespace`.
     pub fn kv(&self, namespace: &str) -> Arc<dyn KvStore> {
         Arc::new(HostKv::new(self.host.clone(), namespace))

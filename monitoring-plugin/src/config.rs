@@ -336,6 +336,14 @@ pub struct MonitoringConfig {
     pub tracing: TracingConfig,
     /// Profiling, slow calls and stalls.
     pub profiling: ProfilingConfig,
+    /// TLS of every outbound connection (Sentry, OTLP, Alertmanager,
+    /// webhooks, remote_write): extra CA file, client certificate.
+    pub tls: crate::outbound::TlsSettings,
+    /// Labels naming this host among others (e.g. `instance`, `site`):
+    /// added to alerts sent to Alertmanager and webhooks (an alert's own
+    /// label wins) and to Sentry events (`server_name` from `instance`,
+    /// environment from `environment`, the rest as tags).
+    pub external_labels: BTreeMap<String, String>,
 }
 
 impl MonitoringConfig {
@@ -368,6 +376,18 @@ impl MonitoringConfig {
                 .map_err(|err| format!("invalid monitoring config: errors.sentry_dsn: {err}"))?;
         }
         config.alerting.check()?;
+        for name in config.external_labels.keys() {
+            let mut chars = name.chars();
+            let valid = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid || name.starts_with("__") {
+                return Err(format!(
+                    "invalid monitoring config: external_labels: {name:?} is not a valid label name"
+                ));
+            }
+        }
         config.tracing.validate()?;
         let p = &config.profiling;
         if !(1..=10_000).contains(&p.slow_calls_kept) {

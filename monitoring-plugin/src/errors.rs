@@ -89,6 +89,10 @@ pub struct Errors {
     /// Why the store or the forwarder is degraded, if it is.
     problems: Mutex<Vec<String>>,
     published_failures: AtomicU64,
+    /// TLS of the forwarder.
+    tls: crate::outbound::TlsSettings,
+    /// Last forwarding error (kept for status, logged once per message).
+    forward_errors: crate::outbound::LastError,
 }
 
 fn now_ms() -> u64 {
@@ -142,6 +146,8 @@ impl Errors {
             pending_backtraces: Mutex::new(HashMap::new()),
             problems: Mutex::new(problems),
             published_failures: AtomicU64::new(0),
+            tls: ctx.config.tls.clone(),
+            forward_errors: ctx.last_error("errors: Sentry forwarding"),
             config,
         })
     }
@@ -733,6 +739,8 @@ impl Capability for Errors {
             fc.queue_capacity = self.config.forward_queue.max(1);
             fc.max_retries = self.config.forward_max_retries;
             fc.timeout = std::time::Duration::from_millis(self.config.forward_timeout_ms.max(1));
+            fc.tls = self.tls.clone();
+            fc.errors = self.forward_errors.clone();
             match Forwarder::start(fc) {
                 Ok(f) => self.tracker.set_forwarder(Some(f)),
                 Err(e) => {
@@ -821,6 +829,7 @@ impl Capability for Errors {
             "issues": self.tracker.issues().stats(),
             "breadcrumbs_dropped": self.tracker.breadcrumbs().dropped(),
             "forwarder": self.tracker.forwarder_stats(),
+            "forwarder_last_error": self.forward_errors.get(),
             "ingest_enabled": !self.ingest.public_keys.is_empty(),
             "environment": self.config.environment,
             "publish_failures": self.published_failures.load(Ordering::Relaxed),

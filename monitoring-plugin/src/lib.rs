@@ -20,6 +20,7 @@ pub mod http;
 pub mod metrics;
 pub mod module;
 pub mod names;
+pub mod outbound;
 pub mod profiling;
 pub mod profiling_api;
 pub mod promapi;

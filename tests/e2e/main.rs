@@ -13,4 +13,5 @@ mod health;
 mod metrics;
 mod profiling;
 mod support;
+mod tls;
 mod tracing;

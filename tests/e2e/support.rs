@@ -522,3 +522,105 @@ pub fn peer_http(addr: &str, method: &str, path: &str) -> Option<(u16, String)> 
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     Some((status, body.to_owned()))
 }
+
+/// One request received by a recording sink.
+pub struct Received {
+    /// `POST /path HTTP/1.1`.
+    pub request_line: String,
+    /// Header names in lower case, with their values.
+    pub headers: Vec<(String, String)>,
+    /// The body as sent.
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    /// The value of header `name` (lower case), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A recording HTTP sink: answers every request with `status` and
+/// `extra_headers`, and hands what it received to the test. With `tls`, it
+/// speaks HTTPS with that server config.
+pub fn sink_with(
+    status: &'static str,
+    extra_headers: &'static str,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> (u16, std::sync::mpsc::Receiver<Received>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let got = match &tls {
+                None => read_request(stream, status, extra_headers),
+                Some(config) => {
+                    let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                        continue;
+                    };
+                    read_request(
+                        rustls::StreamOwned::new(conn, stream),
+                        status,
+                        extra_headers,
+                    )
+                }
+            };
+            if let Some(r) = got {
+                if tx.send(r).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (port, rx)
+}
+
+/// A plain-HTTP recording sink (see [`sink_with`]).
+pub fn sink(
+    status: &'static str,
+    extra_headers: &'static str,
+) -> (u16, std::sync::mpsc::Receiver<Received>) {
+    sink_with(status, extra_headers, None)
+}
+
+fn read_request<S: Read + Write>(mut stream: S, status: &str, extra: &str) -> Option<Received> {
+    let mut reader = std::io::BufReader::new(&mut stream);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).ok()?;
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    drop(reader);
+    let answer = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: 2\r\nContent-Type: application/json\r\n{extra}Connection: close\r\n\r\n{{}}"
+    );
+    let _ = stream.write_all(answer.as_bytes());
+    let _ = stream.flush();
+    Some(Received {
+        request_line: request_line.trim_end().to_owned(),
+        headers,
+        body,
+    })
+}
