@@ -13,8 +13,13 @@ pub struct AccessConfig {
     /// Bearer token required on `/metrics` (off when empty, so a plain
     /// Prometheus can scrape).
     pub metrics_token: Option<String>,
+    /// File holding `metrics_token` (e.g. a mounted secret); trailing
+    /// newline ignored. Setting both is an error.
+    pub metrics_token_file: Option<PathBuf>,
     /// Bearer token for admin operations and details.
     pub admin_token: Option<String>,
+    /// File holding `admin_token`.
+    pub admin_token_file: Option<PathBuf>,
     /// When true, `/health` without the admin (or metrics) token answers
     /// only the overall status; the status code stays public.
     pub health_details_require_token: bool,
@@ -234,6 +239,8 @@ pub struct ErrorsConfig {
     pub project_ids: Vec<String>,
     /// When set, captured events are also forwarded to this Sentry DSN.
     pub sentry_dsn: Option<String>,
+    /// File holding `sentry_dsn`.
+    pub sentry_dsn_file: Option<PathBuf>,
     /// Also forward events received through ingest (off: avoids loops when
     /// two instances point at each other).
     pub forward_ingested: bool,
@@ -269,6 +276,7 @@ impl Default for ErrorsConfig {
             public_keys: Vec::new(),
             project_ids: Vec::new(),
             sentry_dsn: None,
+            sentry_dsn_file: None,
             forward_ingested: false,
             forward_queue: 100,
             forward_max_retries: 3,
@@ -347,10 +355,12 @@ pub struct MonitoringConfig {
 }
 
 impl MonitoringConfig {
-    /// Parses and checks the JSON config given by the host.
+    /// Parses and checks the JSON config given by the host; `*_file`
+    /// settings are read into the secret they name.
     pub fn from_json(text: &str) -> Result<Self, String> {
-        let config: MonitoringConfig =
+        let mut config: MonitoringConfig =
             serde_json::from_str(text).map_err(|e| format!("invalid monitoring config: {e}"))?;
+        config.read_secret_files()?;
         if config.health.interval_secs == 0 {
             return Err("invalid monitoring config: health.interval_secs must be > 0".into());
         }
@@ -411,9 +421,84 @@ impl MonitoringConfig {
     }
 }
 
+/// Reads `file` into `value` (trailing newlines dropped); both set is an error.
+fn secret_from_file(
+    name: &str,
+    value: &mut Option<String>,
+    file: &Option<PathBuf>,
+) -> Result<(), String> {
+    let Some(path) = file else {
+        return Ok(());
+    };
+    if value.is_some() {
+        return Err(format!(
+            "invalid monitoring config: {name} and {name}_file are both set"
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "invalid monitoring config: {name}_file {}: {e}",
+            path.display()
+        )
+    })?;
+    *value = Some(text.trim_end_matches(['\r', '\n']).to_owned());
+    Ok(())
+}
+
+impl MonitoringConfig {
+    /// Resolves every `*_file` secret setting.
+    fn read_secret_files(&mut self) -> Result<(), String> {
+        let a = &mut self.access;
+        secret_from_file(
+            "access.metrics_token",
+            &mut a.metrics_token,
+            &a.metrics_token_file,
+        )?;
+        secret_from_file(
+            "access.admin_token",
+            &mut a.admin_token,
+            &a.admin_token_file,
+        )?;
+        let e = &mut self.errors;
+        secret_from_file("errors.sentry_dsn", &mut e.sentry_dsn, &e.sentry_dsn_file)?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0ken\n").unwrap();
+        let dsn = dir.path().join("dsn");
+        std::fs::write(&dsn, "https://k@sentry.example/4\n").unwrap();
+        let c = MonitoringConfig::from_json(
+            &serde_json::json!({
+                "access": {"admin_token_file": token, "metrics_token_file": token},
+                "errors": {"sentry_dsn_file": dsn},
+            })
+            .to_string(),
+        )
+        .unwrap();
+        assert_eq!(c.access.admin_token.as_deref(), Some("t0ken"));
+        assert_eq!(c.access.metrics_token.as_deref(), Some("t0ken"));
+        assert_eq!(
+            c.errors.sentry_dsn.as_deref(),
+            Some("https://k@sentry.example/4")
+        );
+        let both = serde_json::json!({"access": {"admin_token": "x", "admin_token_file": token}});
+        let e = MonitoringConfig::from_json(&both.to_string()).unwrap_err();
+        assert!(e.contains("both set"), "{e}");
+        let missing = serde_json::json!({"access": {"admin_token_file": dir.path().join("nope")}});
+        let e = MonitoringConfig::from_json(&missing.to_string()).unwrap_err();
+        assert!(e.contains("admin_token_file") && e.contains("nope"), "{e}");
+        let bad = serde_json::json!({"external_labels": {"bad-name": "x"}});
+        assert!(MonitoringConfig::from_json(&bad.to_string()).is_err());
+    }
 
     #[test]
     fn alerting_defaults_work_with_zero_setup() {

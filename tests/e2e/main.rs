@@ -2,6 +2,7 @@
 //! libraries, real HTTP on loopback.
 
 mod alerting;
+mod config_env;
 mod dashboard;
 mod deploy;
 mod docs;

@@ -41,6 +41,7 @@ pub struct HostBuilder {
     plugins: Vec<String>,
     config: String,
     data_dir: Option<PathBuf>,
+    env: Vec<(String, String)>,
 }
 
 impl HostBuilder {
@@ -54,6 +55,12 @@ impl HostBuilder {
     pub fn config(mut self, toml: &str) -> Self {
         self.config.push_str(toml);
         self.config.push('\n');
+        self
+    }
+
+    /// Sets an environment variable of the host process.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -82,8 +89,18 @@ impl HostBuilder {
             format!("[host]\ntick_interval_ms = 200\n{}", self.config)
         };
         std::fs::write(&config_path, config).unwrap();
-        TestHost::spawn(root, plugins_dir, data_dir, config_path)
+        TestHost::spawn(root, plugins_dir, data_dir, config_path, self.env)
     }
+}
+
+/// Whether the host reads variable `name` as configuration: such variables
+/// from the test's own environment are not passed on, so that a
+/// developer's `RUST_LOG` or `SENTRY_DSN` cannot change a test.
+pub fn is_config_var(name: &str) -> bool {
+    name == "RUST_LOG"
+        || name.starts_with("OTEL_")
+        || name.starts_with("SENTRY_")
+        || (name.starts_with("HOMECONSOLE_") && name != "HOMECONSOLE_PYTHON")
 }
 
 /// A running host process.
@@ -99,6 +116,7 @@ pub struct TestHost {
     pub config_path: PathBuf,
     logs: Arc<Mutex<Vec<String>>>,
     readers: Vec<std::thread::JoinHandle<()>>,
+    env: Vec<(String, String)>,
     _root: tempfile::TempDir,
 }
 
@@ -135,6 +153,7 @@ impl TestHost {
             plugins: Vec::new(),
             config: String::new(),
             data_dir: None,
+            env: Vec::new(),
         }
     }
 
@@ -143,8 +162,16 @@ impl TestHost {
         plugins_dir: PathBuf,
         data_dir: PathBuf,
         config_path: PathBuf,
+        env: Vec<(String, String)>,
     ) -> TestHost {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_host-harness"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_host-harness"));
+        for (name, _) in std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v))) {
+            if is_config_var(&name) {
+                command.env_remove(name);
+            }
+        }
+        command.envs(env.iter().map(|(k, v)| (k, v)));
+        let mut child = command
             .arg("--plugins-dir")
             .arg(&plugins_dir)
             .arg("--data-dir")
@@ -198,6 +225,7 @@ impl TestHost {
             config_path,
             logs,
             readers: vec![out_reader, err_reader],
+            env,
             _root: root,
         }
     }
@@ -214,6 +242,7 @@ impl TestHost {
             self.plugins_dir.clone(),
             self.data_dir.clone(),
             self.config_path.clone(),
+            std::mem::take(&mut self.env),
         )
     }
 
