@@ -44,6 +44,10 @@ fn environment_variables_configure_the_host_and_the_plugin() {
         )
         .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=staging")
         .env("RUST_LOG", "info,plugin.monitoring=error")
+        .env(
+            "HOMECONSOLE_PLUGINS__MONITORING__EXTERNAL_LABELS",
+            "{ instance = \"env-host\", site = \"attic\" }",
+        )
         .start();
     wait_for("demo started", WAIT, || {
         (host.plugin("demo-devices")?["state"] == "started").then_some(())
@@ -80,6 +84,9 @@ fn environment_variables_configure_the_host_and_the_plugin() {
     });
     let event: Value = serde_json::from_str(&event).unwrap();
     assert_eq!(event["environment"], "staging", "{event}");
+    // External labels: `instance` is the server name, the rest are tags.
+    assert_eq!(event["server_name"], "env-host", "{event}");
+    assert_eq!(event["tags"]["site"], "attic", "{event}");
 
     // OTEL_EXPORTER_OTLP_ENDPOINT (+ /v1/traces), OTEL_SERVICE_NAME,
     // OTEL_RESOURCE_ATTRIBUTES.

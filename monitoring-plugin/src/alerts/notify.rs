@@ -419,6 +419,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn external_labels_reach_webhook_payloads_without_overriding() {
+        use crate::alerts::history::Labels;
+        let mut n = Notification {
+            labels: Labels::new(vec![
+                ("alertname".into(), "Hot".into()),
+                ("site".into(), "own".into()),
+            ]),
+            annotations: Vec::new(),
+            starts_at_ms: 0,
+            ends_at_ms: 0,
+            resolved: false,
+            state_changed: true,
+            generator_url: String::new(),
+        };
+        let external = [("instance", "host-a"), ("site", "lab")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        with_external_labels(&mut n, &external);
+        let p = webhook_payload("r", "http://x", &[&n]);
+        assert_eq!(p["commonLabels"]["instance"], "host-a");
+        assert_eq!(
+            p["alerts"][0]["labels"]["site"], "own",
+            "the alert's label wins"
+        );
+    }
+
+    #[test]
     fn time_format() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");

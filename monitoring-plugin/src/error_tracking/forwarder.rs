@@ -154,6 +154,11 @@ pub struct ForwarderConfig {
     pub client_version: String,
     /// Trust roots and client certificate of an `https://` DSN.
     pub tls: crate::outbound::TlsSettings,
+    /// `server_name` of forwarded events (from `external_labels.instance`).
+    pub server_name: Option<String>,
+    /// Tags added to forwarded events (the other external labels); an
+    /// event's own tag of the same name wins.
+    pub tags: std::collections::BTreeMap<String, String>,
     /// Keeps (and logs) the last delivery error.
     pub errors: crate::outbound::LastError,
 }
@@ -171,6 +176,8 @@ impl ForwarderConfig {
             shutdown_timeout: Duration::from_secs(2),
             client_version: env!("CARGO_PKG_VERSION").to_string(),
             tls: crate::outbound::TlsSettings::default(),
+            server_name: None,
+            tags: std::collections::BTreeMap::new(),
             errors: crate::outbound::LastError::default(),
         }
     }
@@ -281,9 +288,35 @@ pub fn parse_retry_after(value: Option<&str>) -> Duration {
         .unwrap_or(DEFAULT_RETRY_AFTER)
 }
 
-/// Builds the gzip'd envelope body for one event.
+/// Builds the envelope body for one event.
 pub fn build_envelope(event: &ErrorEvent, dsn: &Dsn, client: &str) -> Vec<u8> {
-    let payload = serde_json::to_vec(&to_sentry_event(event)).unwrap_or_default();
+    build_envelope_labelled(event, dsn, client, None, &Default::default())
+}
+
+/// Builds the envelope body for one event with this host's `server_name`
+/// and extra tags (its external labels).
+pub fn build_envelope_labelled(
+    event: &ErrorEvent,
+    dsn: &Dsn,
+    client: &str,
+    server_name: Option<&str>,
+    tags: &std::collections::BTreeMap<String, String>,
+) -> Vec<u8> {
+    let mut sentry_event = to_sentry_event(event);
+    if let Some(o) = sentry_event.as_object_mut() {
+        if let Some(name) = server_name {
+            o.entry("server_name").or_insert_with(|| json!(name));
+        }
+        if !tags.is_empty() {
+            let t = o.entry("tags").or_insert_with(|| json!({}));
+            if let Some(t) = t.as_object_mut() {
+                for (k, v) in tags {
+                    t.entry(k.clone()).or_insert_with(|| json!(v));
+                }
+            }
+        }
+    }
+    let payload = serde_json::to_vec(&sentry_event).unwrap_or_default();
     let mut header = Map::new();
     header.insert("event_id".into(), json!(event.event_id));
     header.insert("dsn".into(), json!(dsn.to_dsn_string()));
@@ -399,10 +432,12 @@ impl Worker {
             self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let body = gzip(&build_envelope(
+        let body = gzip(&build_envelope_labelled(
             event,
             &self.config.dsn,
             &self.config.client_version,
+            self.config.server_name.as_deref(),
+            &self.config.tags,
         ));
         let mut backoff =
             crate::outbound::Backoff::new(self.config.initial_backoff, self.config.max_backoff);
