@@ -19,6 +19,8 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// Prometheus text exposition content type.
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Content type of the OpenMetrics exposition (asked for with `Accept`).
+pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// A JSON error body `{"error": {"kind", "message"}}`.
 pub fn error(status: u16, kind: &str, message: &str) -> HttpResponse {
@@ -149,7 +151,33 @@ fn metrics(inner: &Inner, request: &HttpRequest) -> HttpResponse {
         }
     }
     inner.refresh_host_gauges();
-    HttpResponse::new(200, PROMETHEUS_TEXT, inner.collector.render().into_bytes())
+    let accept = request.header("accept").unwrap_or("");
+    let (content_type, body) = if accept.contains("application/openmetrics-text") {
+        (OPENMETRICS_TEXT, inner.collector.render_openmetrics())
+    } else {
+        (PROMETHEUS_TEXT, inner.collector.render())
+    };
+    let gzip = request
+        .header("accept-encoding")
+        .unwrap_or("")
+        .split(',')
+        .any(|e| e.split(';').next().unwrap_or("").trim() == "gzip");
+    if gzip {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4),
+            flate2::Compression::fast(),
+        );
+        if enc.write_all(body.as_bytes()).is_ok() {
+            if let Ok(zipped) = enc.finish() {
+                return HttpResponse::new(200, content_type, zipped)
+                    .with_header("content-encoding", "gzip")
+                    .with_header("vary", "accept, accept-encoding");
+            }
+        }
+    }
+    HttpResponse::new(200, content_type, body.into_bytes())
+        .with_header("vary", "accept, accept-encoding")
 }
 
 fn health(inner: &Inner, request: &HttpRequest) -> HttpResponse {

@@ -12,6 +12,7 @@ mod foundation;
 mod hardening;
 mod health;
 mod metrics;
+mod openmetrics;
 mod profiling;
 mod support;
 mod tls;
