@@ -136,6 +136,7 @@ pub fn build_all(ctx: &Ctx) -> Result<Vec<Arc<dyn Capability>>, PluginError> {
         Arc::new(crate::errors::Errors::new(ctx)?),
         Arc::new(crate::tracing_capability::TracingCapability::new(ctx)?),
         Arc::new(crate::profiling_api::Profiling::new(ctx)),
+        Arc::new(crate::remote_write::RemoteWrite::new(ctx)?),
     ];
     Ok(all)
 }

@@ -326,6 +326,93 @@ impl AlertingConfig {
     }
 }
 
+/// HTTP basic authentication of remote_write.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BasicAuth {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: Option<String>,
+    /// File holding `password`.
+    pub password_file: Option<PathBuf>,
+}
+
+/// Prometheus remote_write of the plugin's own samples
+/// (`[plugins.monitoring.remote_write]`): the push path for a host that
+/// Prometheus cannot reach (behind NAT).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// Receiver URL, e.g. `http://prometheus:9090/api/v1/write`; off when unset.
+    pub url: Option<String>,
+    /// How often every series is sampled and pushed, seconds (default 15).
+    pub interval_secs: f64,
+    /// Per-request timeout, seconds (default 10).
+    pub timeout_secs: f64,
+    /// Batches waiting at most (default 64); the oldest is dropped (and its
+    /// samples counted `dropped`) when a new one does not fit.
+    pub max_queue: usize,
+    /// Retries of one batch after a 5xx, 429 or transport error (default 5).
+    pub max_retries: u32,
+    /// First retry delay, ms (default 500), doubled per retry.
+    pub initial_backoff_ms: u64,
+    /// Longest retry delay, ms (default 30000), unless `Retry-After` says more.
+    pub max_backoff_ms: u64,
+    /// HTTP basic authentication.
+    pub basic_auth: Option<BasicAuth>,
+    /// Bearer token (exclusive with `basic_auth`).
+    pub bearer_token: Option<String>,
+    /// File holding `bearer_token`.
+    pub bearer_token_file: Option<PathBuf>,
+    /// Extra request headers (e.g. a tenant id).
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Default for RemoteWriteConfig {
+    fn default() -> Self {
+        RemoteWriteConfig {
+            url: None,
+            interval_secs: 15.0,
+            timeout_secs: 10.0,
+            max_queue: 64,
+            max_retries: 5,
+            initial_backoff_ms: 500,
+            max_backoff_ms: 30_000,
+            basic_auth: None,
+            bearer_token: None,
+            bearer_token_file: None,
+            headers: BTreeMap::new(),
+        }
+    }
+}
+
+impl RemoteWriteConfig {
+    fn check(&self) -> Result<(), String> {
+        let bad = |m: &str| Err(format!("invalid monitoring config: remote_write.{m}"));
+        if let Some(url) = &self.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return bad("url must start with http:// or https://");
+            }
+        }
+        for (name, v) in [
+            ("interval_secs", self.interval_secs),
+            ("timeout_secs", self.timeout_secs),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
+                return bad(&format!("{name} must be in (0, 86400]"));
+            }
+        }
+        if self.max_queue == 0 || self.initial_backoff_ms == 0 {
+            return bad("max_queue and initial_backoff_ms must be > 0");
+        }
+        if self.basic_auth.is_some() && self.bearer_token.is_some() {
+            return bad("basic_auth and bearer_token exclude each other");
+        }
+        Ok(())
+    }
+}
+
 /// The whole plugin configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -344,6 +431,8 @@ pub struct MonitoringConfig {
     pub tracing: TracingConfig,
     /// Profiling, slow calls and stalls.
     pub profiling: ProfilingConfig,
+    /// Prometheus remote_write of the plugin's samples.
+    pub remote_write: RemoteWriteConfig,
     /// TLS of every outbound connection (Sentry, OTLP, Alertmanager,
     /// webhooks, remote_write): extra CA file, client certificate.
     pub tls: crate::outbound::TlsSettings,
@@ -386,6 +475,7 @@ impl MonitoringConfig {
                 .map_err(|err| format!("invalid monitoring config: errors.sentry_dsn: {err}"))?;
         }
         config.alerting.check()?;
+        config.remote_write.check()?;
         for name in config.external_labels.keys() {
             let mut chars = name.chars();
             let valid = chars
@@ -461,6 +551,19 @@ impl MonitoringConfig {
         )?;
         let e = &mut self.errors;
         secret_from_file("errors.sentry_dsn", &mut e.sentry_dsn, &e.sentry_dsn_file)?;
+        let r = &mut self.remote_write;
+        secret_from_file(
+            "remote_write.bearer_token",
+            &mut r.bearer_token,
+            &r.bearer_token_file,
+        )?;
+        if let Some(b) = &mut r.basic_auth {
+            secret_from_file(
+                "remote_write.basic_auth.password",
+                &mut b.password,
+                &b.password_file,
+            )?;
+        }
         Ok(())
     }
 }

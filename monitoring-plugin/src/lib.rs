@@ -24,6 +24,7 @@ pub mod outbound;
 pub mod profiling;
 pub mod profiling_api;
 pub mod promapi;
+pub mod remote_write;
 pub mod store;
 pub mod trace;
 pub mod tracing_capability;

@@ -14,6 +14,7 @@ mod health;
 mod metrics;
 mod openmetrics;
 mod profiling;
+mod remote_write;
 mod support;
 mod tls;
 mod tracing;
