@@ -15,6 +15,7 @@ mod metrics;
 mod openmetrics;
 mod profiling;
 mod remote_write;
+mod stack;
 mod support;
 mod tls;
 mod tracing;
