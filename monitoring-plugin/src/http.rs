@@ -15,6 +15,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/monitoring/health/live"),
     ("GET", "/api/v1/monitoring/health/ready"),
     ("GET", "/api/v1/monitoring/status"),
+    ("GET", "/api/v1/monitoring/exemplars"),
 ];
 
 /// Prometheus text exposition content type.
@@ -135,6 +136,7 @@ pub fn handle(inner: &Inner, request: &HttpRequest) -> HttpResponse {
         "/api/v1/monitoring/health/live" => HttpResponse::json(200, &json!({"status": "alive"})),
         "/api/v1/monitoring/health/ready" => ready(inner),
         "/api/v1/monitoring/status" => HttpResponse::json(200, &inner.status_json()),
+        "/api/v1/monitoring/exemplars" => exemplars(inner, request),
         _ => inner
             .capabilities
             .iter()
@@ -178,6 +180,50 @@ fn metrics(inner: &Inner, request: &HttpRequest) -> HttpResponse {
     }
     HttpResponse::new(200, content_type, body.into_bytes())
         .with_header("vary", "accept, accept-encoding")
+}
+
+/// Histograms whose buckets carry exemplars.
+const EXEMPLAR_METRICS: &[&str] = &[
+    crate::names::SERVICE_CALL_DURATION,
+    crate::names::HTTP_REQUEST_DURATION,
+];
+
+/// The latest exemplar of every bucket of a latency histogram (`?metric=`,
+/// default the service-call one), newest first: each links a latency to its
+/// trace (`/api/v1/monitoring/traces/{trace_id}`). Same access as `/metrics`.
+fn exemplars(inner: &Inner, request: &HttpRequest) -> HttpResponse {
+    let access = &inner.config.access;
+    if let Some(token) = access.metrics_token.as_deref() {
+        if !has_token(request, &[Some(token), access.admin_token.as_deref()]) {
+            return unauthorized("the exemplars endpoint");
+        }
+    }
+    let metric = query_param(request.query.as_str(), "metric")
+        .unwrap_or_else(|| crate::names::SERVICE_CALL_DURATION.to_owned());
+    if !EXEMPLAR_METRICS.contains(&metric.as_str()) {
+        return error(
+            400,
+            "bad_request",
+            &format!("metric must be one of {}", EXEMPLAR_METRICS.join(", ")),
+        );
+    }
+    let list: Vec<Value> = inner
+        .collector
+        .internal()
+        .exemplars(&metric)
+        .into_iter()
+        .map(|(labels, le, e)| {
+            json!({
+                "series": labels,
+                "le": if le.is_finite() { json!(le) } else { json!("+Inf") },
+                "value": e.value,
+                "timestamp_ms": e.timestamp_ms,
+                "trace_id": e.trace_id(),
+                "span_id": e.span_id(),
+            })
+        })
+        .collect();
+    HttpResponse::json(200, &json!({"metric": metric, "exemplars": list}))
 }
 
 fn health(inner: &Inner, request: &HttpRequest) -> HttpResponse {

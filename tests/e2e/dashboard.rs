@@ -200,6 +200,17 @@ fn dashboard_renders_in_headless_chromium() {
         .unwrap_or("");
     assert!(errors.trim().is_empty(), "page errors: {errors}");
     assert!(!stderr.contains("Uncaught"), "console errors:\n{stderr}");
+    // A latency point links to its trace, and the link opens it.
+    let link = html
+        .split("class=\"exemplar\"")
+        .next()
+        .and_then(|before| before.rsplit("href=\"").next())
+        .and_then(|rest| rest.split('"').next())
+        .filter(|href| href.starts_with("/api/v1/monitoring/traces/"))
+        .unwrap_or_else(|| panic!("no exemplar trace link in:\n{html}"))
+        .to_owned();
+    let trace = host.get(&link);
+    assert_eq!(trace.status, 200, "{link}: {}", trace.body);
     assert!(
         html.contains("badge healthy")
             || html.contains("badge degraded")

@@ -85,6 +85,21 @@ fn openmetrics_with_exemplars_by_negotiation_and_gzip() {
         assert!(ex.starts_with(&format!("{{{exemplar},span_id=\"")), "{line}");
     }
 
+    // The same exemplars as JSON (the built-in dashboard's trace links).
+    let ex = host.get("/api/v1/monitoring/exemplars").json();
+    assert!(
+        ex["exemplars"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["trace_id"] == id.as_str() && e["value"].as_f64().is_some()),
+        "{ex}"
+    );
+    assert_eq!(
+        host.get("/api/v1/monitoring/exemplars?metric=nope").status,
+        400
+    );
+
     // The classic format has no exemplars and stays lint-clean.
     let plain = host.get(METRICS);
     assert_eq!(

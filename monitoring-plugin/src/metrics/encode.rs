@@ -163,6 +163,26 @@ impl MetricStore {
         self.encode_with(out, true);
     }
 
+    /// The current exemplars of histogram `name`: (rendered labels of the
+    /// series, bucket upper bound, exemplar), newest first.
+    pub fn exemplars(&self, name: &str) -> Vec<(String, f64, super::value::Exemplar)> {
+        let family = match self.families.read().get(name) {
+            Some(AnyFamily::Histogram(f)) => f.clone(),
+            _ => return Vec::new(),
+        };
+        let mut out = Vec::new();
+        for s in family.snapshot().iter() {
+            for (i, slot) in s.cell.exemplars.iter().enumerate() {
+                if let Some(e) = *slot.lock() {
+                    let le = family.params.get(i).copied().unwrap_or(f64::INFINITY);
+                    out.push((s.labels.to_string(), le, e));
+                }
+            }
+        }
+        out.sort_by_key(|x| std::cmp::Reverse(x.2.timestamp_ms));
+        out
+    }
+
     fn encode_with(&self, out: &mut String, exemplars: bool) {
         let families: Vec<AnyFamily> = self.families.read().values().cloned().collect();
         for f in &families {
