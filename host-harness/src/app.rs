@@ -52,8 +52,8 @@ impl App {
     /// Opens storage and binds the listen address. Must run inside a tokio
     /// runtime.
     pub async fn build(config: Config) -> Result<App, AppError> {
-        if let Some(level) = logger::parse_level(&config.host.log_level) {
-            logger::set_level(level);
+        if let Ok(filter) = logger::LogFilter::parse(&config.host.log_level) {
+            logger::set_filter(filter);
         }
         let addr = config.listen;
         // Before anything is opened: a public address without a token is

@@ -31,6 +31,9 @@ pub enum ConfigError {
     /// A value is out of range.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// An environment variable cannot be applied.
+    #[error("invalid environment: {0}")]
+    Env(#[from] crate::env::EnvError),
 }
 
 /// Tunables of the host runtime, all with defaults.
@@ -71,7 +74,9 @@ pub struct HostSettings {
     /// Extra storage namespaces a plugin may use, by plugin name (see
     /// [`namespace_allowed`]); `"*"` grants every namespace, `"x*"` a prefix.
     pub storage_grants: std::collections::BTreeMap<String, Vec<String>>,
-    /// Minimum log level.
+    /// Minimum log level, or per-target filters in `RUST_LOG` syntax:
+    /// `warn,plugin.monitoring=debug,bus=error` (host lines have targets like
+    /// `bus`, `api`, `plugin_manager`; a plugin's lines `plugin.<name>`).
     pub log_level: String,
     /// Fraction of new traces (roots: HTTP requests without a sampled
     /// `traceparent`, calls made outside any span) that are sampled, by
@@ -183,6 +188,17 @@ pub struct FileConfig {
     pub plugins: toml::Table,
 }
 
+/// What [`Config::load`] read.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The checked configuration.
+    pub config: Config,
+    /// The file's tree with the environment applied.
+    pub table: toml::Table,
+    /// Variables applied, with the key each set.
+    pub applied: Vec<(String, String)>,
+}
+
 /// The resolved configuration of a host.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -223,6 +239,52 @@ impl Config {
                 message,
             },
             other => other,
+        })
+    }
+
+    /// The configuration as `main` builds it: the file (when given) with the
+    /// environment applied on top (see [`crate::env`]), then checked.
+    /// Also returns the merged tree (for `--print-config`) and the
+    /// variables applied with the key each set.
+    pub fn load(
+        path: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
+        let (text, shown) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?,
+                p.to_owned(),
+            ),
+            None => (String::new(), PathBuf::from("(environment)")),
+        };
+        let parse_err = |message: String| ConfigError::Parse {
+            path: shown.clone(),
+            message,
+        };
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| parse_err(e.to_string()))?;
+        let applied = crate::env::apply(&mut table, vars)?;
+        let config = if applied.is_empty() {
+            // Untouched by the environment: parse the text for line numbers.
+            Self::from_toml(&text).map_err(|e| match e {
+                ConfigError::Parse { message, .. } => parse_err(message),
+                other => other,
+            })?
+        } else {
+            let text = toml::to_string(&table).map_err(|e| parse_err(e.to_string()))?;
+            Self::from_toml(&text).map_err(|e| match e {
+                ConfigError::Parse { message, .. } => {
+                    parse_err(format!("{message} (after applying the environment)"))
+                }
+                other => other,
+            })?
+        };
+        Ok(Loaded {
+            config,
+            table,
+            applied,
         })
     }
 
@@ -283,11 +345,8 @@ impl Config {
             )));
         }
         h.resilience.validate()?;
-        if crate::logger::parse_level(&h.log_level).is_none() {
-            return Err(ConfigError::Invalid(format!(
-                "host.log_level {:?} is not one of trace, debug, info, warn, error",
-                h.log_level
-            )));
+        if let Err(e) = crate::logger::LogFilter::parse(&h.log_level) {
+            return Err(ConfigError::Invalid(format!("host.log_level: {e}")));
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ pub mod app;
 pub mod bus;
 pub mod config;
 pub mod core;
+pub mod env;
 pub mod logger;
 pub mod observer;
 pub mod plugins;

@@ -11,8 +11,104 @@ use parking_lot::Mutex;
 use plugin_abi::LogLevel;
 use serde_json::{Map, Value};
 
+/// The lowest level any target writes (a fast path before the filter).
 static MIN_LEVEL: AtomicU8 = AtomicU8::new(LogLevel::Info as u8);
 static OUT: Mutex<()> = Mutex::new(());
+static FILTER: parking_lot::RwLock<Option<LogFilter>> = parking_lot::const_rwlock(None);
+
+/// Per-target log levels in `RUST_LOG` syntax: a default level and
+/// `target=level` directives, comma-separated (`warn,bus=debug,plugin.monitoring=trace`).
+/// A directive applies to its target and to targets below it
+/// (`plugin` covers `plugin.monitoring`); the longest match wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFilter {
+    default: LogLevel,
+    /// Longest target first.
+    directives: Vec<(String, LogLevel)>,
+}
+
+impl LogFilter {
+    /// Parses a filter; a plain level (`info`) is a filter without directives.
+    pub fn parse(spec: &str) -> Result<LogFilter, String> {
+        let mut default = LogLevel::Info;
+        let mut directives = Vec::new();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.split_once('=') {
+                None => {
+                    default = parse_level(part).ok_or_else(|| {
+                        format!("{part:?} is not one of trace, debug, info, warn, error")
+                    })?;
+                }
+                Some((target, level)) => {
+                    let target = target.trim();
+                    if !valid_target(target) {
+                        return Err(format!("{target:?} is not a log target"));
+                    }
+                    let level = parse_level(level.trim()).ok_or_else(|| {
+                        format!("{level:?} is not one of trace, debug, info, warn, error")
+                    })?;
+                    directives.push((target.replace("::", "."), level));
+                }
+            }
+        }
+        directives.sort_by_key(|d| std::cmp::Reverse(d.0.len()));
+        Ok(LogFilter {
+            default,
+            directives,
+        })
+    }
+
+    /// The level in force for `target`.
+    pub fn level_for(&self, target: &str) -> LogLevel {
+        self.directives
+            .iter()
+            .find(|(t, _)| {
+                target == t
+                    || target
+                        .strip_prefix(t.as_str())
+                        .is_some_and(|rest| rest.starts_with('.'))
+            })
+            .map_or(self.default, |(_, l)| *l)
+    }
+
+    fn min_level(&self) -> LogLevel {
+        self.directives
+            .iter()
+            .map(|(_, l)| *l)
+            .chain([self.default])
+            .min_by_key(|l| *l as u8)
+            .unwrap_or(self.default)
+    }
+}
+
+fn valid_target(t: &str) -> bool {
+    !t.is_empty()
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+}
+
+/// Installs a filter (replacing any level set before).
+pub fn set_filter(filter: LogFilter) {
+    MIN_LEVEL.store(filter.min_level() as u8, Ordering::Relaxed);
+    *FILTER.write() = Some(filter);
+}
+
+/// Whether a line at `level` from `target` (host lines) or from `plugin`
+/// (target `plugin.<name>`) would be written.
+pub fn enabled_for(level: LogLevel, target: &str, plugin: Option<&str>) -> bool {
+    if !enabled(level) {
+        return false;
+    }
+    let guard = FILTER.read();
+    let Some(filter) = guard.as_ref() else {
+        return true;
+    };
+    let level_for = match plugin {
+        Some(p) => filter.level_for(&format!("plugin.{p}")),
+        None => filter.level_for(target),
+    };
+    level as u8 >= level_for as u8
+}
 
 /// Parses a level name (`trace`, `debug`, `info`, `warn`, `error`).
 pub fn parse_level(name: &str) -> Option<LogLevel> {
@@ -26,9 +122,10 @@ pub fn parse_level(name: &str) -> Option<LogLevel> {
     }
 }
 
-/// Sets the minimum level written.
+/// Sets the minimum level written (removing any per-target filter).
 pub fn set_level(level: LogLevel) {
     MIN_LEVEL.store(level as u8, Ordering::Relaxed);
+    *FILTER.write() = None;
 }
 
 /// Whether a line at `level` would be written.
@@ -76,7 +173,7 @@ pub fn log_traced(
     fields: Value,
     span: Option<&crate::tracecontext::SpanContext>,
 ) {
-    if !enabled(level) {
+    if !enabled_for(level, target, plugin) {
         return;
     }
     let mut line = Map::new();
@@ -142,6 +239,30 @@ mod tests {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn per_target_filters() {
+        let f = LogFilter::parse("warn, plugin=info, plugin.monitoring=debug, bus=error").unwrap();
+        assert_eq!(f.level_for("api"), LogLevel::Warn);
+        assert_eq!(f.level_for("bus"), LogLevel::Error);
+        assert_eq!(f.level_for("plugin.demo-devices"), LogLevel::Info);
+        assert_eq!(f.level_for("plugin.monitoring"), LogLevel::Debug);
+        assert_eq!(f.level_for("plugin.monitoringx"), LogLevel::Info);
+        assert_eq!(f.min_level(), LogLevel::Debug);
+        assert_eq!(
+            LogFilter::parse("debug").unwrap().level_for("x"),
+            LogLevel::Debug
+        );
+        assert_eq!(
+            LogFilter::parse("host::bus=trace")
+                .unwrap()
+                .level_for("host.bus"),
+            LogLevel::Trace
+        );
+        for bad in ["loud", "bus=loud", "a b=info"] {
+            assert!(LogFilter::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -20,24 +20,31 @@ struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
-    /// TOML configuration file.
-    #[arg(long, value_name = "FILE")]
+    /// TOML configuration file (default: `$HOMECONSOLE_CONFIG` when set).
+    /// `HOMECONSOLE_…`, `OTEL_…`, `SENTRY_…` and `RUST_LOG` variables apply
+    /// on top of it (see docs/MONITORING.md, "Configuration").
+    #[arg(long, value_name = "FILE", env = "HOMECONSOLE_CONFIG")]
     config: Option<PathBuf>,
-    /// Minimum log level: trace, debug, info, warn, error.
-    #[arg(long, value_name = "LEVEL")]
+    /// Log level or per-target filters (`warn,plugin.monitoring=debug`).
+    #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
     /// Serve a non-loopback `--listen` address without an API token
     /// (same as `[host.access] allow_public_bind = true`).
     #[arg(long)]
     allow_public_bind: bool,
+    /// Print the effective configuration (file, environment and flags
+    /// merged; secrets redacted) as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut config = match &args.config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    };
+    let host_harness::config::Loaded {
+        mut config,
+        mut table,
+        applied,
+    } = Config::load(args.config.as_deref(), std::env::vars())?;
     if let Some(d) = args.plugins_dir {
         config.plugins_dir = d;
     }
@@ -54,6 +61,10 @@ fn main() -> anyhow::Result<()> {
         config.host.access.allow_public_bind = true;
     }
     config.validate()?;
+    if args.print_config {
+        print_config(&config, &mut table, &applied);
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("host-worker")
@@ -67,6 +78,34 @@ fn main() -> anyhow::Result<()> {
         app.run(shutdown).await?;
         Ok(())
     })
+}
+
+/// Prints the merged configuration tree with the resolved top-level values
+/// and the log filter, secrets redacted. Keys absent here take their
+/// documented defaults.
+fn print_config(config: &Config, table: &mut toml::Table, applied: &[(String, String)]) {
+    table.insert("listen".into(), config.listen.to_string().into());
+    table.insert(
+        "plugins_dir".into(),
+        config.plugins_dir.display().to_string().into(),
+    );
+    table.insert(
+        "data_dir".into(),
+        config.data_dir.display().to_string().into(),
+    );
+    if let Some(toml::Value::Table(host)) = table.get_mut("host") {
+        host.insert("log_level".into(), config.host.log_level.clone().into());
+    } else {
+        let mut host = toml::Table::new();
+        host.insert("log_level".into(), config.host.log_level.clone().into());
+        table.insert("host".into(), host.into());
+    }
+    println!("# Effective configuration (secrets redacted; absent keys take their defaults).");
+    for (var, key) in applied {
+        println!("# {key} set by {var}");
+    }
+    let redacted = host_harness::env::redacted(table);
+    print!("{}", toml::to_string(&redacted).unwrap_or_default());
 }
 
 /// Registers SIGINT and SIGTERM handlers now and returns a future that

@@ -478,6 +478,9 @@ impl Alerting {
             config.max_retries = self.config.notify_max_retries;
             config.timeout = Duration::from_secs_f64(self.config.notify_timeout_secs);
             config.external_url = self.config.external_url.clone();
+            config.external_labels = self.ctx.config.external_labels.clone();
+            config.tls = self.ctx.config.tls.clone();
+            config.errors = self.ctx.last_error(&format!("alerting: notifier {name}"));
             match Notifier::start(&name, config) {
                 Ok(n) => {
                     if let Some(m) = &self.metrics {
@@ -936,7 +939,7 @@ impl Capability for Alerting {
             .iter()
             .map(|(n, _)| {
                 let s = n.stats();
-                json!({"name": n.name(), "sent": s.sent, "failed": s.failed, "dropped": s.dropped})
+                json!({"name": n.name(), "sent": s.sent, "failed": s.failed, "dropped": s.dropped, "last_error": n.last_error()})
             })
             .collect();
         let hist = self.history.read().stats();

@@ -25,6 +25,16 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// A last-error slot for one outbound client whose new errors are
+    /// logged as warnings with `what` in front.
+    pub fn last_error(&self, what: &str) -> crate::outbound::LastError {
+        let host = self.host.clone();
+        let what = what.to_owned();
+        crate::outbound::LastError::logging_to(Arc::new(move |m: &str| {
+            host.warn(&format!("{what}: {m}"));
+        }))
+    }
+
     /// Host storage in `namespace`.
     pub fn kv(&self, namespace: &str) -> Arc<dyn KvStore> {
         Arc::new(HostKv::new(self.host.clone(), namespace))
@@ -126,6 +136,7 @@ pub fn build_all(ctx: &Ctx) -> Result<Vec<Arc<dyn Capability>>, PluginError> {
         Arc::new(crate::errors::Errors::new(ctx)?),
         Arc::new(crate::tracing_capability::TracingCapability::new(ctx)?),
         Arc::new(crate::profiling_api::Profiling::new(ctx)),
+        Arc::new(crate::remote_write::RemoteWrite::new(ctx)?),
     ];
     Ok(all)
 }

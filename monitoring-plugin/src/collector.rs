@@ -62,6 +62,7 @@ pub struct MetricsCollector {
     events: CounterFamily,
     service_calls: CounterFamily,
     service_duration: HistogramFamily,
+    http_duration: HistogramFamily,
     storage_ops: CounterFamily,
     storage_duration: HistogramFamily,
     plugins_loaded: Gauge,
@@ -226,6 +227,12 @@ impl MetricsCollector {
                 names::SERVICE_CALL_DURATION,
                 "Service call latency in seconds, including the plugin's handler.",
                 &["service_name"],
+                &DEFAULT_SECONDS_BUCKETS,
+            )?,
+            http_duration: s.register_histogram(
+                names::HTTP_REQUEST_DURATION,
+                "Latency of the host's HTTP API in seconds, by matched route and method.",
+                &["route", "method"],
                 &DEFAULT_SECONDS_BUCKETS,
             )?,
             storage_ops: s.register_counter(
@@ -423,7 +430,10 @@ impl MetricsCollector {
                         if let Some(h) =
                             with_overflow(|l| self.service_duration.with_labels(l), &[name], 0)
                         {
-                            h.observe(seconds(o.duration_ns));
+                            h.observe_traced(
+                                seconds(o.duration_ns),
+                                o.trace_context.as_ref().into_option().map(|t| t.as_str()),
+                            );
                         }
                     }
                 }
@@ -469,9 +479,23 @@ impl MetricsCollector {
                 }
                 // Errors are counted once, with their real level, by the
                 // error-tracking capability (`count_error`), not here.
+                ObservationKind::HttpRequest => {
+                    // `detail` is "<METHOD> <status>".
+                    let detail = o.detail.as_str();
+                    let method = detail.split(' ').next().unwrap_or("");
+                    if let Some(h) = with_overflow(
+                        |l| self.http_duration.with_labels(l),
+                        &[o.name.as_str(), method],
+                        0,
+                    ) {
+                        h.observe_traced(
+                            seconds(o.duration_ns),
+                            o.trace_context.as_ref().into_option().map(|t| t.as_str()),
+                        );
+                    }
+                }
                 ObservationKind::Error
                 | ObservationKind::PluginState
-                | ObservationKind::HttpRequest
                 | ObservationKind::LogLine
                 | ObservationKind::Stall => {}
             }
@@ -651,6 +675,15 @@ impl MetricsCollector {
         out
     }
 
+    /// Renders the whole exposition as OpenMetrics 1.0, with exemplars
+    /// (trace and span id) on the histogram buckets.
+    pub fn render_openmetrics(&self) -> String {
+        let started = Instant::now();
+        let out = crate::metrics::to_openmetrics(&self.render_with(true));
+        self.scrape_duration.set(started.elapsed().as_secs_f64());
+        out
+    }
+
     /// Renders the exposition without counting it as a scrape (the scrape
     /// duration gauge is left alone): used to sample the plugin's own
     /// metrics for alert evaluation.
@@ -659,13 +692,24 @@ impl MetricsCollector {
     }
 
     fn render_text(&self) -> String {
+        self.render_with(false)
+    }
+
+    fn render_with(&self, exemplars: bool) -> String {
         self.sync_refusals();
         self.series.set(
             (self.internal.series_count() + self.durable.series_count() + self.store.series_count())
                 as f64,
         );
         let mut out = String::with_capacity(64 * 1024);
-        self.internal.encode(&mut out);
+        let encode = |store: &MetricStore, out: &mut String| {
+            if exemplars {
+                store.encode_with_exemplars(out);
+            } else {
+                store.encode(out);
+            }
+        };
+        encode(&self.internal, &mut out);
         for (name, family) in self.replaced.lock().iter() {
             out.push_str("# HELP ");
             out.push_str(name);
@@ -679,8 +723,8 @@ impl MetricsCollector {
                 out.push('\n');
             }
         }
-        self.durable.encode(&mut out);
-        self.store.encode(&mut out);
+        encode(&self.durable, &mut out);
+        encode(&self.store, &mut out);
         let mut buf = Vec::new();
         if prometheus::TextEncoder::new()
             .encode(&self.process.gather(), &mut buf)

@@ -13,8 +13,13 @@ pub struct AccessConfig {
     /// Bearer token required on `/metrics` (off when empty, so a plain
     /// Prometheus can scrape).
     pub metrics_token: Option<String>,
+    /// File holding `metrics_token` (e.g. a mounted secret); trailing
+    /// newline ignored. Setting both is an error.
+    pub metrics_token_file: Option<PathBuf>,
     /// Bearer token for admin operations and details.
     pub admin_token: Option<String>,
+    /// File holding `admin_token`.
+    pub admin_token_file: Option<PathBuf>,
     /// When true, `/health` without the admin (or metrics) token answers
     /// only the overall status; the status code stays public.
     pub health_details_require_token: bool,
@@ -237,6 +242,8 @@ pub struct ErrorsConfig {
     pub project_ids: Vec<String>,
     /// When set, captured events are also forwarded to this Sentry DSN.
     pub sentry_dsn: Option<String>,
+    /// File holding `sentry_dsn`.
+    pub sentry_dsn_file: Option<PathBuf>,
     /// Also forward events received through ingest (off: avoids loops when
     /// two instances point at each other).
     pub forward_ingested: bool,
@@ -272,6 +279,7 @@ impl Default for ErrorsConfig {
             public_keys: Vec::new(),
             project_ids: Vec::new(),
             sentry_dsn: None,
+            sentry_dsn_file: None,
             forward_ingested: false,
             forward_queue: 100,
             forward_max_retries: 3,
@@ -321,6 +329,93 @@ impl AlertingConfig {
     }
 }
 
+/// HTTP basic authentication of remote_write.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BasicAuth {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: Option<String>,
+    /// File holding `password`.
+    pub password_file: Option<PathBuf>,
+}
+
+/// Prometheus remote_write of the plugin's own samples
+/// (`[plugins.monitoring.remote_write]`): the push path for a host that
+/// Prometheus cannot reach (behind NAT).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// Receiver URL, e.g. `http://prometheus:9090/api/v1/write`; off when unset.
+    pub url: Option<String>,
+    /// How often every series is sampled and pushed, seconds (default 15).
+    pub interval_secs: f64,
+    /// Per-request timeout, seconds (default 10).
+    pub timeout_secs: f64,
+    /// Batches waiting at most (default 64); the oldest is dropped (and its
+    /// samples counted `dropped`) when a new one does not fit.
+    pub max_queue: usize,
+    /// Retries of one batch after a 5xx, 429 or transport error (default 5).
+    pub max_retries: u32,
+    /// First retry delay, ms (default 500), doubled per retry.
+    pub initial_backoff_ms: u64,
+    /// Longest retry delay, ms (default 30000), unless `Retry-After` says more.
+    pub max_backoff_ms: u64,
+    /// HTTP basic authentication.
+    pub basic_auth: Option<BasicAuth>,
+    /// Bearer token (exclusive with `basic_auth`).
+    pub bearer_token: Option<String>,
+    /// File holding `bearer_token`.
+    pub bearer_token_file: Option<PathBuf>,
+    /// Extra request headers (e.g. a tenant id).
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Default for RemoteWriteConfig {
+    fn default() -> Self {
+        RemoteWriteConfig {
+            url: None,
+            interval_secs: 15.0,
+            timeout_secs: 10.0,
+            max_queue: 64,
+            max_retries: 5,
+            initial_backoff_ms: 500,
+            max_backoff_ms: 30_000,
+            basic_auth: None,
+            bearer_token: None,
+            bearer_token_file: None,
+            headers: BTreeMap::new(),
+        }
+    }
+}
+
+impl RemoteWriteConfig {
+    fn check(&self) -> Result<(), String> {
+        let bad = |m: &str| Err(format!("invalid monitoring config: remote_write.{m}"));
+        if let Some(url) = &self.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return bad("url must start with http:// or https://");
+            }
+        }
+        for (name, v) in [
+            ("interval_secs", self.interval_secs),
+            ("timeout_secs", self.timeout_secs),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
+                return bad(&format!("{name} must be in (0, 86400]"));
+            }
+        }
+        if self.max_queue == 0 || self.initial_backoff_ms == 0 {
+            return bad("max_queue and initial_backoff_ms must be > 0");
+        }
+        if self.basic_auth.is_some() && self.bearer_token.is_some() {
+            return bad("basic_auth and bearer_token exclude each other");
+        }
+        Ok(())
+    }
+}
+
 /// The whole plugin configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -339,13 +434,25 @@ pub struct MonitoringConfig {
     pub tracing: TracingConfig,
     /// Profiling, slow calls and stalls.
     pub profiling: ProfilingConfig,
+    /// Prometheus remote_write of the plugin's samples.
+    pub remote_write: RemoteWriteConfig,
+    /// TLS of every outbound connection (Sentry, OTLP, Alertmanager,
+    /// webhooks, remote_write): extra CA file, client certificate.
+    pub tls: crate::outbound::TlsSettings,
+    /// Labels naming this host among others (e.g. `instance`, `site`):
+    /// added to alerts sent to Alertmanager and webhooks (an alert's own
+    /// label wins) and to Sentry events (`server_name` from `instance`,
+    /// environment from `environment`, the rest as tags).
+    pub external_labels: BTreeMap<String, String>,
 }
 
 impl MonitoringConfig {
-    /// Parses and checks the JSON config given by the host.
+    /// Parses and checks the JSON config given by the host; `*_file`
+    /// settings are read into the secret they name.
     pub fn from_json(text: &str) -> Result<Self, String> {
-        let config: MonitoringConfig =
+        let mut config: MonitoringConfig =
             serde_json::from_str(text).map_err(|e| format!("invalid monitoring config: {e}"))?;
+        config.read_secret_files()?;
         if config.health.interval_secs == 0 {
             return Err("invalid monitoring config: health.interval_secs must be > 0".into());
         }
@@ -374,6 +481,19 @@ impl MonitoringConfig {
                 .map_err(|err| format!("invalid monitoring config: errors.sentry_dsn: {err}"))?;
         }
         config.alerting.check()?;
+        config.remote_write.check()?;
+        for name in config.external_labels.keys() {
+            let mut chars = name.chars();
+            let valid = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid || name.starts_with("__") {
+                return Err(format!(
+                    "invalid monitoring config: external_labels: {name:?} is not a valid label name"
+                ));
+            }
+        }
         config.tracing.validate()?;
         let p = &config.profiling;
         if !(1..=10_000).contains(&p.slow_calls_kept) {
@@ -397,9 +517,97 @@ impl MonitoringConfig {
     }
 }
 
+/// Reads `file` into `value` (trailing newlines dropped); both set is an error.
+fn secret_from_file(
+    name: &str,
+    value: &mut Option<String>,
+    file: &Option<PathBuf>,
+) -> Result<(), String> {
+    let Some(path) = file else {
+        return Ok(());
+    };
+    if value.is_some() {
+        return Err(format!(
+            "invalid monitoring config: {name} and {name}_file are both set"
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "invalid monitoring config: {name}_file {}: {e}",
+            path.display()
+        )
+    })?;
+    *value = Some(text.trim_end_matches(['\r', '\n']).to_owned());
+    Ok(())
+}
+
+impl MonitoringConfig {
+    /// Resolves every `*_file` secret setting.
+    fn read_secret_files(&mut self) -> Result<(), String> {
+        let a = &mut self.access;
+        secret_from_file(
+            "access.metrics_token",
+            &mut a.metrics_token,
+            &a.metrics_token_file,
+        )?;
+        secret_from_file(
+            "access.admin_token",
+            &mut a.admin_token,
+            &a.admin_token_file,
+        )?;
+        let e = &mut self.errors;
+        secret_from_file("errors.sentry_dsn", &mut e.sentry_dsn, &e.sentry_dsn_file)?;
+        let r = &mut self.remote_write;
+        secret_from_file(
+            "remote_write.bearer_token",
+            &mut r.bearer_token,
+            &r.bearer_token_file,
+        )?;
+        if let Some(b) = &mut r.basic_auth {
+            secret_from_file(
+                "remote_write.basic_auth.password",
+                &mut b.password,
+                &b.password_file,
+            )?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0ken\n").unwrap();
+        let dsn = dir.path().join("dsn");
+        std::fs::write(&dsn, "https://k@sentry.example/4\n").unwrap();
+        let c = MonitoringConfig::from_json(
+            &serde_json::json!({
+                "access": {"admin_token_file": token, "metrics_token_file": token},
+                "errors": {"sentry_dsn_file": dsn},
+            })
+            .to_string(),
+        )
+        .unwrap();
+        assert_eq!(c.access.admin_token.as_deref(), Some("t0ken"));
+        assert_eq!(c.access.metrics_token.as_deref(), Some("t0ken"));
+        assert_eq!(
+            c.errors.sentry_dsn.as_deref(),
+            Some("https://k@sentry.example/4")
+        );
+        let both = serde_json::json!({"access": {"admin_token": "x", "admin_token_file": token}});
+        let e = MonitoringConfig::from_json(&both.to_string()).unwrap_err();
+        assert!(e.contains("both set"), "{e}");
+        let missing = serde_json::json!({"access": {"admin_token_file": dir.path().join("nope")}});
+        let e = MonitoringConfig::from_json(&missing.to_string()).unwrap_err();
+        assert!(e.contains("admin_token_file") && e.contains("nope"), "{e}");
+        let bad = serde_json::json!({"external_labels": {"bad-name": "x"}});
+        assert!(MonitoringConfig::from_json(&bad.to_string()).is_err());
+    }
 
     #[test]
     fn alerting_defaults_work_with_zero_setup() {

@@ -89,6 +89,12 @@ pub struct Errors {
     /// Why the store or the forwarder is degraded, if it is.
     problems: Mutex<Vec<String>>,
     published_failures: AtomicU64,
+    /// TLS of the forwarder.
+    tls: crate::outbound::TlsSettings,
+    /// This host's external labels (server name, tags of forwarded events).
+    external_labels: std::collections::BTreeMap<String, String>,
+    /// Last forwarding error (kept for status, logged once per message).
+    forward_errors: crate::outbound::LastError,
 }
 
 fn now_ms() -> u64 {
@@ -121,7 +127,14 @@ impl Errors {
         let host_version = ctx.host.host_info()["host_version"]
             .as_str()
             .map(str::to_owned);
-        let mut tracker = ErrorTracker::new(store, host_version, Some(config.environment.clone()))
+        // `external_labels.environment` names this deployment for every sink.
+        let environment = ctx
+            .config
+            .external_labels
+            .get("environment")
+            .cloned()
+            .unwrap_or_else(|| config.environment.clone());
+        let mut tracker = ErrorTracker::new(store, host_version, Some(environment))
             .with_breadcrumb_capacity(config.breadcrumbs);
         tracker.set_forward_ingested(config.forward_ingested);
         let ingest = IngestConfig {
@@ -142,6 +155,9 @@ impl Errors {
             pending_backtraces: Mutex::new(HashMap::new()),
             problems: Mutex::new(problems),
             published_failures: AtomicU64::new(0),
+            tls: ctx.config.tls.clone(),
+            external_labels: ctx.config.external_labels.clone(),
+            forward_errors: ctx.last_error("errors: Sentry forwarding"),
             config,
         })
     }
@@ -733,6 +749,12 @@ impl Capability for Errors {
             fc.queue_capacity = self.config.forward_queue.max(1);
             fc.max_retries = self.config.forward_max_retries;
             fc.timeout = std::time::Duration::from_millis(self.config.forward_timeout_ms.max(1));
+            fc.tls = self.tls.clone();
+            fc.server_name = self.external_labels.get("instance").cloned();
+            fc.tags = self.external_labels.clone();
+            fc.tags.remove("instance");
+            fc.tags.remove("environment");
+            fc.errors = self.forward_errors.clone();
             match Forwarder::start(fc) {
                 Ok(f) => self.tracker.set_forwarder(Some(f)),
                 Err(e) => {
@@ -821,8 +843,9 @@ impl Capability for Errors {
             "issues": self.tracker.issues().stats(),
             "breadcrumbs_dropped": self.tracker.breadcrumbs().dropped(),
             "forwarder": self.tracker.forwarder_stats(),
+            "forwarder_last_error": self.forward_errors.get(),
             "ingest_enabled": !self.ingest.public_keys.is_empty(),
-            "environment": self.config.environment,
+            "environment": self.external_labels.get("environment").unwrap_or(&self.config.environment),
             "publish_failures": self.published_failures.load(Ordering::Relaxed),
             "problems": *self.problems.lock(),
         })

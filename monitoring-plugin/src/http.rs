@@ -17,10 +17,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/monitoring/health/live"),
     ("GET", "/api/v1/monitoring/health/ready"),
     ("GET", "/api/v1/monitoring/status"),
+    ("GET", "/api/v1/monitoring/exemplars"),
 ];
 
 /// Prometheus text exposition content type.
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Content type of the OpenMetrics exposition (asked for with `Accept`).
+pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// A JSON error body `{"error": {"kind", "message"}}`.
 pub fn error(status: u16, kind: &str, message: &str) -> HttpResponse {
@@ -155,6 +158,7 @@ pub fn handle(inner: &Arc<Inner>, request: &HttpRequest) -> HttpResponse {
         "/api/v1/monitoring/health/live" => HttpResponse::json(200, &json!({"status": "alive"})),
         "/api/v1/monitoring/health/ready" => ready(inner),
         "/api/v1/monitoring/status" => status(inner, request),
+        "/api/v1/monitoring/exemplars" => exemplars(inner, request),
         _ => inner
             .capabilities
             .iter()
@@ -233,7 +237,77 @@ fn metrics(inner: &Inner, request: &HttpRequest) -> HttpResponse {
         return refused;
     }
     inner.refresh_host_gauges();
-    HttpResponse::new(200, PROMETHEUS_TEXT, inner.collector.render().into_bytes())
+    let accept = request.header("accept").unwrap_or("");
+    let (content_type, body) = if accept.contains("application/openmetrics-text") {
+        (OPENMETRICS_TEXT, inner.collector.render_openmetrics())
+    } else {
+        (PROMETHEUS_TEXT, inner.collector.render())
+    };
+    let gzip = request
+        .header("accept-encoding")
+        .unwrap_or("")
+        .split(',')
+        .any(|e| e.split(';').next().unwrap_or("").trim() == "gzip");
+    if gzip {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4),
+            flate2::Compression::fast(),
+        );
+        if enc.write_all(body.as_bytes()).is_ok() {
+            if let Ok(zipped) = enc.finish() {
+                return HttpResponse::new(200, content_type, zipped)
+                    .with_header("content-encoding", "gzip")
+                    .with_header("vary", "accept, accept-encoding");
+            }
+        }
+    }
+    HttpResponse::new(200, content_type, body.into_bytes())
+        .with_header("vary", "accept, accept-encoding")
+}
+
+/// Histograms whose buckets carry exemplars.
+const EXEMPLAR_METRICS: &[&str] = &[
+    crate::names::SERVICE_CALL_DURATION,
+    crate::names::HTTP_REQUEST_DURATION,
+];
+
+/// The latest exemplar of every bucket of a latency histogram (`?metric=`,
+/// default the service-call one), newest first: each links a latency to its
+/// trace (`/api/v1/monitoring/traces/{trace_id}`). Same access as `/metrics`.
+fn exemplars(inner: &Inner, request: &HttpRequest) -> HttpResponse {
+    let access = &inner.config.access;
+    if let Some(token) = access.metrics_token.as_deref() {
+        if !has_token(request, &[Some(token), access.admin_token.as_deref()]) {
+            return unauthorized("the exemplars endpoint");
+        }
+    }
+    let metric = query_param(request.query.as_str(), "metric")
+        .unwrap_or_else(|| crate::names::SERVICE_CALL_DURATION.to_owned());
+    if !EXEMPLAR_METRICS.contains(&metric.as_str()) {
+        return error(
+            400,
+            "bad_request",
+            &format!("metric must be one of {}", EXEMPLAR_METRICS.join(", ")),
+        );
+    }
+    let list: Vec<Value> = inner
+        .collector
+        .internal()
+        .exemplars(&metric)
+        .into_iter()
+        .map(|(labels, le, e)| {
+            json!({
+                "series": labels,
+                "le": if le.is_finite() { json!(le) } else { json!("+Inf") },
+                "value": e.value,
+                "timestamp_ms": e.timestamp_ms,
+                "trace_id": e.trace_id(),
+                "span_id": e.span_id(),
+            })
+        })
+        .collect();
+    HttpResponse::json(200, &json!({"metric": metric, "exemplars": list}))
 }
 
 fn health(inner: &Arc<Inner>, request: &HttpRequest) -> HttpResponse {

@@ -26,6 +26,10 @@ pub const EVENT_DELIVERIES_DROPPED_TOTAL: &str = "homeconsole_event_deliveries_d
 pub const EVENT_DELIVERY_DURATION: &str = "homeconsole_event_delivery_duration_seconds";
 /// Errors by plugin and level.
 pub const ERRORS_TOTAL: &str = "homeconsole_errors_total";
+/// Latency of the host's HTTP API, by route and method.
+pub const HTTP_REQUEST_DURATION: &str = "homeconsole_http_request_duration_seconds";
+/// Samples pushed with Prometheus remote_write, by result.
+pub const REMOTE_WRITE_SAMPLES_TOTAL: &str = "homeconsole_remote_write_samples_total";
 /// Observer reports processed by the monitoring plugin.
 pub const OBSERVATIONS_TOTAL: &str = "homeconsole_monitoring_observations_total";
 /// Observer reports dropped by the host because the queue was full.

@@ -177,6 +177,8 @@ impl TracingCapability {
             Some(endpoint) if !endpoint.is_empty() => {
                 let mut e = ExportConfig::new(endpoint, config.service_name.clone());
                 e.headers = config.otlp_headers.clone();
+                e.tls = ctx.config.tls.clone();
+                e.errors = ctx.last_error("tracing: OTLP export");
                 e.resource_attributes = config.resource_attributes.clone();
                 // The sink applies the ratio once, for the store and the export alike.
                 e.sample_ratio = 1.0;

@@ -155,7 +155,19 @@ fn dashboard_renders_in_headless_chromium() {
     let url = format!("http://{}/api/v1/monitoring/dashboard", host.addr);
     let profile = tempfile::tempdir().unwrap();
     let shot = profile.path().join("dashboard.png");
-    assert_renders(browser, &url, profile.path());
+    let html = assert_renders(browser, &url, profile.path());
+    // A latency point links to its trace, and the link opens it.
+    let link = html
+        .split("class=\"exemplar\"")
+        .next()
+        .and_then(|before| before.rsplit("href=\"").next())
+        .and_then(|rest| rest.split('"').next())
+        .filter(|href| href.starts_with("/api/v1/monitoring/traces/"))
+        .unwrap_or_else(|| panic!("no exemplar trace link in:\n{html}"))
+        .to_owned();
+    let trace = host.get(&link);
+    assert_eq!(trace.status, 200, "{link}: {}", trace.body);
+
     let out = chromium_run(
         browser,
         &url,
@@ -209,7 +221,7 @@ fn chromium_run(
 
 /// Loads the dashboard at `url` and checks that every chart rendered data
 /// and the page recorded no error.
-fn assert_renders(browser: &str, url: &str, profile: &std::path::Path) {
+fn assert_renders(browser: &str, url: &str, profile: &std::path::Path) -> String {
     let dom = chromium_run(browser, url, profile, &["--dump-dom"]);
     let html = String::from_utf8_lossy(&dom.stdout);
     let stderr = String::from_utf8_lossy(&dom.stderr);
@@ -247,6 +259,7 @@ fn assert_renders(browser: &str, url: &str, profile: &std::path::Path) {
             || html.contains("badge degraded")
             || html.contains("badge unhealthy")
     );
+    html.into_owned()
 }
 
 /// With `[host.access] api_token`, the page is public (it holds no data)

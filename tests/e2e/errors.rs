@@ -5,17 +5,17 @@
 //! forwarding to a Sentry-protocol sink (including a 429 that must not
 //! block anyone).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::support::{
-    parse_response, plugin_lib, sample, wait_for, Resp, TestHost, DEMO, FAULTY, MONITORING,
+    parse_response, plugin_lib, sample, sink, wait_for, Received, Resp, TestHost, DEMO, FAULTY,
+    MONITORING,
 };
 
 const QUIET_DEMO: &str = "[plugins.demo-devices]\ninterval_ms = 0\n";
@@ -707,69 +707,6 @@ sentry_sdk.flush(timeout=10)
     assert_eq!(msg["level"], "warning");
     let d = detail(&host, msg["id"].as_str().unwrap());
     assert_eq!(d["samples"][0]["tags"]["room"], "kitchen");
-}
-
-/// One request received by the sink.
-struct Received {
-    request_line: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-/// A Sentry-protocol sink: answers every request with `status` and
-/// `extra_headers`, and hands what it received to the test.
-fn sink(status: &'static str, extra_headers: &'static str) -> (u16, mpsc::Receiver<Received>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            if let Some(r) = read_request(stream, status, extra_headers) {
-                if tx.send(r).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    (port, rx)
-}
-
-fn read_request(mut stream: TcpStream, status: &str, extra: &str) -> Option<Received> {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line).ok()?;
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).ok()?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-        }
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).ok()?;
-    let answer = format!(
-        "HTTP/1.1 {status}\r\nContent-Length: 2\r\nContent-Type: application/json\r\n{extra}Connection: close\r\n\r\n{{}}"
-    );
-    let _ = stream.write_all(answer.as_bytes());
-    Some(Received {
-        request_line: request_line.trim_end().to_owned(),
-        headers,
-        body,
-    })
 }
 
 /// A host whose captured errors are forwarded to the sink on `port`;

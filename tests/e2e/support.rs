@@ -46,6 +46,7 @@ pub struct HostBuilder {
     data_dir: Option<PathBuf>,
     listen: String,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl HostBuilder {
@@ -80,6 +81,12 @@ impl HostBuilder {
         self
     }
 
+    /// Sets an environment variable of the host process.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
     /// Reuses a data dir (restart tests).
     pub fn data_dir(mut self, dir: &Path) -> Self {
         self.data_dir = Some(dir.to_owned());
@@ -111,8 +118,19 @@ impl HostBuilder {
             data_dir,
             config_path,
             (self.listen, self.args),
+            self.env,
         )
     }
+}
+
+/// Whether the host reads variable `name` as configuration: such variables
+/// from the test's own environment are not passed on, so that a
+/// developer's `RUST_LOG` or `SENTRY_DSN` cannot change a test.
+pub fn is_config_var(name: &str) -> bool {
+    name == "RUST_LOG"
+        || name.starts_with("OTEL_")
+        || name.starts_with("SENTRY_")
+        || (name.starts_with("HOMECONSOLE_") && name != "HOMECONSOLE_PYTHON")
 }
 
 /// A running host process.
@@ -130,6 +148,7 @@ pub struct TestHost {
     readers: Vec<std::thread::JoinHandle<()>>,
     /// `--listen` and the extra arguments it was started with.
     launch: (String, Vec<String>),
+    env: Vec<(String, String)>,
     _root: tempfile::TempDir,
 }
 
@@ -168,6 +187,7 @@ impl TestHost {
             data_dir: None,
             listen: "127.0.0.1:0".to_owned(),
             args: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -177,8 +197,16 @@ impl TestHost {
         data_dir: PathBuf,
         config_path: PathBuf,
         launch: (String, Vec<String>),
+        env: Vec<(String, String)>,
     ) -> TestHost {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_host-harness"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_host-harness"));
+        for (name, _) in std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v))) {
+            if is_config_var(&name) {
+                command.env_remove(name);
+            }
+        }
+        command.envs(env.iter().map(|(k, v)| (k, v)));
+        let mut child = command
             .arg("--plugins-dir")
             .arg(&plugins_dir)
             .arg("--data-dir")
@@ -234,6 +262,7 @@ impl TestHost {
             logs,
             readers: vec![out_reader, err_reader],
             launch,
+            env,
             _root: root,
         }
     }
@@ -251,6 +280,7 @@ impl TestHost {
             self.data_dir.clone(),
             self.config_path.clone(),
             self.launch.clone(),
+            std::mem::take(&mut self.env),
         )
     }
 
@@ -575,4 +605,106 @@ pub fn peer_http(addr: &str, method: &str, path: &str) -> Option<(u16, String)> 
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     Some((status, body.to_owned()))
+}
+
+/// One request received by a recording sink.
+pub struct Received {
+    /// `POST /path HTTP/1.1`.
+    pub request_line: String,
+    /// Header names in lower case, with their values.
+    pub headers: Vec<(String, String)>,
+    /// The body as sent.
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    /// The value of header `name` (lower case), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A recording HTTP sink: answers every request with `status` and
+/// `extra_headers`, and hands what it received to the test. With `tls`, it
+/// speaks HTTPS with that server config.
+pub fn sink_with(
+    status: &'static str,
+    extra_headers: &'static str,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> (u16, std::sync::mpsc::Receiver<Received>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let got = match &tls {
+                None => read_request(stream, status, extra_headers),
+                Some(config) => {
+                    let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                        continue;
+                    };
+                    read_request(
+                        rustls::StreamOwned::new(conn, stream),
+                        status,
+                        extra_headers,
+                    )
+                }
+            };
+            if let Some(r) = got {
+                if tx.send(r).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (port, rx)
+}
+
+/// A plain-HTTP recording sink (see [`sink_with`]).
+pub fn sink(
+    status: &'static str,
+    extra_headers: &'static str,
+) -> (u16, std::sync::mpsc::Receiver<Received>) {
+    sink_with(status, extra_headers, None)
+}
+
+fn read_request<S: Read + Write>(mut stream: S, status: &str, extra: &str) -> Option<Received> {
+    let mut reader = std::io::BufReader::new(&mut stream);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).ok()?;
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    drop(reader);
+    let answer = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: 2\r\nContent-Type: application/json\r\n{extra}Connection: close\r\n\r\n{{}}"
+    );
+    let _ = stream.write_all(answer.as_bytes());
+    let _ = stream.flush();
+    Some(Received {
+        request_line: request_line.trim_end().to_owned(),
+        headers,
+        body,
+    })
 }

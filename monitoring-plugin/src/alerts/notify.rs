@@ -51,6 +51,13 @@ pub struct NotifierConfig {
     pub timeout: Duration,
     /// `externalURL` of webhook payloads.
     pub external_url: String,
+    /// Labels added to every alert sent (`external_labels`; an alert's own
+    /// label of the same name wins).
+    pub external_labels: std::collections::BTreeMap<String, String>,
+    /// Trust roots and client certificate of `https://` targets.
+    pub tls: crate::outbound::TlsSettings,
+    /// Keeps (and logs) the last delivery error.
+    pub errors: crate::outbound::LastError,
 }
 
 impl NotifierConfig {
@@ -64,6 +71,9 @@ impl NotifierConfig {
             max_backoff: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
             external_url: "http://localhost".into(),
+            external_labels: std::collections::BTreeMap::new(),
+            tls: crate::outbound::TlsSettings::default(),
+            errors: crate::outbound::LastError::default(),
         }
     }
 }
@@ -92,6 +102,9 @@ pub enum NotifyError {
     /// The thread could not be started.
     #[error("cannot start notifier thread: {0}")]
     Spawn(#[from] std::io::Error),
+    /// The TLS settings cannot be used.
+    #[error("notifier: {0}")]
+    Tls(#[from] crate::outbound::TlsError),
 }
 
 /// A running notifier.
@@ -101,6 +114,7 @@ pub struct Notifier {
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
+    errors: crate::outbound::LastError,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -114,19 +128,22 @@ impl std::fmt::Debug for Notifier {
 impl Notifier {
     /// Starts the background thread.
     pub fn start(name: &str, config: NotifierConfig) -> Result<Notifier, NotifyError> {
+        let agent = crate::outbound::agent(config.timeout, &config.tls)?;
         let (tx, rx) = sync_channel(config.queue_capacity.max(1));
         let counters = Arc::new(Counters::default());
         let stop = Arc::new(AtomicBool::new(false));
+        let errors = config.errors.clone();
         let (c, s) = (counters.clone(), stop.clone());
         let handle = std::thread::Builder::new()
             .name(format!("alerts-notify-{name}"))
-            .spawn(move || worker(config, rx, c, s))?;
+            .spawn(move || worker(agent, config, rx, c, s))?;
         Ok(Notifier {
             name: name.to_string(),
             tx: Some(tx),
             counters,
             stop,
             handle: Some(handle),
+            errors,
         })
     }
 
@@ -164,6 +181,12 @@ impl Notifier {
         }
     }
 
+    /// The last delivery error (transport error with its cause, or HTTP
+    /// status), if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.errors.get()
+    }
+
     /// Sends what is queued (without further retries once stopping) and joins the thread.
     pub fn stop(mut self) {
         self.shutdown();
@@ -185,17 +208,18 @@ impl Drop for Notifier {
 }
 
 fn worker(
+    agent: ureq::Agent,
     config: NotifierConfig,
     rx: Receiver<Vec<Notification>>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
 ) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(config.timeout))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    while let Ok(batch) = rx.recv() {
+    while let Ok(mut batch) = rx.recv() {
+        if !config.external_labels.is_empty() {
+            for n in &mut batch {
+                with_external_labels(n, &config.external_labels);
+            }
+        }
         let (url, body, n) = match &config.target {
             Target::Alertmanager { url } => {
                 let body = Json::Array(batch.iter().map(am_alert).collect());
@@ -219,23 +243,33 @@ fn worker(
             }
         };
         let text = body.to_string();
-        let mut backoff = config.initial_backoff;
+        let mut backoff = crate::outbound::Backoff::new(config.initial_backoff, config.max_backoff);
         let mut attempt = 0u32;
         loop {
             let res = agent
                 .post(&url)
                 .header("Content-Type", "application/json")
                 .send(text.as_str());
-            let retry = match res {
+            let (retry, retry_after) = match res {
                 Ok(resp) => {
                     let code = resp.status().as_u16();
                     if (200..300).contains(&code) {
                         counters.sent.fetch_add(n as u64, Ordering::Relaxed);
                         break;
                     }
-                    code == 429 || code >= 500
+                    config.errors.note(format!("POST {url}: HTTP {code}"));
+                    (
+                        code == 429 || code >= 500,
+                        crate::outbound::retry::retry_after_of(&resp),
+                    )
                 }
-                Err(_) => true,
+                Err(e) => {
+                    config.errors.note(format!(
+                        "POST {url}: {}",
+                        crate::outbound::errors::describe(&e)
+                    ));
+                    (true, None)
+                }
             };
             if !retry || attempt >= config.max_retries || stop.load(Ordering::SeqCst) {
                 counters.failed.fetch_add(n as u64, Ordering::Relaxed);
@@ -243,11 +277,23 @@ fn worker(
             }
             attempt += 1;
             // Sleep in slices so that a stop request is honoured quickly.
-            let until = std::time::Instant::now() + backoff;
+            let wait = backoff.next_delay(retry_after);
+            let until = std::time::Instant::now() + wait;
             while std::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(10).min(backoff));
+                std::thread::sleep(Duration::from_millis(10).min(wait));
             }
-            backoff = (backoff * 2).min(config.max_backoff);
+        }
+    }
+}
+
+/// Adds `external` labels an alert does not have itself.
+fn with_external_labels(
+    n: &mut Notification,
+    external: &std::collections::BTreeMap<String, String>,
+) {
+    for (k, v) in external {
+        if n.labels.get(k).is_none() {
+            n.labels.set(k, v);
         }
     }
 }
@@ -371,6 +417,34 @@ pub fn rfc3339(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn external_labels_reach_webhook_payloads_without_overriding() {
+        use crate::alerts::history::Labels;
+        let mut n = Notification {
+            labels: Labels::new(vec![
+                ("alertname".into(), "Hot".into()),
+                ("site".into(), "own".into()),
+            ]),
+            annotations: Vec::new(),
+            starts_at_ms: 0,
+            ends_at_ms: 0,
+            resolved: false,
+            state_changed: true,
+            generator_url: String::new(),
+        };
+        let external = [("instance", "host-a"), ("site", "lab")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        with_external_labels(&mut n, &external);
+        let p = webhook_payload("r", "http://x", &[&n]);
+        assert_eq!(p["commonLabels"]["instance"], "host-a");
+        assert_eq!(
+            p["alerts"][0]["labels"]["site"], "own",
+            "the alert's label wins"
+        );
+    }
 
     #[test]
     fn time_format() {

@@ -38,6 +38,9 @@ pub enum ForwarderError {
     /// The sender thread could not be started.
     #[error("could not start the forwarder thread: {0}")]
     Spawn(String),
+    /// The TLS settings cannot be used.
+    #[error("forwarder: {0}")]
+    Tls(#[from] crate::outbound::TlsError),
 }
 
 /// A parsed DSN: `{scheme}://{public_key}@{host}[:{port}][/{path}]/{project_id}`.
@@ -149,6 +152,15 @@ pub struct ForwarderConfig {
     pub shutdown_timeout: Duration,
     /// Version in `sentry_client=homeconsole-monitoring/{version}`.
     pub client_version: String,
+    /// Trust roots and client certificate of an `https://` DSN.
+    pub tls: crate::outbound::TlsSettings,
+    /// `server_name` of forwarded events (from `external_labels.instance`).
+    pub server_name: Option<String>,
+    /// Tags added to forwarded events (the other external labels); an
+    /// event's own tag of the same name wins.
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Keeps (and logs) the last delivery error.
+    pub errors: crate::outbound::LastError,
 }
 
 impl ForwarderConfig {
@@ -163,6 +175,10 @@ impl ForwarderConfig {
             timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(2),
             client_version: env!("CARGO_PKG_VERSION").to_string(),
+            tls: crate::outbound::TlsSettings::default(),
+            server_name: None,
+            tags: std::collections::BTreeMap::new(),
+            errors: crate::outbound::LastError::default(),
         }
     }
 }
@@ -264,19 +280,43 @@ impl RateLimits {
     }
 }
 
-/// Parses `Retry-After` in seconds (HTTP dates are not supported → default).
+/// Parses `Retry-After` (seconds or an HTTP date, by the shared rule); a
+/// missing or unreadable value pauses for a minute.
 pub fn parse_retry_after(value: Option<&str>) -> Duration {
     value
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map_or(DEFAULT_RETRY_AFTER, |s| {
-            Duration::from_secs_f64(s.min(86_400.0))
-        })
+        .and_then(|v| crate::outbound::parse_retry_after(v, std::time::SystemTime::now()))
+        .unwrap_or(DEFAULT_RETRY_AFTER)
 }
 
-/// Builds the gzip'd envelope body for one event.
+/// Builds the envelope body for one event.
 pub fn build_envelope(event: &ErrorEvent, dsn: &Dsn, client: &str) -> Vec<u8> {
-    let payload = serde_json::to_vec(&to_sentry_event(event)).unwrap_or_default();
+    build_envelope_labelled(event, dsn, client, None, &Default::default())
+}
+
+/// Builds the envelope body for one event with this host's `server_name`
+/// and extra tags (its external labels).
+pub fn build_envelope_labelled(
+    event: &ErrorEvent,
+    dsn: &Dsn,
+    client: &str,
+    server_name: Option<&str>,
+    tags: &std::collections::BTreeMap<String, String>,
+) -> Vec<u8> {
+    let mut sentry_event = to_sentry_event(event);
+    if let Some(o) = sentry_event.as_object_mut() {
+        if let Some(name) = server_name {
+            o.entry("server_name").or_insert_with(|| json!(name));
+        }
+        if !tags.is_empty() {
+            let t = o.entry("tags").or_insert_with(|| json!({}));
+            if let Some(t) = t.as_object_mut() {
+                for (k, v) in tags {
+                    t.entry(k.clone()).or_insert_with(|| json!(v));
+                }
+            }
+        }
+    }
+    let payload = serde_json::to_vec(&sentry_event).unwrap_or_default();
     let mut header = Map::new();
     header.insert("event_id".into(), json!(event.event_id));
     header.insert("dsn".into(), json!(dsn.to_dsn_string()));
@@ -332,7 +372,14 @@ impl Worker {
             .send(body);
         let resp = match resp {
             Ok(r) => r,
-            Err(_) => return Attempt::Retry,
+            Err(e) => {
+                self.config.errors.note(format!(
+                    "POST {}: {}",
+                    self.url,
+                    crate::outbound::errors::describe(&e)
+                ));
+                return Attempt::Retry;
+            }
         };
         let now = Instant::now();
         let headers = resp.headers();
@@ -348,6 +395,11 @@ impl Worker {
             self.limits.apply_header(h, now);
         }
         let status = resp.status().as_u16();
+        if !(200..=299).contains(&status) {
+            self.config
+                .errors
+                .note(format!("POST {}: HTTP {status}", self.url));
+        }
         match status {
             200..=299 => Attempt::Sent,
             429 => {
@@ -380,12 +432,15 @@ impl Worker {
             self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let body = gzip(&build_envelope(
+        let body = gzip(&build_envelope_labelled(
             event,
             &self.config.dsn,
             &self.config.client_version,
+            self.config.server_name.as_deref(),
+            &self.config.tags,
         ));
-        let mut backoff = self.config.initial_backoff;
+        let mut backoff =
+            crate::outbound::Backoff::new(self.config.initial_backoff, self.config.max_backoff);
         let mut tries = 0;
         loop {
             match self.attempt(&body) {
@@ -399,13 +454,14 @@ impl Worker {
                 }
                 Attempt::Fail => break,
                 Attempt::Retry => {
-                    if !retries_allowed || tries >= self.config.max_retries || !self.sleep(backoff)
+                    if !retries_allowed
+                        || tries >= self.config.max_retries
+                        || !self.sleep(backoff.next_delay(None))
                     {
                         break;
                     }
                     tries += 1;
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    backoff = (backoff * 2).min(self.config.max_backoff);
                 }
             }
         }
@@ -441,6 +497,7 @@ pub struct Forwarder {
     thread: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
+    errors: crate::outbound::LastError,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -457,11 +514,8 @@ impl Forwarder {
         let (tx, rx) = sync_channel(config.queue_capacity.max(1));
         let counters = Arc::new(Counters::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(config.timeout))
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let agent = crate::outbound::agent(config.timeout, &config.tls)?;
+        let errors = config.errors.clone();
         let worker = Worker {
             auth: format!(
                 "Sentry sentry_key={}, sentry_version=7, sentry_client=homeconsole-monitoring/{}",
@@ -483,6 +537,7 @@ impl Forwarder {
             thread: Some(thread),
             counters,
             stop,
+            errors,
         })
     }
 
@@ -500,6 +555,12 @@ impl Forwarder {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
         ok
+    }
+
+    /// The last delivery error (transport error with its cause, or HTTP
+    /// status), if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.errors.get()
     }
 
     /// Counters so far.

@@ -25,6 +25,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
+pub use self::encode::to_openmetrics;
 pub use self::encode::{push_escaped_label_value, push_float};
 pub use self::error::{ConflictKind, MetricError, MetricKind, REASONS};
 pub use self::family::{CounterFamily, GaugeFamily, HistogramFamily};
@@ -33,4 +34,4 @@ pub use self::store::{
     FALLBACK_HELP,
 };
 pub use self::validate::{MAX_HELP_LEN, MAX_LABEL_NAME_LEN, MAX_NAME_LEN};
-pub use self::value::{Counter, Gauge, Histogram};
+pub use self::value::{Counter, Exemplar, Gauge, Histogram};

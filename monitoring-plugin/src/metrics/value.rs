@@ -99,6 +99,63 @@ pub(super) struct HistogramCell {
     pub(super) bounds: Arc<[f64]>,
     pub(super) counts: Box<[AtomicU64]>,
     pub(super) sum: AtomicF64,
+    /// The latest exemplar of each bucket (OpenMetrics exposition only).
+    pub(super) exemplars: Box<[parking_lot::Mutex<Option<Exemplar>>]>,
+}
+
+/// The trace of one observation, shown next to its bucket in the
+/// OpenMetrics exposition so that a latency point links to its trace.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Exemplar {
+    /// Trace id, 32 lower-case hex digits.
+    pub trace_id: [u8; 32],
+    /// Span id, 16 lower-case hex digits.
+    pub span_id: [u8; 16],
+    /// The observed value.
+    pub value: f64,
+    /// When it was observed, Unix milliseconds.
+    pub timestamp_ms: u64,
+}
+
+impl Exemplar {
+    /// The exemplar of a sampled W3C `traceparent`
+    /// (`00-<trace id>-<span id>-<flags>`); `None` when it is malformed or
+    /// not sampled (no trace was recorded to link to).
+    pub fn from_traceparent(traceparent: &str, value: f64) -> Option<Exemplar> {
+        let b = traceparent.as_bytes();
+        if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
+            return None;
+        }
+        let hex = |s: &[u8]| {
+            s.iter()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+        };
+        let flags = u8::from_str_radix(std::str::from_utf8(&b[53..55]).ok()?, 16).ok()?;
+        if !hex(&b[3..35]) || !hex(&b[36..52]) || flags & 1 == 0 {
+            return None;
+        }
+        let mut e = Exemplar {
+            trace_id: [0; 32],
+            span_id: [0; 16],
+            value,
+            timestamp_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        };
+        e.trace_id.copy_from_slice(&b[3..35]);
+        e.span_id.copy_from_slice(&b[36..52]);
+        Some(e)
+    }
+
+    /// The trace id as text.
+    pub fn trace_id(&self) -> &str {
+        std::str::from_utf8(&self.trace_id).unwrap_or("")
+    }
+
+    /// The span id as text.
+    pub fn span_id(&self) -> &str {
+        std::str::from_utf8(&self.span_id).unwrap_or("")
+    }
 }
 
 impl HistogramCell {
@@ -113,6 +170,13 @@ impl HistogramCell {
         self.counts[idx].fetch_add(1, Relaxed);
         self.sum.add(v);
     }
+
+    fn bucket_of(&self, v: f64) -> usize {
+        self.bounds
+            .iter()
+            .position(|&b| v <= b)
+            .unwrap_or(self.bounds.len())
+    }
 }
 
 impl Cell for HistogramCell {
@@ -122,6 +186,9 @@ impl Cell for HistogramCell {
             bounds: bounds.clone(),
             counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
             sum: AtomicF64::default(),
+            exemplars: (0..=bounds.len())
+                .map(|_| parking_lot::Mutex::new(None))
+                .collect(),
         }
     }
 }
@@ -192,6 +259,25 @@ impl Histogram {
         if !v.is_nan() {
             self.0.cell.observe(v);
         }
+    }
+
+    /// Records one observation and, when `traceparent` is a sampled trace
+    /// context, keeps it as its bucket's exemplar.
+    pub fn observe_traced(&self, v: f64, traceparent: Option<&str>) {
+        if v.is_nan() {
+            return;
+        }
+        self.0.cell.observe(v);
+        if let Some(e) = traceparent.and_then(|t| Exemplar::from_traceparent(t, v)) {
+            let cell = &self.0.cell;
+            *cell.exemplars[cell.bucket_of(v)].lock() = Some(e);
+        }
+    }
+
+    /// The exemplar of the bucket holding `v`, if any.
+    pub fn exemplar_for(&self, v: f64) -> Option<Exemplar> {
+        let cell = &self.0.cell;
+        *cell.exemplars[cell.bucket_of(v)].lock()
     }
 
     /// Number of observations so far.

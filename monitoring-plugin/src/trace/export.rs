@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use opentelemetry_proto::tonic::collector::trace::v1::{
@@ -35,13 +35,12 @@ use opentelemetry_proto::tonic::trace::v1::{
 use parking_lot::{Condvar, Mutex};
 use prost::Message;
 
-use super::context::{new_span_id, Sampler};
+use super::context::Sampler;
 use super::span::{AttrValue, SpanKind, SpanRecord, SpanStatus};
 
 /// Name of the instrumentation scope on exported spans.
 pub const SCOPE_NAME: &str = "homeconsole.monitoring";
-/// Longest `Retry-After` we wait for.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+pub use crate::outbound::retry::{parse_retry_after, MAX_RETRY_AFTER};
 /// Largest response body read from the collector.
 const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
 
@@ -49,9 +48,13 @@ const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
 /// API keys).
 #[derive(Clone, PartialEq)]
 pub struct ExportConfig {
-    /// Full URL of the traces endpoint, e.g. `http://127.0.0.1:4318/v1/traces`. Only
-    /// `http://` is supported (no TLS is compiled in).
+    /// Full URL of the traces endpoint, e.g. `http://127.0.0.1:4318/v1/traces` or
+    /// `https://…` (verified with `tls`).
     pub endpoint: String,
+    /// Trust roots and client certificate of `https://` endpoints.
+    pub tls: crate::outbound::TlsSettings,
+    /// Where new export errors are logged (besides [`OtlpExporter::last_error`]).
+    pub errors: crate::outbound::LastError,
     /// Extra request headers (e.g. an API key).
     pub headers: BTreeMap<String, String>,
     /// `service.name` of the resource.
@@ -83,6 +86,7 @@ impl std::fmt::Debug for ExportConfig {
         let headers: Vec<&str> = self.headers.keys().map(String::as_str).collect();
         f.debug_struct("ExportConfig")
             .field("endpoint", &self.endpoint)
+            .field("tls", &self.tls)
             .field("headers (values hidden)", &headers)
             .field("service_name", &self.service_name)
             .field("resource_attributes", &self.resource_attributes)
@@ -104,6 +108,8 @@ impl ExportConfig {
     pub fn new(endpoint: impl Into<String>, service_name: impl Into<String>) -> Self {
         Self {
             endpoint: endpoint.into(),
+            tls: crate::outbound::TlsSettings::default(),
+            errors: crate::outbound::LastError::default(),
             headers: BTreeMap::new(),
             service_name: service_name.into(),
             resource_attributes: BTreeMap::new(),
@@ -137,6 +143,9 @@ pub enum ExportError {
     /// The export thread could not be started.
     #[error("cannot start the OTLP export thread: {0}")]
     Spawn(String),
+    /// The TLS settings cannot be used.
+    #[error("OTLP exporter: {0}")]
+    Tls(#[from] crate::outbound::TlsError),
 }
 
 /// What happened to a span handed to [`OtlpExporter::export`].
@@ -197,7 +206,7 @@ struct Shared {
     wake: Condvar,
     /// Signalled by `shutdown` only: interrupts a retry back-off.
     stop: Condvar,
-    last_error: Mutex<Option<String>>,
+    last_error: crate::outbound::LastError,
 }
 
 impl Shared {
@@ -234,9 +243,8 @@ impl OtlpExporter {
             .parse()
             .map_err(|e: ureq::http::uri::InvalidUri| bad(&e.to_string()))?;
         match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(bad("https needs a TLS-enabled build; use http://")),
-            _ => return Err(bad("the scheme must be http://")),
+            Some("http" | "https") => {}
+            _ => return Err(bad("the scheme must be http:// or https://")),
         }
         if uri.host().is_none_or(str::is_empty) {
             return Err(bad("no host"));
@@ -261,14 +269,10 @@ impl OtlpExporter {
             sleep_lock: Mutex::new(()),
             wake: Condvar::new(),
             stop: Condvar::new(),
-            last_error: Mutex::new(None),
+            last_error: config.errors.clone(),
         });
         let (done_tx, done_rx) = mpsc::channel::<()>();
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(cap(config.timeout)))
-            .build()
-            .into();
+        let agent = crate::outbound::agent(cap(config.timeout), &config.tls)?;
         let worker = Worker {
             agent,
             endpoint: uri,
@@ -359,7 +363,7 @@ impl OtlpExporter {
 
     /// The last export error (status or transport), if any, for diagnostics.
     pub fn last_error(&self) -> Option<String> {
-        self.shared.last_error.lock().clone()
+        self.shared.last_error.get()
     }
 
     /// Stops accepting spans, sends what is queued within the shutdown timeout (spans that
@@ -467,7 +471,7 @@ impl Worker {
         let n = batch.len() as u64;
         let body = encode_request(&self.resource, batch.drain(..)).encode_to_vec();
         let c = &self.shared.counters;
-        let mut backoff = self.initial_backoff;
+        let mut backoff = crate::outbound::Backoff::new(self.initial_backoff, self.max_backoff);
         for attempt in 1..=self.max_attempts {
             let timeout = match self.shared.deadline.get() {
                 Some(dl) => self
@@ -491,12 +495,10 @@ impl Worker {
                     if attempt == self.max_attempts {
                         break;
                     }
-                    let wait = after.map_or_else(|| jitter(backoff), |d| d.min(MAX_RETRY_AFTER));
-                    if !self.sleep(wait) {
+                    if !self.sleep(backoff.next_delay(after)) {
                         break;
                     }
                     c.retries.fetch_add(1, Ordering::Relaxed);
-                    backoff = backoff.saturating_mul(2).min(self.max_backoff);
                 }
             }
         }
@@ -534,11 +536,7 @@ impl Worker {
         match result {
             Ok(mut resp) => {
                 let status = resp.status().as_u16();
-                let retry_after = resp
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                let retry_after = crate::outbound::retry::retry_after_of(&resp);
                 let bytes = resp
                     .body_mut()
                     .with_config()
@@ -575,7 +573,10 @@ impl Worker {
                         | ureq::Error::HostNotFound
                         | ureq::Error::Protocol(_)
                 );
-                self.note_error(format!("transport error: {e}"));
+                self.note_error(format!(
+                    "transport error: {}",
+                    crate::outbound::errors::describe(&e)
+                ));
                 if retry {
                     Attempt::Retry { after: None }
                 } else {
@@ -586,7 +587,9 @@ impl Worker {
     }
 
     fn note_error(&self, msg: String) {
-        *self.shared.last_error.lock() = Some(msg);
+        self.shared
+            .last_error
+            .note(format!("OTLP export to {}: {msg}", self.endpoint));
     }
 }
 
@@ -595,65 +598,6 @@ const MAX_CONFIG_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 fn cap(d: Duration) -> Duration {
     d.min(MAX_CONFIG_DURATION)
-}
-
-/// A random delay in `[d/2, d]`.
-fn jitter(d: Duration) -> Duration {
-    let r = u64::from_be_bytes(new_span_id()) % 1024;
-    d / 2 + d / 2 * (r as u32) / 1023
-}
-
-/// `Retry-After` as delta-seconds or an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = parse_imf_fixdate(v)?;
-    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
-    Some(Duration::from_secs(when.saturating_sub(now)))
-}
-
-fn parse_imf_fixdate(v: &str) -> Option<u64> {
-    // "Sun, 06 Nov 1994 08:49:37 GMT"
-    let mut parts = v.split_ascii_whitespace();
-    let _weekday = parts.next()?.strip_suffix(',')?;
-    let day: u64 = parts.next()?.parse().ok()?;
-    let month = match parts.next()? {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let year: i64 = parts.next()?.parse().ok()?;
-    let mut hms = parts.next()?.split(':').map(|x| x.parse::<u64>().ok());
-    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-    if parts.next()? != "GMT" || parts.next().is_some() || hms.next().is_some() {
-        return None;
-    }
-    if !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 || year < 1970 {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days)
-        .ok()
-        .map(|d| d * 86_400 + h * 3600 + m * 60 + s)
 }
 
 fn kv(key: &str, value: any_value::Value) -> KeyValue {
@@ -778,52 +722,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retry_after_forms() {
-        let now = UNIX_EPOCH + Duration::from_secs(784_111_767); // Sun, 06 Nov 1994 08:49:27 GMT
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now),
-            Some(Duration::from_secs(10))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:17 GMT", now),
-            Some(Duration::ZERO),
-            "a date in the past means now"
-        );
-        for bad in [
-            "",
-            "-1",
-            "soon",
-            "Sun, 06 Nov 1994 08:49:37 UTC",
-            "Sun, 32 Nov 1994 08:49:37 GMT",
-        ] {
-            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
-        }
-        assert_eq!(parse_imf_fixdate("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(
-            parse_imf_fixdate("Tue, 29 Feb 2000 12:00:00 GMT"),
-            Some(951_825_600)
-        );
-    }
-
-    #[test]
-    fn jitter_stays_in_range() {
-        for _ in 0..1000 {
-            let j = jitter(Duration::from_millis(1000));
-            assert!(j >= Duration::from_millis(500) && j <= Duration::from_millis(1000));
-        }
-    }
-
-    #[test]
     fn rejects_bad_configs() {
         let e = |url: &str| OtlpExporter::new(ExportConfig::new(url, "s")).unwrap_err();
+        let https = OtlpExporter::new(ExportConfig::new("https://x:4318/v1/traces", "s"));
+        assert!(https.is_ok(), "https endpoints are accepted: {https:?}");
+        let mut bad_ca = ExportConfig::new("https://x:4318/v1/traces", "s");
+        bad_ca.tls.ca_file = Some("/nonexistent/ca.pem".into());
         assert!(matches!(
-            e("https://x:4318/v1/traces"),
-            ExportError::InvalidEndpoint { .. }
+            OtlpExporter::new(bad_ca).unwrap_err(),
+            ExportError::Tls(_)
         ));
         assert!(matches!(
             e("ftp://x/v1/traces"),
