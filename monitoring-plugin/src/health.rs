@@ -299,8 +299,15 @@ impl HealthChecker {
         self.latest.read().clone()
     }
 
-    /// Whether a periodic round is due.
+    /// Whether a periodic round is due: none ran for the interval, and
+    /// none is running or asked for already.
     pub fn due(&self) -> bool {
+        {
+            let rounds = self.rounds.lock();
+            if rounds.running || rounds.wanted > rounds.started {
+                return false;
+            }
+        }
         match *self.last_round.lock() {
             None => true,
             Some(t) => t.elapsed() >= Duration::from_secs(self.config.interval_secs),

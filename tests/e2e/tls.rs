@@ -260,14 +260,17 @@ fn alertmanager_over_tls_with_a_client_certificate() {
         err.contains("certificate") || err.contains("unknownissuer"),
         "{status}"
     );
-    assert!(
+    // The log line may reach us a moment after /status shows the failure.
+    wait_for("the TLS error logged", WAIT, || {
         untrusting
             .logs()
             .iter()
-            .any(|l| l.contains("notifier alertmanager")
-                && l.to_ascii_lowercase().contains("certificate")),
-        "the TLS error is logged"
-    );
+            .any(|l| {
+                l.contains("notifier alertmanager")
+                    && l.to_ascii_lowercase().contains("certificate")
+            })
+            .then_some(())
+    });
     drop(untrusting);
 
     // With the CA and the client certificate: the alert arrives, with the

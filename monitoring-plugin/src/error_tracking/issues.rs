@@ -662,6 +662,10 @@ impl IssueStore {
             Some(rec) => rec.issue.clone(),
             None => return Ok(None),
         };
+        // Wait for a sample write still in flight (the issue map is updated
+        // before its storage write lands), so the detail shows what the
+        // list shows. Never taken while holding `inner`.
+        let _settled = self.writes.lock();
         let samples = self.load_samples(id)?;
         Ok(Some(IssueDetail { issue, samples }))
     }
