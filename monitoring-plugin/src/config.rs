@@ -336,6 +336,8 @@ pub struct MonitoringConfig {
     pub tracing: TracingConfig,
     /// Profiling, slow calls and stalls.
     pub profiling: ProfilingConfig,
+    /// Cost limits of PromQL queries and rule evaluations.
+    pub query: crate::alerts::promql::QueryLimits,
 }
 
 impl MonitoringConfig {
@@ -369,6 +371,7 @@ impl MonitoringConfig {
         }
         config.alerting.check()?;
         config.tracing.validate()?;
+        config.query.check()?;
         let p = &config.profiling;
         if !(1..=10_000).contains(&p.slow_calls_kept) {
             return Err(

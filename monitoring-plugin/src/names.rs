@@ -63,6 +63,8 @@ pub const PLUGIN_CALLBACK_SECONDS_TOTAL: &str = "homeconsole_plugin_callback_sec
 pub const PLUGIN_STALLS_TOTAL: &str = "homeconsole_plugin_stalls_total";
 /// Service calls slower than `profiling.slow_call_ms`, by service.
 pub const SLOW_SERVICE_CALLS_TOTAL: &str = "homeconsole_slow_service_calls_total";
+/// PromQL queries refused or stopped by a cost limit, by reason.
+pub const PROMQL_QUERIES_ABORTED_TOTAL: &str = "homeconsole_promql_queries_aborted_total";
 
 /// Every `homeconsole_*` family name (docs and tests check against it).
 pub const ALL: &[&str] = &[
@@ -97,4 +99,5 @@ pub const ALL: &[&str] = &[
     PLUGIN_CALLBACK_SECONDS_TOTAL,
     PLUGIN_STALLS_TOTAL,
     SLOW_SERVICE_CALLS_TOTAL,
+    PROMQL_QUERIES_ABORTED_TOTAL,
 ];

@@ -14,9 +14,14 @@ use promql_parser::label::Matcher;
 use serde_json::{json, Value};
 
 use crate::alerts::history::{is_stale_nan, History, SeriesData};
-use crate::alerts::promql::{eval_instant, eval_range, parse_supported, Value as PromValue};
+use crate::alerts::promql::{
+    check_text, eval_instant_in, eval_range_in, on_query_stack, parse_here, Budget, PromqlError,
+    QueryLimits, Value as PromValue,
+};
 use crate::capability::{Capability, Route};
 use crate::http::query_param;
+use crate::metrics::{CounterFamily, MetricStore};
+use crate::names;
 
 /// Prefix of every route of this API.
 pub const PREFIX: &str = "/api/v1/monitoring/prometheus/api/v1/";
@@ -30,12 +35,79 @@ pub type HistorySource = Arc<dyn Fn() -> Arc<History> + Send + Sync>;
 /// The query API capability.
 pub struct PromApi {
     source: HistorySource,
+    limits: QueryLimits,
+    aborted: Option<CounterFamily>,
 }
 
 impl PromApi {
-    /// An API over the history `source` returns.
+    /// An API over the history `source` returns, with the default query limits.
     pub fn new(source: HistorySource) -> Self {
-        PromApi { source }
+        PromApi {
+            source,
+            limits: QueryLimits::default(),
+            aborted: None,
+        }
+    }
+
+    /// Applies `limits` to every query.
+    pub fn with_limits(mut self, limits: QueryLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Counts refused and stopped queries in `store`
+    /// (`homeconsole_promql_queries_aborted_total{reason}`).
+    pub fn with_metrics(mut self, store: &MetricStore) -> Self {
+        self.aborted = store
+            .register_counter(
+                names::PROMQL_QUERIES_ABORTED_TOTAL,
+                "Queries refused or stopped by a cost limit, by reason (too_long, too_deep, too_many_samples, timeout).",
+                &["reason"],
+            )
+            .ok();
+        self
+    }
+
+    /// The error answer for `e`, counted when a cost limit caused it.
+    fn failed(&self, e: &PromqlError) -> HttpResponse {
+        let reason = match e {
+            PromqlError::Limit(m) if m.contains("max_query_length") => Some("too_long"),
+            PromqlError::Limit(_) => Some("too_deep"),
+            PromqlError::TooManySamples(_) => Some("too_many_samples"),
+            PromqlError::Timeout => Some("timeout"),
+            _ => None,
+        };
+        if let (Some(reason), Some(f)) = (reason, &self.aborted) {
+            if let Ok(c) = f.with_labels(&[reason]) {
+                c.inc();
+            }
+        }
+        match e {
+            PromqlError::Parse(_) | PromqlError::Unsupported(_) | PromqlError::Limit(_) => {
+                bad(400, "bad_data", &e.to_string())
+            }
+            PromqlError::Timeout => bad(503, "timeout", &e.to_string()),
+            PromqlError::TooManySamples(_) | PromqlError::Eval(_) => {
+                bad(422, "execution", &e.to_string())
+            }
+        }
+    }
+
+    /// Checks, parses and runs `run` on the query thread within the limits.
+    fn run<R: Send>(
+        &self,
+        query: &str,
+        run: impl FnOnce(&crate::alerts::promql::Expr, &History, &Budget) -> Result<R, PromqlError>
+            + Send,
+    ) -> Result<R, PromqlError> {
+        check_text(query, &self.limits)?;
+        let history = (self.source)();
+        let limits = &self.limits;
+        on_query_stack(|| {
+            let budget = Budget::new(limits);
+            let expr = parse_here(query, limits)?;
+            run(&expr, &history, &budget)
+        })?
     }
 }
 
@@ -185,11 +257,7 @@ impl PromApi {
             Ok(t) => t.unwrap_or_else(now_ms),
             Err(e) => return bad(400, "bad_data", &e),
         };
-        let expr = match parse_supported(q) {
-            Ok(e) => e,
-            Err(e) => return bad(400, "bad_data", &e.to_string()),
-        };
-        match eval_instant(&expr, ts, &(self.source)()) {
+        match self.run(q, |expr, h, budget| eval_instant_in(expr, ts, h, budget)) {
             Ok(PromValue::Scalar(v)) => {
                 ok(json!({"resultType": "scalar", "result": [ms_f(ts), format_value(v)]}))
             }
@@ -200,7 +268,7 @@ impl PromApi {
             Ok(PromValue::Matrix(series)) => {
                 ok(json!({"resultType": "matrix", "result": matrix_json(&series)}))
             }
-            Err(e) => bad(422, "execution", &e.to_string()),
+            Err(e) => self.failed(&e),
         }
     }
 
@@ -229,13 +297,11 @@ impl PromApi {
         if (end - start) / step > MAX_POINTS {
             return bad(400, "bad_data", "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)");
         }
-        let expr = match parse_supported(q) {
-            Ok(e) => e,
-            Err(e) => return bad(400, "bad_data", &e.to_string()),
-        };
-        match eval_range(&expr, start, end, step, &(self.source)()) {
+        match self.run(q, |expr, h, budget| {
+            eval_range_in(expr, start, end, step, h, budget)
+        }) {
             Ok(series) => ok(json!({"resultType": "matrix", "result": matrix_json(&series)})),
-            Err(e) => bad(422, "execution", &e.to_string()),
+            Err(e) => self.failed(&e),
         }
     }
 

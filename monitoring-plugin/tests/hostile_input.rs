@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use monitoring_plugin::alerts::history::{History, HistoryConfig, Sample};
-use monitoring_plugin::alerts::promql::{eval_instant, parse_supported};
+use monitoring_plugin::alerts::promql::{
+    eval_instant, eval_range_in, on_query_stack, parse_supported, Budget, PromqlError, QueryLimits,
+};
 use monitoring_plugin::alerts::rules::parse_rule_file;
 use monitoring_plugin::error_tracking::ingest::{parse_request, IngestConfig, IngestRequest};
 use monitoring_plugin::http::query_param;
@@ -189,6 +191,48 @@ proptest! {
         let _ = query_param("%", "%");
         let _ = query_param("a=%e9%", "a");
     }
+}
+
+/// The hardening report's cases: deep and long PromQL is refused before
+/// parsing (no stack overflow), everything under the limits evaluates, and a
+/// large range query stops at the samples budget.
+#[test]
+fn deep_long_and_large_range_promql_is_bounded() {
+    let h = history();
+    let generated = [
+        format!("{}1{}", "(".repeat(200_000), ")".repeat(200_000)),
+        format!("1{}", "+1".repeat(200_000)),
+        "-".repeat(200_000) + "1",
+        format!("{}up{}", "[".repeat(50_000), "]".repeat(50_000)),
+        format!("{}up{}", "{".repeat(50_000), "}".repeat(50_000)),
+    ];
+    for q in &generated {
+        match parse_supported(q) {
+            Err(PromqlError::Limit(m)) => assert!(m.contains("max_"), "{m}"),
+            other => panic!("{}…: {other:?}", &q[..20]),
+        }
+    }
+    let mut refused = 0;
+    for q in lines("promql") {
+        match parse_supported(&q) {
+            Ok(expr) => {
+                let _ = eval_instant(&expr, 300_000, &h);
+            }
+            Err(PromqlError::Limit(_)) => refused += 1,
+            Err(_) => {}
+        }
+    }
+    assert!(refused >= 4, "{refused} corpus lines refused by the limits");
+    // 11,000 steps over every series, on a budget of 10,000 samples.
+    let expr = parse_supported("{__name__=~\".+\"}").unwrap();
+    let limits = QueryLimits {
+        max_samples: 10_000,
+        ..QueryLimits::default()
+    };
+    let r =
+        on_query_stack(|| eval_range_in(&expr, 0, 11_000_000, 1_000, &h, &Budget::new(&limits)))
+            .unwrap();
+    assert_eq!(r.unwrap_err(), PromqlError::TooManySamples(10_000));
 }
 
 #[test]

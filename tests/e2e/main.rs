@@ -12,5 +12,6 @@ mod hardening;
 mod health;
 mod metrics;
 mod profiling;
+mod query_bounds;
 mod support;
 mod tracing;

@@ -23,6 +23,10 @@ use promql_parser::parser as pp;
 
 use super::history::{is_stale_nan, History, Labels, SeriesData, METRIC_NAME};
 
+pub mod limits;
+
+pub use limits::{check_text, on_query_stack, Budget, QueryLimits};
+
 /// How far back an instant selector looks for a sample (Prometheus default, 5 m).
 pub const LOOKBACK_MS: i64 = 300_000;
 
@@ -38,6 +42,18 @@ pub enum PromqlError {
     /// An evaluation error (e.g. many-to-many matching), as Prometheus reports it.
     #[error("evaluation error: {0}")]
     Eval(String),
+    /// The query text is longer or nests deeper than the configured limits.
+    #[error("{0}")]
+    Limit(String),
+    /// The query touched more samples than `max_samples` allows (the budget).
+    #[error(
+        "query processing would load too many samples into memory in query execution \
+         (the budget is max_samples = {0} per query)"
+    )]
+    TooManySamples(u64),
+    /// The query ran past its deadline and was stopped.
+    #[error("query timed out in expression evaluation")]
+    Timeout,
 }
 
 fn unsupported<T>(msg: impl Into<String>) -> Result<T, PromqlError> {
@@ -240,8 +256,22 @@ pub enum Value {
     Matrix(Vec<SeriesData>),
 }
 
-/// Parses `expr` and checks that it lies in the supported subset.
+/// Parses `expr` and checks that it lies in the supported subset, within the
+/// default [`QueryLimits`].
 pub fn parse_supported(expr: &str) -> Result<Expr, PromqlError> {
+    parse_with(expr, &QueryLimits::default())
+}
+
+/// Checks `expr` against `limits` (length, nesting), then parses and checks it
+/// on the query thread (see [`on_query_stack`]).
+pub fn parse_with(expr: &str, limits: &QueryLimits) -> Result<Expr, PromqlError> {
+    check_text(expr, limits)?;
+    on_query_stack(|| parse_here(expr, limits))?
+}
+
+/// [`parse_with`] on the calling thread: for callers already on the query thread.
+pub fn parse_here(expr: &str, limits: &QueryLimits) -> Result<Expr, PromqlError> {
+    check_text(expr, limits)?;
     let ast = pp::parse(expr).map_err(PromqlError::Parse)?;
     convert(&ast)
 }
@@ -446,19 +476,58 @@ fn convert(e: &pp::Expr) -> Result<Expr, PromqlError> {
     }
 }
 
-/// Evaluates `expr` at `ts_ms` over `history`.
+/// Evaluates `expr` at `ts_ms` over `history` within the default [`QueryLimits`],
+/// on the query thread.
 pub fn eval_instant(expr: &Expr, ts_ms: i64, history: &History) -> Result<Value, PromqlError> {
-    Evaluator { history }.eval(expr, ts_ms)
+    let budget_limits = QueryLimits::default();
+    on_query_stack(|| eval_instant_in(expr, ts_ms, history, &Budget::new(&budget_limits)))?
+}
+
+/// Evaluates `expr` at `ts_ms` over `history` on the calling thread, charging
+/// `budget`. The caller runs it on a thread with enough stack (see
+/// [`on_query_stack`]); expressions from [`parse_with`] nest at most
+/// `max_nesting_depth` levels.
+pub fn eval_instant_in(
+    expr: &Expr,
+    ts_ms: i64,
+    history: &History,
+    budget: &Budget,
+) -> Result<Value, PromqlError> {
+    Evaluator { history, budget }.eval(expr, ts_ms)
 }
 
 /// Evaluates `expr` at every `step_ms` from `start_ms` to `end_ms` (inclusive), as a
-/// Prometheus range query. Scalars become one series without labels.
+/// Prometheus range query, within the default [`QueryLimits`], on the query thread.
+/// Scalars become one series without labels.
 pub fn eval_range(
     expr: &Expr,
     start_ms: i64,
     end_ms: i64,
     step_ms: i64,
     history: &History,
+) -> Result<Vec<SeriesData>, PromqlError> {
+    let limits = QueryLimits::default();
+    on_query_stack(|| {
+        eval_range_in(
+            expr,
+            start_ms,
+            end_ms,
+            step_ms,
+            history,
+            &Budget::new(&limits),
+        )
+    })?
+}
+
+/// [`eval_range`] on the calling thread, charging `budget` (every point of the
+/// result counts as a sample, on top of what the steps read).
+pub fn eval_range_in(
+    expr: &Expr,
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+    history: &History,
+    budget: &Budget,
 ) -> Result<Vec<SeriesData>, PromqlError> {
     if step_ms <= 0 {
         return Err(PromqlError::Eval(
@@ -480,7 +549,7 @@ pub fn eval_range(
             "exceeded maximum resolution of 11,000 points per timeseries".into(),
         ));
     }
-    let ev = Evaluator { history };
+    let ev = Evaluator { history, budget };
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut out: Vec<SeriesData> = Vec::new();
     let mut ts = start_ms;
@@ -493,6 +562,8 @@ pub fn eval_range(
             Value::Vector(v) => v,
             Value::Matrix(_) => Vec::new(),
         };
+        budget.take(points.len() as u64)?;
+        budget.check_deadline()?;
         for p in points {
             let i = *index.entry(p.labels.clone()).or_insert_with(|| {
                 out.push(SeriesData {
@@ -511,14 +582,15 @@ pub fn eval_range(
 
 struct Evaluator<'a> {
     history: &'a History,
+    budget: &'a Budget,
 }
 
 impl Evaluator<'_> {
     fn eval(&self, e: &Expr, ts: i64) -> Result<Value, PromqlError> {
         Ok(match e {
             Expr::Number(n) => Value::Scalar(*n),
-            Expr::Instant(sel) => Value::Vector(self.instant(sel, ts)),
-            Expr::Range(sel, range) => Value::Matrix(self.range(sel, *range, ts)),
+            Expr::Instant(sel) => Value::Vector(self.instant(sel, ts)?),
+            Expr::Range(sel, range) => Value::Matrix(self.range(sel, *range, ts)?),
             Expr::RangeFunc(f, sel, range) => Value::Vector(self.range_func(*f, sel, *range, ts)?),
             Expr::Absent(arg) => {
                 let v = self.vector(arg, ts)?;
@@ -579,11 +651,16 @@ impl Evaluator<'_> {
         }
     }
 
-    fn instant(&self, sel: &Selector, ts: i64) -> Vec<VectorSample> {
+    fn instant(&self, sel: &Selector, ts: i64) -> Result<Vec<VectorSample>, PromqlError> {
         let t_ref = ts - sel.offset_ms;
         let mut out = Vec::new();
+        let mut charged = Ok(());
         self.history
             .for_each_selected(&sel.matchers, |labels, samples| {
+                if charged.is_err() {
+                    return;
+                }
+                charged = self.budget.take(1);
                 let idx = samples.partition_point(|(t, _)| *t <= t_ref);
                 if idx == 0 {
                     return;
@@ -597,17 +674,25 @@ impl Evaluator<'_> {
                     value: v,
                 });
             });
-        out
+        charged.map(|()| out)
     }
 
-    fn range(&self, sel: &Selector, range: i64, ts: i64) -> Vec<SeriesData> {
+    fn range(&self, sel: &Selector, range: i64, ts: i64) -> Result<Vec<SeriesData>, PromqlError> {
         let end = ts - sel.offset_ms;
         let start = end - range;
         let mut out = Vec::new();
+        let mut charged = Ok(());
         self.history
             .for_each_selected(&sel.matchers, |labels, samples| {
+                if charged.is_err() {
+                    return;
+                }
                 let from = samples.partition_point(|(t, _)| *t < start);
                 let to = samples.partition_point(|(t, _)| *t <= end);
+                charged = self.budget.take((to - from) as u64);
+                if charged.is_err() {
+                    return;
+                }
                 let pts: Vec<(i64, f64)> = samples
                     .range(from..to)
                     .filter(|(_, v)| !is_stale_nan(*v))
@@ -620,7 +705,7 @@ impl Evaluator<'_> {
                     });
                 }
             });
-        out
+        charged.map(|()| out)
     }
 
     fn range_func(
@@ -633,7 +718,7 @@ impl Evaluator<'_> {
         let end = ts - sel.offset_ms;
         let start = end - range;
         let mut out = Vec::new();
-        for s in self.range(sel, range, ts) {
+        for s in self.range(sel, range, ts)? {
             let p = &s.samples;
             let v = match f {
                 Func::Rate => extrapolated_rate(p, start, end, range, true, true),
@@ -1189,6 +1274,64 @@ mod tests {
         let r = eval_range(&parse_supported("c").unwrap(), 0, 60_000, 15_000, &h).unwrap();
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].samples.len(), 5);
+    }
+
+    #[test]
+    fn deepest_allowed_queries_do_not_overflow_the_query_stack() {
+        let limits = QueryLimits {
+            max_nesting_depth: limits::MAX_NESTING_LIMIT,
+            ..QueryLimits::default()
+        };
+        let n = limits::MAX_NESTING_LIMIT;
+        let h = hist();
+        let cases = [
+            format!("{}c{}", "(".repeat(n), ")".repeat(n)),
+            format!("{}c{}", "sum(".repeat(n / 2), ")".repeat(n / 2)),
+            format!("c{}", " + 1".repeat(n)),
+            format!("{}c", "-".repeat(n)),
+            format!("{}c{}", "(-".repeat(n / 2), ")".repeat(n / 2)),
+        ];
+        for q in &cases {
+            assert!(limits::nesting_depth(q) <= n, "{q}");
+            let e = parse_with(q, &limits).unwrap_or_else(|e| panic!("{e}"));
+            let v = on_query_stack(|| {
+                let r = eval_instant_in(&e, 300_000, &h, &Budget::new(&limits));
+                drop(e);
+                r
+            })
+            .unwrap();
+            assert!(v.is_ok(), "{v:?}");
+        }
+        let too_deep = format!("{}c{}", "(".repeat(n + 1), ")".repeat(n + 1));
+        assert!(matches!(
+            parse_with(&too_deep, &limits),
+            Err(PromqlError::Limit(_))
+        ));
+    }
+
+    #[test]
+    fn samples_budget_and_deadline_stop_evaluation() {
+        let h = hist();
+        let e = parse_supported("sum(rate(c[5m]))").unwrap();
+        let small = QueryLimits {
+            max_samples: 30,
+            ..QueryLimits::default()
+        };
+        let err = eval_instant_in(&e, 300_000, &h, &Budget::new(&small)).unwrap_err();
+        assert_eq!(err, PromqlError::TooManySamples(30));
+        assert!(err.to_string().contains("max_samples = 30"), "{err}");
+        // A range query charges its points: 2 series x 21 steps > 30.
+        let e = parse_supported("c").unwrap();
+        let err = eval_range_in(&e, 0, 300_000, 15_000, &h, &Budget::new(&small)).unwrap_err();
+        assert_eq!(err, PromqlError::TooManySamples(30));
+        let late = QueryLimits {
+            timeout_secs: 1e-9,
+            ..QueryLimits::default()
+        };
+        let budget = Budget::new(&late);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        let err = eval_range_in(&e, 0, 300_000, 15_000, &h, &budget).unwrap_err();
+        assert_eq!(err, PromqlError::Timeout);
     }
 
     #[test]
