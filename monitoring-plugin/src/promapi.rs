@@ -4,7 +4,8 @@
 //! server running. Paths and JSON shapes follow Prometheus' HTTP API:
 //! `/query`, `/query_range`, `/series`, `/labels`, `/label/{name}/values`
 //! and `/status/buildinfo` under `/api/v1/monitoring/prometheus/api/v1/`.
-//! Queries use the PromQL subset of the alert evaluator (docs/alerting.md).
+//! Queries use the alert evaluator's PromQL (docs/alerting.md), within the
+//! cost limits of `[plugins.monitoring.query]`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -83,9 +84,7 @@ impl PromApi {
             }
         }
         match e {
-            PromqlError::Parse(_) | PromqlError::Unsupported(_) | PromqlError::Limit(_) => {
-                bad(400, "bad_data", &e.to_string())
-            }
+            PromqlError::Parse(_) | PromqlError::Limit(_) => bad(400, "bad_data", &e.to_string()),
             PromqlError::Timeout => bad(503, "timeout", &e.to_string()),
             PromqlError::TooManySamples(_) | PromqlError::Eval(_) => {
                 bad(422, "execution", &e.to_string())
@@ -267,6 +266,9 @@ impl PromApi {
             })),
             Ok(PromValue::Matrix(series)) => {
                 ok(json!({"resultType": "matrix", "result": matrix_json(&series)}))
+            }
+            Ok(PromValue::String(v)) => {
+                ok(json!({"resultType": "string", "result": [ms_f(ts), v]}))
             }
             Err(e) => self.failed(&e),
         }
@@ -494,16 +496,13 @@ mod tests {
     fn errors_are_prometheus_shaped() {
         let a = api();
         let r = a
-            .handle_http(&req(
-                "query",
-                "query=label_replace(x_total,%22a%22,%22b%22,%22c%22,%22d%22)",
-            ))
+            .handle_http(&req("query", "query=sort_by_label(x_total,%22a%22)"))
             .unwrap();
         assert_eq!(r.status, 400);
         let v = body(&r);
         assert_eq!(v["status"], "error");
         assert!(
-            v["error"].as_str().unwrap().contains("label_replace"),
+            v["error"].as_str().unwrap().contains("sort_by_label"),
             "{v}"
         );
         assert_eq!(

@@ -13,7 +13,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::history::{stale_nan, History, Labels, METRIC_NAME};
-use super::promql::{eval_instant_in, on_query_stack, Budget, QueryLimits, Value, VectorSample};
+use super::promql::{eval_instant_step, on_query_stack, Budget, QueryLimits, Value, VectorSample};
 use super::rules::{AlertingRule, RecordingRule, Rule, RuleGroup};
 use crate::store::KvStore;
 
@@ -298,6 +298,7 @@ impl Engine {
             let q = Query {
                 history,
                 budget: &budget,
+                interval_ms: interval,
             };
             let res = match &rs.rule {
                 Rule::Alerting(r) => {
@@ -513,6 +514,8 @@ fn url_escape(s: &str) -> String {
 struct Query<'a> {
     history: &'a History,
     budget: &'a Budget,
+    /// The group's interval: the step of subqueries that name none.
+    interval_ms: i64,
 }
 
 fn query_vector(
@@ -520,13 +523,15 @@ fn query_vector(
     ts: i64,
     q: &Query<'_>,
 ) -> Result<Vec<VectorSample>, String> {
-    match eval_instant_in(expr, ts, q.history, q.budget).map_err(|e| e.to_string())? {
+    match eval_instant_step(expr, ts, q.history, q.budget, q.interval_ms)
+        .map_err(|e| e.to_string())?
+    {
         Value::Vector(v) => Ok(v),
         Value::Scalar(v) => Ok(vec![VectorSample {
             labels: Labels::default(),
             value: v,
         }]),
-        Value::Matrix(_) => Err("rule result is not a vector or scalar".into()),
+        Value::Matrix(_) | Value::String(_) => Err("rule result is not a vector or scalar".into()),
     }
 }
 
