@@ -358,3 +358,25 @@ fn shipped_rules_pass_promtool_check_and_load_in_our_subset() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn a_collection_written_like_popular_ones_loads_with_zero_refused_rules() {
+    let path = rules_dir().join("30_popular_collection.rules.yml");
+    let r = load_file(&path);
+    assert!(r.errors.is_empty(), "refused rules: {:?}", r.errors);
+    let rules: usize = r.groups.iter().map(|g| g.rules.len()).sum();
+    assert!(rules >= 30, "only {rules} rules");
+    if Command::new("promtool").arg("--version").output().is_ok() {
+        let out = Command::new("promtool")
+            .args(["check", "rules"])
+            .arg(&path)
+            .output()
+            .expect("run promtool");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(
+            text.contains(&format!("SUCCESS: {rules} rules found")),
+            "{text}"
+        );
+    }
+}

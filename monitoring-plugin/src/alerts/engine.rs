@@ -13,8 +13,11 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::history::{stale_nan, History, Labels, METRIC_NAME};
-use super::promql::{eval_instant_step, on_query_stack, Budget, QueryLimits, Value, VectorSample};
+use super::promql::{
+    eval_instant_step, on_query_stack, parse_here, Budget, QueryLimits, Value, VectorSample,
+};
 use super::rules::{AlertingRule, RecordingRule, Rule, RuleGroup};
+use super::template::{Env, QueryRow};
 use crate::store::KvStore;
 
 /// How long a resolved alert is kept (and re-notified as resolved), as Prometheus.
@@ -292,6 +295,7 @@ impl Engine {
         let interval = self.groups[gi].interval_ms;
         let resend = self.config.resend_delay_ms;
         let limits = &self.config.limits;
+        let external_url = self.config.external_url.as_str();
         for rs in &mut self.groups[gi].rules {
             let start = Instant::now();
             let budget = Budget::new(limits);
@@ -299,6 +303,8 @@ impl Engine {
                 history,
                 budget: &budget,
                 interval_ms: interval,
+                limits,
+                external_url,
             };
             let res = match &rs.rule {
                 Rule::Alerting(r) => {
@@ -511,11 +517,16 @@ fn url_escape(s: &str) -> String {
 }
 
 /// What a rule evaluation reads: the history, within its cost budget.
+#[derive(Clone, Copy)]
 struct Query<'a> {
     history: &'a History,
     budget: &'a Budget,
     /// The group's interval: the step of subqueries that name none.
     interval_ms: i64,
+    /// Limits of the `query` template function's queries.
+    limits: &'a QueryLimits,
+    /// `$externalURL` of templates.
+    external_url: &'a str,
 }
 
 fn query_vector(
@@ -576,17 +587,44 @@ fn eval_alerting(
 ) -> Result<(), String> {
     let res = query_vector(&r.expr, ts, q)?;
     let mut fresh: BTreeMap<Labels, Alert> = BTreeMap::new();
+    let no_external_labels = BTreeMap::new();
+    let run_query = |text: &str| -> Result<Vec<QueryRow>, String> {
+        let expr = parse_here(text, q.limits).map_err(|e| e.to_string())?;
+        let budget = Budget::new(q.limits);
+        let sub = Query {
+            budget: &budget,
+            ..*q
+        };
+        Ok(query_vector(&expr, ts, &sub)?
+            .into_iter()
+            .map(|s| {
+                let l = s.labels.iter().map(|(k, v)| (k.to_owned(), v.to_owned()));
+                (l.collect(), s.value)
+            })
+            .collect())
+    };
     for s in res {
-        let lookup = |n: &str| s.labels.get(n);
+        let sample_labels: BTreeMap<String, String> = s
+            .labels
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let env = Env {
+            labels: &sample_labels,
+            value: s.value,
+            external_labels: &no_external_labels,
+            external_url: q.external_url,
+            query: Some(&run_query),
+        };
         let mut labels = s.labels.without_name();
         for (k, t) in &r.labels {
-            labels.set(k, &t.render(lookup, s.value));
+            labels.set(k, &t.expand(&env));
         }
         labels.set("alertname", &r.name);
         let annotations: Vec<(String, String)> = r
             .annotations
             .iter()
-            .map(|(k, t)| (k.clone(), t.render(lookup, s.value)))
+            .map(|(k, t)| (k.clone(), t.expand(&env)))
             .collect();
         if fresh.contains_key(&labels) {
             return Err(

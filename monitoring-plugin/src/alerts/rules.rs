@@ -2,7 +2,7 @@
 //!
 //! The plugin reads the very rule files a Prometheus server would, so alerting can move
 //! to Prometheus unchanged. Rule files are untrusted input: every rule is checked on
-//! its own (YAML shape, duration syntax, label names, PromQL subset, template subset)
+//! its own (YAML shape, duration syntax, label names, PromQL, templates)
 //! and a broken rule yields a [`RuleError`] naming the file, the group, the rule and
 //! the problem, while every other rule still loads.
 //!
