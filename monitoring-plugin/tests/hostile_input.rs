@@ -1,6 +1,6 @@
 //! Hostile input: property tests over the untrusted parsers — the
 //! record_metric validator, the Sentry envelope/ingest parser, the rule-file
-//! loader and PromQL subset, and the HTTP query-parameter parsing. Each runs
+//! loader, PromQL and Go templates, and the HTTP query-parameter parsing. Each runs
 //! the committed seed corpus (`tests/corpus/`) as is and mutated, plus
 //! arbitrary input; the property is "no panic, a clean result or a clean
 //! error, and bounded output". Case counts: `PROPTEST_CASES` (256 per
@@ -15,6 +15,7 @@ use monitoring_plugin::alerts::promql::{
     eval_instant, eval_range_in, on_query_stack, parse_supported, Budget, PromqlError, QueryLimits,
 };
 use monitoring_plugin::alerts::rules::parse_rule_file;
+use monitoring_plugin::alerts::template::{Env, QueryRow, Template};
 use monitoring_plugin::error_tracking::ingest::{parse_request, IngestConfig, IngestRequest};
 use monitoring_plugin::http::query_param;
 use monitoring_plugin::metrics::{MetricKind, MetricStore, RecordRequest};
@@ -178,6 +179,27 @@ proptest! {
         for q in [text.as_str(), junk.as_str()] {
             if let Ok(expr) = parse_supported(q) {
                 let _ = eval_instant(&expr, 300_000, &h);
+            }
+        }
+    }
+
+    #[test]
+    fn templates_never_panic(seed_index in any::<usize>(), edits in edits(), junk in ".{0,120}") {
+        TRIED.fetch_add(1, Ordering::Relaxed);
+        let seeds = [
+            "{{ $labels }} {{ $value | humanize }}",
+            "{{ if gt $value 1.0 }}a{{ else if eq $value 1.0 }}b{{ else }}c{{ end }}",
+            "{{ range $k, $v := $labels }}{{ $k }}={{ printf \"%5.2f|%s|%d\" $value $v 3 }}{{ end }}",
+            "{{ with query \"up\" }}{{ . | first | value | humanize1024 }}{{ end }}",
+            "{{ reReplaceAll \"(.*):.*\" \"$1\" $labels.instance | toUpper }}{{- /* c */ -}}",
+        ];
+        let text = String::from_utf8_lossy(&mutate(seeds[seed_index % seeds.len()].as_bytes(), &edits)).into_owned();
+        let labels: BTreeMap<String, String> = [("instance".to_string(), "h:1".to_string())].into_iter().collect();
+        let q = |_: &str| -> Result<Vec<QueryRow>, String> { Ok(vec![(BTreeMap::new(), 1.0)]) };
+        let env = Env { labels: &labels, value: 1.5, external_labels: &labels, external_url: "http://x", query: Some(&q) };
+        for t in [text.as_str(), junk.as_str()] {
+            if let Ok(t) = Template::parse(t) {
+                prop_assert!(t.expand(&env).len() <= 2 << 20);
             }
         }
     }

@@ -273,7 +273,14 @@ fn lex_action(s: &str) -> Result<Vec<Tok>, TemplateError> {
     Ok(out)
 }
 
-fn parse_pipeline(toks: &[Tok], pos: &mut usize) -> Result<Pipeline, TemplateError> {
+/// Deepest nesting of parentheses and control actions a template may have
+/// (parsing and executing recurse once per level).
+const MAX_DEPTH: usize = 100;
+
+fn parse_pipeline(toks: &[Tok], pos: &mut usize, depth: usize) -> Result<Pipeline, TemplateError> {
+    if depth > MAX_DEPTH {
+        return Err(err("template nests too deep"));
+    }
     let mut pipe = Pipeline {
         vars: Vec::new(),
         assign: false,
@@ -324,7 +331,7 @@ fn parse_pipeline(toks: &[Tok], pos: &mut usize) -> Result<Pipeline, TemplateErr
             }
             Tok::Open => {
                 *pos += 1;
-                let inner = parse_pipeline(toks, pos)?;
+                let inner = parse_pipeline(toks, pos, depth + 1)?;
                 if toks.get(*pos) != Some(&Tok::Close) {
                     return Err(err("unclosed left paren"));
                 }
@@ -359,7 +366,7 @@ fn parse_pipeline(toks: &[Tok], pos: &mut usize) -> Result<Pipeline, TemplateErr
 fn pipeline_of(text: &str) -> Result<Pipeline, TemplateError> {
     let toks = lex_action(text)?;
     let mut pos = 0;
-    let p = parse_pipeline(&toks, &mut pos)?;
+    let p = parse_pipeline(&toks, &mut pos, 0)?;
     if pos != toks.len() {
         return Err(err("unexpected \")\" in operand"));
     }
@@ -472,7 +479,7 @@ fn parse_list(
     pos: &mut usize,
     depth: usize,
 ) -> Result<(Vec<Node>, Stop), TemplateError> {
-    if depth > 100 {
+    if depth > MAX_DEPTH {
         return Err(err("template nests too deep"));
     }
     let mut out = Vec::new();

@@ -149,3 +149,26 @@ fn refuses_what_go_refuses() {
         assert!(Template::parse(t).is_err(), "{t}");
     }
 }
+
+#[test]
+fn deep_or_huge_templates_are_refused_or_bounded() {
+    let deep = format!("{{{{ {}1{} }}}}", "(".repeat(100_000), ")".repeat(100_000));
+    assert!(Template::parse(&deep).is_err());
+    let deep_if = "{{ if 1 }}".repeat(5_000) + &"{{ end }}".repeat(5_000);
+    assert!(Template::parse(&deep_if).is_err());
+    let labels = BTreeMap::new();
+    let env = Env {
+        labels: &labels,
+        value: 1.0,
+        external_labels: &labels,
+        external_url: "",
+        query: None,
+    };
+    // 10^8 iterations would run for minutes: the step bound stops it.
+    let t = Template::parse(
+        "{{ range (args 1 2 3 4 5 6 7 8 9 10) }}{{ range (args 1 2 3 4 5 6 7 8 9 10) }}{{ range (args 1 2 3 4 5 6 7 8 9 10) }}{{ range (args 1 2 3 4 5 6 7 8 9 10) }}{{ range (args 1 2 3 4 5 6 7 8 9 10) }}{{ range (args 1 2 3 4 5 6 7 8 9 10) }}{{ range (args 1 2 3 4 5 6 7 8 9 10) }}{{ range (args 1 2 3 4 5 6 7 8 9 10) }}x{{ end }}{{ end }}{{ end }}{{ end }}{{ end }}{{ end }}{{ end }}{{ end }}",
+    )
+    .unwrap();
+    assert!(t.render(&env).is_err());
+    assert!(t.expand(&env).starts_with("<error expanding template:"));
+}
