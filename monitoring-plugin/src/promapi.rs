@@ -493,6 +493,28 @@ mod tests {
     }
 
     #[test]
+    fn subqueries_and_modifiers_in_range_queries() {
+        let a = api();
+        for q in [
+            "max_over_time(x_total%5B1m%3A1s%5D)",
+            "x_total%20%40%20end()",
+            "topk(1%2C%20x_total)",
+        ] {
+            let v = body(
+                &a.handle_http(&req(
+                    "query_range",
+                    &format!("query={q}&start=0&end=60&step=15"),
+                ))
+                .unwrap(),
+            );
+            assert!(
+                !v["data"]["result"].as_array().unwrap().is_empty(),
+                "{q}: {v}"
+            );
+        }
+    }
+
+    #[test]
     fn errors_are_prometheus_shaped() {
         let a = api();
         let r = a

@@ -159,3 +159,41 @@ fn a_slow_query_times_out_and_stops_computing() {
     assert_eq!(aborted(&host, "timeout"), 1.0);
     assert_still_serving(&mut host);
 }
+
+#[test]
+fn full_promql_is_answered_and_subqueries_are_bounded() {
+    let mut host = host_with("max_samples = 200000");
+    wait_for_history(&host);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // What a Grafana panel may ask: subquery, topk, label_replace, group_left, @.
+    for q in [
+        "max_over_time(homeconsole_plugins_loaded%5B1m%3A1s%5D)",
+        "topk(1%2C%20homeconsole_plugin_state)",
+        "label_replace(homeconsole_plugins_loaded%2C%20%22x%22%2C%20%22%241%22%2C%20%22__name__%22%2C%20%22(.*)_loaded%22)",
+        "homeconsole_plugin_state%20*%20on()%20group_left%20homeconsole_plugins_loaded",
+        "homeconsole_plugins_loaded%20%40%20end()",
+    ] {
+        // The history is seconds old: end after the newest sample.
+        let body = format!("query={q}&start={}&end={}&step=1", now - 60, now + 2);
+        let r = post_form(&host, QUERY_RANGE, &body);
+        assert_eq!(r.status, 200, "{q}: {}", r.body);
+        assert!(
+            !r.json()["data"]["result"].as_array().unwrap().is_empty(),
+            "{q}: {}",
+            r.body
+        );
+    }
+    // A subquery at a 1 ms step over every series: far over the budget.
+    let r = post_form(
+        &host,
+        QUERY,
+        "query=count_over_time(%7B__name__%3D~%22.%2B%22%7D%5B10m%3A1ms%5D)",
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("max_samples = 200000"), "{}", r.body);
+    assert_eq!(aborted(&host, "too_many_samples"), 1.0);
+    assert_still_serving(&mut host);
+}
