@@ -31,7 +31,7 @@ pub(crate) fn elem(op: BinOp, l: f64, r: f64) -> (f64, bool) {
 }
 
 /// Whether the result of `op` loses the metric name (`atan2` keeps it in 2.42).
-fn drops_name(op: BinOp) -> bool {
+pub(crate) fn drops_name(op: BinOp) -> bool {
     matches!(
         op,
         BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod | BinOp::Pow

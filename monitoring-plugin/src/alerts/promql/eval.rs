@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 
-use super::super::history::{is_stale_nan, History, Labels, SeriesData};
-use super::ast::{At, Expr, Selector};
+use super::super::history::{is_stale_nan, History, Labels, SeriesData, METRIC_NAME};
+use super::ast::{At, BinOp, Expr, Func, Selector};
 use super::{aggregate, binary, functions, Budget, PromqlError, Value, VectorSample, LOOKBACK_MS};
 
 /// What an evaluation reads and where it stands.
@@ -69,7 +69,11 @@ impl Evaluator<'_> {
             Expr::Range(..) | Expr::Subquery { .. } => Value::Matrix(self.window(e, ts)?.series),
             Expr::Call(f, args) => {
                 let v = functions::call(self, *f, args, ts)?;
-                if let Value::Vector(v) = &v {
+                // Series of one metric stay distinct once the name is dropped;
+                // only relabelling or mixed names can make two alike.
+                let distinct = !matches!(f, Func::LabelReplace | Func::LabelJoin)
+                    && args.iter().any(one_metric);
+                if let (false, Value::Vector(v)) = (distinct, &v) {
                     check_unique(v)?;
                 }
                 v
@@ -111,8 +115,13 @@ impl Evaluator<'_> {
             } => {
                 let l = self.eval(lhs, ts)?;
                 let r = self.eval(rhs, ts)?;
+                // Only a dropped name or `or` can make two series alike;
+                // vector matching already refuses ambiguous matches.
+                let may_collide = *op == BinOp::Or
+                    || (matches!((&l, &r), (Value::Scalar(_), _) | (_, Value::Scalar(_)))
+                        && (*return_bool || binary::drops_name(*op)));
                 let v = binary::binary(*op, *return_bool, matching, l, r)?;
-                if let Value::Vector(v) = &v {
+                if let (true, Value::Vector(v)) = (may_collide, &v) {
                     check_unique(v)?;
                 }
                 v
@@ -263,6 +272,17 @@ impl Evaluator<'_> {
                 }
             });
         charged.map(|()| out)
+    }
+}
+
+/// Whether `e` selects series of one metric name (an `=` matcher on `__name__`).
+fn one_metric(e: &Expr) -> bool {
+    match e {
+        Expr::Instant(s) | Expr::Range(s, _) => s
+            .matchers
+            .iter()
+            .any(|m| m.name == METRIC_NAME && matches!(m.op, promql_parser::label::MatchOp::Equal)),
+        _ => false,
     }
 }
 

@@ -326,6 +326,35 @@ mod tests {
     }
 
     #[test]
+    fn same_labelset_after_dropping_the_name_is_refused() {
+        let h = History::new(HistoryConfig::default());
+        for name in ["x", "y"] {
+            h.append(
+                &Labels::with_name(name, &[("a".into(), "1".into())]),
+                0,
+                1.0,
+            );
+        }
+        let run = |q: &str| {
+            let e = parse_supported(q).unwrap();
+            eval_instant(&e, 0, &h)
+        };
+        for q in [
+            "abs({__name__=~\"x|y\"})",
+            "{__name__=~\"x|y\"} * 1",
+            "{__name__=~\"x|y\"} > bool 0",
+            "-{__name__=~\"x|y\"}",
+            "label_replace({__name__=~\"x|y\"}, \"__name__\", \"z\", \"a\", \".*\")",
+        ] {
+            let err = run(q).unwrap_err().to_string();
+            assert!(err.contains("same labelset"), "{q}: {err}");
+        }
+        for q in ["abs(x)", "{__name__=~\"x|y\"} > 0", "x + y", "x or y"] {
+            assert!(run(q).is_ok(), "{q}");
+        }
+    }
+
+    #[test]
     fn every_2_42_function_parses() {
         for name in [
             "abs",
