@@ -285,6 +285,34 @@ mod tests {
     }
 
     #[test]
+    fn the_plugin_config_section_is_read_and_checked() {
+        use crate::config::MonitoringConfig;
+        let c = MonitoringConfig::from_json("{}").unwrap();
+        assert_eq!(c.query, QueryLimits::default());
+        assert!(
+            c.query.timeout_secs < 5.0,
+            "below the host's callback deadline"
+        );
+        let c = MonitoringConfig::from_json(
+            r#"{"query": {"max_samples": 10, "timeout_secs": 0.5, "max_query_length": 100, "max_nesting_depth": 10}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.query.max_samples, 10);
+        assert_eq!(c.query.max_nesting_depth, 10);
+        for bad in [
+            r#"{"query": {"max_samples": 0}}"#,
+            r#"{"query": {"max_nesting_depth": 5000}}"#,
+            r#"{"query": {"timeout": 3}}"#,
+        ] {
+            let e = MonitoringConfig::from_json(bad).unwrap_err();
+            assert!(
+                e.contains("query") || e.contains("unknown field"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn limits_are_checked() {
         assert!(QueryLimits::default().check().is_ok());
         for bad in [
