@@ -371,6 +371,7 @@ impl Alerting {
 
     fn engine_config(&self) -> EngineConfig {
         EngineConfig {
+            limits: self.ctx.config.query.clone(),
             default_interval_ms: secs_to_ms(self.config.evaluation_interval_secs),
             resend_delay_ms: secs_to_ms(self.config.resend_interval_secs),
             alerts_metric: names::ALERTS.to_owned(),

@@ -129,9 +129,11 @@ pub fn build_all(ctx: &Ctx) -> Result<Vec<Arc<dyn Capability>>, PluginError> {
     let history_of = alerting.clone();
     let all: Vec<Arc<dyn Capability>> = vec![
         alerting,
-        Arc::new(crate::promapi::PromApi::new(Arc::new(move || {
-            history_of.history()
-        }))),
+        Arc::new(
+            crate::promapi::PromApi::new(Arc::new(move || history_of.history()))
+                .with_limits(ctx.config.query.clone())
+                .with_metrics(ctx.collector.internal_store()),
+        ),
         Arc::new(crate::dashboard::Dashboard),
         Arc::new(crate::errors::Errors::new(ctx)?),
         Arc::new(crate::tracing_capability::TracingCapability::new(ctx)?),

@@ -444,6 +444,8 @@ pub struct MonitoringConfig {
     /// label wins) and to Sentry events (`server_name` from `instance`,
     /// environment from `environment`, the rest as tags).
     pub external_labels: BTreeMap<String, String>,
+    /// Cost limits of PromQL queries and rule evaluations.
+    pub query: crate::alerts::promql::QueryLimits,
 }
 
 impl MonitoringConfig {
@@ -495,6 +497,7 @@ impl MonitoringConfig {
             }
         }
         config.tracing.validate()?;
+        config.query.check()?;
         let p = &config.profiling;
         if !(1..=10_000).contains(&p.slow_calls_kept) {
             return Err(

@@ -72,6 +72,8 @@ pub const PLUGIN_CIRCUIT_STATE: &str = "homeconsole_plugin_circuit_state";
 pub const PLUGIN_CALLS_REFUSED_TOTAL: &str = "homeconsole_plugin_calls_refused_total";
 /// Service calls slower than `profiling.slow_call_ms`, by service.
 pub const SLOW_SERVICE_CALLS_TOTAL: &str = "homeconsole_slow_service_calls_total";
+/// PromQL queries refused or stopped by a cost limit, by reason.
+pub const PROMQL_QUERIES_ABORTED_TOTAL: &str = "homeconsole_promql_queries_aborted_total";
 
 /// Every `homeconsole_*` family name (docs and tests check against it).
 pub const ALL: &[&str] = &[
@@ -108,4 +110,5 @@ pub const ALL: &[&str] = &[
     PLUGIN_CIRCUIT_STATE,
     PLUGIN_CALLS_REFUSED_TOTAL,
     SLOW_SERVICE_CALLS_TOTAL,
+    PROMQL_QUERIES_ABORTED_TOTAL,
 ];

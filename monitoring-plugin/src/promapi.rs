@@ -4,7 +4,8 @@
 //! server running. Paths and JSON shapes follow Prometheus' HTTP API:
 //! `/query`, `/query_range`, `/series`, `/labels`, `/label/{name}/values`
 //! and `/status/buildinfo` under `/api/v1/monitoring/prometheus/api/v1/`.
-//! Queries use the PromQL subset of the alert evaluator (docs/alerting.md).
+//! Queries use the alert evaluator's PromQL (docs/alerting.md), within the
+//! cost limits of `[plugins.monitoring.query]`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -14,9 +15,14 @@ use promql_parser::label::Matcher;
 use serde_json::{json, Value};
 
 use crate::alerts::history::{is_stale_nan, History, SeriesData};
-use crate::alerts::promql::{eval_instant, eval_range, parse_supported, Value as PromValue};
+use crate::alerts::promql::{
+    check_text, eval_instant_in, eval_range_in, on_query_stack, parse_here, Budget, PromqlError,
+    QueryLimits, Value as PromValue,
+};
 use crate::capability::{Capability, Route};
 use crate::http::query_param;
+use crate::metrics::{CounterFamily, MetricStore};
+use crate::names;
 
 /// Prefix of every route of this API.
 pub const PREFIX: &str = "/api/v1/monitoring/prometheus/api/v1/";
@@ -30,12 +36,77 @@ pub type HistorySource = Arc<dyn Fn() -> Arc<History> + Send + Sync>;
 /// The query API capability.
 pub struct PromApi {
     source: HistorySource,
+    limits: QueryLimits,
+    aborted: Option<CounterFamily>,
 }
 
 impl PromApi {
-    /// An API over the history `source` returns.
+    /// An API over the history `source` returns, with the default query limits.
     pub fn new(source: HistorySource) -> Self {
-        PromApi { source }
+        PromApi {
+            source,
+            limits: QueryLimits::default(),
+            aborted: None,
+        }
+    }
+
+    /// Applies `limits` to every query.
+    pub fn with_limits(mut self, limits: QueryLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Counts refused and stopped queries in `store`
+    /// (`homeconsole_promql_queries_aborted_total{reason}`).
+    pub fn with_metrics(mut self, store: &MetricStore) -> Self {
+        self.aborted = store
+            .register_counter(
+                names::PROMQL_QUERIES_ABORTED_TOTAL,
+                "Queries refused or stopped by a cost limit, by reason (too_long, too_deep, too_many_samples, timeout).",
+                &["reason"],
+            )
+            .ok();
+        self
+    }
+
+    /// The error answer for `e`, counted when a cost limit caused it.
+    fn failed(&self, e: &PromqlError) -> HttpResponse {
+        let reason = match e {
+            PromqlError::Limit(m) if m.contains("max_query_length") => Some("too_long"),
+            PromqlError::Limit(_) => Some("too_deep"),
+            PromqlError::TooManySamples(_) => Some("too_many_samples"),
+            PromqlError::Timeout => Some("timeout"),
+            _ => None,
+        };
+        if let (Some(reason), Some(f)) = (reason, &self.aborted) {
+            if let Ok(c) = f.with_labels(&[reason]) {
+                c.inc();
+            }
+        }
+        match e {
+            PromqlError::Parse(_) | PromqlError::Limit(_) => bad(400, "bad_data", &e.to_string()),
+            PromqlError::Timeout => bad(503, "timeout", &e.to_string()),
+            PromqlError::TooManySamples(_) | PromqlError::Eval(_) => {
+                bad(422, "execution", &e.to_string())
+            }
+        }
+    }
+
+    /// Checks, parses and runs `run` on the query thread within the limits.
+    fn run<R: Send>(
+        &self,
+        query: &str,
+        run: impl FnOnce(&crate::alerts::promql::Expr, &History, &Budget) -> Result<R, PromqlError>
+            + Send,
+    ) -> Result<R, PromqlError> {
+        check_text(query, &self.limits)?;
+        let history = (self.source)();
+        let limits = &self.limits;
+        on_query_stack(|| {
+            let budget = Budget::new(limits);
+            let expr = parse_here(query, limits)?;
+            run(&expr, &history, &budget)
+        })?
     }
 }
 
@@ -185,11 +256,7 @@ impl PromApi {
             Ok(t) => t.unwrap_or_else(now_ms),
             Err(e) => return bad(400, "bad_data", &e),
         };
-        let expr = match parse_supported(q) {
-            Ok(e) => e,
-            Err(e) => return bad(400, "bad_data", &e.to_string()),
-        };
-        match eval_instant(&expr, ts, &(self.source)()) {
+        match self.run(q, |expr, h, budget| eval_instant_in(expr, ts, h, budget)) {
             Ok(PromValue::Scalar(v)) => {
                 ok(json!({"resultType": "scalar", "result": [ms_f(ts), format_value(v)]}))
             }
@@ -200,7 +267,10 @@ impl PromApi {
             Ok(PromValue::Matrix(series)) => {
                 ok(json!({"resultType": "matrix", "result": matrix_json(&series)}))
             }
-            Err(e) => bad(422, "execution", &e.to_string()),
+            Ok(PromValue::String(v)) => {
+                ok(json!({"resultType": "string", "result": [ms_f(ts), v]}))
+            }
+            Err(e) => self.failed(&e),
         }
     }
 
@@ -229,13 +299,11 @@ impl PromApi {
         if (end - start) / step > MAX_POINTS {
             return bad(400, "bad_data", "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)");
         }
-        let expr = match parse_supported(q) {
-            Ok(e) => e,
-            Err(e) => return bad(400, "bad_data", &e.to_string()),
-        };
-        match eval_range(&expr, start, end, step, &(self.source)()) {
+        match self.run(q, |expr, h, budget| {
+            eval_range_in(expr, start, end, step, h, budget)
+        }) {
             Ok(series) => ok(json!({"resultType": "matrix", "result": matrix_json(&series)})),
-            Err(e) => bad(422, "execution", &e.to_string()),
+            Err(e) => self.failed(&e),
         }
     }
 
@@ -425,19 +493,38 @@ mod tests {
     }
 
     #[test]
+    fn subqueries_and_modifiers_in_range_queries() {
+        let a = api();
+        for q in [
+            "max_over_time(x_total%5B1m%3A1s%5D)",
+            "x_total%20%40%20end()",
+            "topk(1%2C%20x_total)",
+        ] {
+            let v = body(
+                &a.handle_http(&req(
+                    "query_range",
+                    &format!("query={q}&start=0&end=60&step=15"),
+                ))
+                .unwrap(),
+            );
+            assert!(
+                !v["data"]["result"].as_array().unwrap().is_empty(),
+                "{q}: {v}"
+            );
+        }
+    }
+
+    #[test]
     fn errors_are_prometheus_shaped() {
         let a = api();
         let r = a
-            .handle_http(&req(
-                "query",
-                "query=label_replace(x_total,%22a%22,%22b%22,%22c%22,%22d%22)",
-            ))
+            .handle_http(&req("query", "query=sort_by_label(x_total,%22a%22)"))
             .unwrap();
         assert_eq!(r.status, 400);
         let v = body(&r);
         assert_eq!(v["status"], "error");
         assert!(
-            v["error"].as_str().unwrap().contains("label_replace"),
+            v["error"].as_str().unwrap().contains("sort_by_label"),
             "{v}"
         );
         assert_eq!(

@@ -1,6 +1,6 @@
 //! Hostile input: property tests over the untrusted parsers — the
 //! record_metric validator, the Sentry envelope/ingest parser, the rule-file
-//! loader and PromQL subset, and the HTTP query-parameter parsing. Each runs
+//! loader, PromQL and Go templates, and the HTTP query-parameter parsing. Each runs
 //! the committed seed corpus (`tests/corpus/`) as is and mutated, plus
 //! arbitrary input; the property is "no panic, a clean result or a clean
 //! error, and bounded output". Case counts: `PROPTEST_CASES` (256 per
@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use monitoring_plugin::alerts::history::{History, HistoryConfig, Sample};
-use monitoring_plugin::alerts::promql::{eval_instant, parse_supported};
+use monitoring_plugin::alerts::promql::{
+    eval_instant, eval_range_in, on_query_stack, parse_supported, Budget, PromqlError, QueryLimits,
+};
 use monitoring_plugin::alerts::rules::parse_rule_file;
+use monitoring_plugin::alerts::template::{Env, QueryRow, Template};
 use monitoring_plugin::error_tracking::ingest::{parse_request, IngestConfig, IngestRequest};
 use monitoring_plugin::http::query_param;
 use monitoring_plugin::metrics::{MetricKind, MetricStore, RecordRequest};
@@ -181,6 +184,27 @@ proptest! {
     }
 
     #[test]
+    fn templates_never_panic(seed_index in any::<usize>(), edits in edits(), junk in ".{0,120}") {
+        TRIED.fetch_add(1, Ordering::Relaxed);
+        let seeds = [
+            "{{ $labels }} {{ $value | humanize }}",
+            "{{ if gt $value 1.0 }}a{{ else if eq $value 1.0 }}b{{ else }}c{{ end }}",
+            "{{ range $k, $v := $labels }}{{ $k }}={{ printf \"%5.2f|%s|%d\" $value $v 3 }}{{ end }}",
+            "{{ with query \"up\" }}{{ . | first | value | humanize1024 }}{{ end }}",
+            "{{ reReplaceAll \"(.*):.*\" \"$1\" $labels.instance | toUpper }}{{- /* c */ -}}",
+        ];
+        let text = String::from_utf8_lossy(&mutate(seeds[seed_index % seeds.len()].as_bytes(), &edits)).into_owned();
+        let labels: BTreeMap<String, String> = [("instance".to_string(), "h:1".to_string())].into_iter().collect();
+        let q = |_: &str| -> Result<Vec<QueryRow>, String> { Ok(vec![(BTreeMap::new(), 1.0)]) };
+        let env = Env { labels: &labels, value: 1.5, external_labels: &labels, external_url: "http://x", query: Some(&q) };
+        for t in [text.as_str(), junk.as_str()] {
+            if let Ok(t) = Template::parse(t) {
+                prop_assert!(t.expand(&env).len() <= 2 << 20);
+            }
+        }
+    }
+
+    #[test]
     fn query_parameters_never_panic(query in ".{0,120}", name in "[a-z\\[\\]%]{0,8}", bytes in prop::collection::vec(any::<u8>(), 0..64)) {
         TRIED.fetch_add(1, Ordering::Relaxed);
         let _ = query_param(&query, &name);
@@ -189,6 +213,48 @@ proptest! {
         let _ = query_param("%", "%");
         let _ = query_param("a=%e9%", "a");
     }
+}
+
+/// The hardening report's cases: deep and long PromQL is refused before
+/// parsing (no stack overflow), everything under the limits evaluates, and a
+/// large range query stops at the samples budget.
+#[test]
+fn deep_long_and_large_range_promql_is_bounded() {
+    let h = history();
+    let generated = [
+        format!("{}1{}", "(".repeat(200_000), ")".repeat(200_000)),
+        format!("1{}", "+1".repeat(200_000)),
+        "-".repeat(200_000) + "1",
+        format!("{}up{}", "[".repeat(50_000), "]".repeat(50_000)),
+        format!("{}up{}", "{".repeat(50_000), "}".repeat(50_000)),
+    ];
+    for q in &generated {
+        match parse_supported(q) {
+            Err(PromqlError::Limit(m)) => assert!(m.contains("max_"), "{m}"),
+            other => panic!("{}…: {other:?}", &q[..20]),
+        }
+    }
+    let mut refused = 0;
+    for q in lines("promql") {
+        match parse_supported(&q) {
+            Ok(expr) => {
+                let _ = eval_instant(&expr, 300_000, &h);
+            }
+            Err(PromqlError::Limit(_)) => refused += 1,
+            Err(_) => {}
+        }
+    }
+    assert!(refused >= 4, "{refused} corpus lines refused by the limits");
+    // 11,000 steps over every series, on a budget of 10,000 samples.
+    let expr = parse_supported("{__name__=~\".+\"}").unwrap();
+    let limits = QueryLimits {
+        max_samples: 10_000,
+        ..QueryLimits::default()
+    };
+    let r =
+        on_query_stack(|| eval_range_in(&expr, 0, 11_000_000, 1_000, &h, &Budget::new(&limits)))
+            .unwrap();
+    assert_eq!(r.unwrap_err(), PromqlError::TooManySamples(10_000));
 }
 
 #[test]

@@ -115,9 +115,13 @@ fn query_api_speaks_prometheus_json() {
     );
     let series = q("series?match%5B%5D=homeconsole_plugin_state");
     assert!(series["data"].as_array().unwrap().len() >= 2, "{series}");
-    let bad = host.get("/api/v1/monitoring/prometheus/api/v1/query?query=topk(1,up)");
+    let bad =
+        host.get("/api/v1/monitoring/prometheus/api/v1/query?query=sort_by_label(up,%22a%22)");
     assert_eq!(bad.status, 400);
-    assert!(bad.json()["error"].as_str().unwrap().contains("topk"));
+    assert!(bad.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("sort_by_label"));
     // Grafana posts forms.
     let r = host.request(
         "POST",

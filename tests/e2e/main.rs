@@ -17,6 +17,7 @@ mod idle;
 mod metrics;
 mod openmetrics;
 mod profiling;
+mod query_bounds;
 mod remote_write;
 mod resilience;
 mod self_protection;

@@ -13,8 +13,11 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::history::{stale_nan, History, Labels, METRIC_NAME};
-use super::promql::{eval_instant, Value, VectorSample};
+use super::promql::{
+    eval_instant_step, on_query_stack, parse_here, Budget, QueryLimits, Value, VectorSample,
+};
 use super::rules::{AlertingRule, RecordingRule, Rule, RuleGroup};
+use super::template::{Env, QueryRow};
 use crate::store::KvStore;
 
 /// How long a resolved alert is kept (and re-notified as resolved), as Prometheus.
@@ -24,8 +27,10 @@ pub const RESOLVED_RETENTION_MS: i64 = 15 * 60_000;
 pub const STATE_KEY: &str = "alerts/state/v1";
 
 /// Engine settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
+    /// Cost limits of each rule's evaluation (a rule over budget fails alone).
+    pub limits: QueryLimits,
     /// Interval of groups without `interval:` (default 1 m, as Prometheus).
     pub default_interval_ms: i64,
     /// Firing alerts are re-sent this often (default 1 m, as Prometheus' resend delay).
@@ -39,6 +44,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
+            limits: QueryLimits::default(),
             default_interval_ms: 60_000,
             resend_delay_ms: 60_000,
             alerts_metric: "homeconsole_alerts".into(),
@@ -246,6 +252,15 @@ impl Engine {
     /// Evaluates every group whose interval has elapsed at `now_ms` (a group is first
     /// evaluated on the first tick). Returns how many groups were evaluated.
     pub fn tick(&mut self, now_ms: i64, history: &History) -> usize {
+        // Rules run on the query thread (its stack fits the nesting limit);
+        // should that thread not start, they run here.
+        match on_query_stack(|| self.tick_here(now_ms, history)) {
+            Ok(n) => n,
+            Err(_) => self.tick_here(now_ms, history),
+        }
+    }
+
+    fn tick_here(&mut self, now_ms: i64, history: &History) -> usize {
         let mut n = 0;
         for gi in 0..self.groups.len() {
             let due = self.groups[gi].next_eval_ms.is_none_or(|t| now_ms >= t);
@@ -266,21 +281,36 @@ impl Engine {
 
     /// Evaluates all groups at `ts_ms` regardless of their interval (as promtool does).
     pub fn eval_all(&mut self, ts_ms: i64, history: &History) {
-        for gi in 0..self.groups.len() {
-            self.eval_group(gi, ts_ms, history);
+        let all = |e: &mut Engine| {
+            for gi in 0..e.groups.len() {
+                e.eval_group(gi, ts_ms, history);
+            }
+        };
+        if on_query_stack(|| all(self)).is_err() {
+            all(self);
         }
     }
 
     fn eval_group(&mut self, gi: usize, ts: i64, history: &History) {
         let interval = self.groups[gi].interval_ms;
         let resend = self.config.resend_delay_ms;
+        let limits = &self.config.limits;
+        let external_url = self.config.external_url.as_str();
         for rs in &mut self.groups[gi].rules {
             let start = Instant::now();
+            let budget = Budget::new(limits);
+            let q = Query {
+                history,
+                budget: &budget,
+                interval_ms: interval,
+                limits,
+                external_url,
+            };
             let res = match &rs.rule {
                 Rule::Alerting(r) => {
-                    eval_alerting(r, &mut rs.active, ts, history, resend.max(interval) * 4)
+                    eval_alerting(r, &mut rs.active, ts, &q, resend.max(interval) * 4)
                 }
-                Rule::Recording(r) => eval_recording(r, &mut rs.last_written, ts, history),
+                Rule::Recording(r) => eval_recording(r, &mut rs.last_written, ts, &q),
             };
             rs.last_duration_s = start.elapsed().as_secs_f64();
             rs.last_eval_ms = Some(ts);
@@ -486,18 +516,33 @@ fn url_escape(s: &str) -> String {
     out
 }
 
+/// What a rule evaluation reads: the history, within its cost budget.
+#[derive(Clone, Copy)]
+struct Query<'a> {
+    history: &'a History,
+    budget: &'a Budget,
+    /// The group's interval: the step of subqueries that name none.
+    interval_ms: i64,
+    /// Limits of the `query` template function's queries.
+    limits: &'a QueryLimits,
+    /// `$externalURL` of templates.
+    external_url: &'a str,
+}
+
 fn query_vector(
     expr: &super::promql::Expr,
     ts: i64,
-    h: &History,
+    q: &Query<'_>,
 ) -> Result<Vec<VectorSample>, String> {
-    match eval_instant(expr, ts, h).map_err(|e| e.to_string())? {
+    match eval_instant_step(expr, ts, q.history, q.budget, q.interval_ms)
+        .map_err(|e| e.to_string())?
+    {
         Value::Vector(v) => Ok(v),
         Value::Scalar(v) => Ok(vec![VectorSample {
             labels: Labels::default(),
             value: v,
         }]),
-        Value::Matrix(_) => Err("rule result is not a vector or scalar".into()),
+        Value::Matrix(_) | Value::String(_) => Err("rule result is not a vector or scalar".into()),
     }
 }
 
@@ -505,9 +550,10 @@ fn eval_recording(
     r: &RecordingRule,
     last: &mut Vec<Labels>,
     ts: i64,
-    h: &History,
+    q: &Query<'_>,
 ) -> Result<(), String> {
-    let v = query_vector(&r.expr, ts, h)?;
+    let h = q.history;
+    let v = query_vector(&r.expr, ts, q)?;
     let mut written = Vec::with_capacity(v.len());
     for s in v {
         let mut l = s.labels;
@@ -536,22 +582,49 @@ fn eval_alerting(
     r: &AlertingRule,
     active: &mut BTreeMap<Labels, Alert>,
     ts: i64,
-    h: &History,
+    q: &Query<'_>,
     valid_for_ms: i64,
 ) -> Result<(), String> {
-    let res = query_vector(&r.expr, ts, h)?;
+    let res = query_vector(&r.expr, ts, q)?;
     let mut fresh: BTreeMap<Labels, Alert> = BTreeMap::new();
+    let no_external_labels = BTreeMap::new();
+    let run_query = |text: &str| -> Result<Vec<QueryRow>, String> {
+        let expr = parse_here(text, q.limits).map_err(|e| e.to_string())?;
+        let budget = Budget::new(q.limits);
+        let sub = Query {
+            budget: &budget,
+            ..*q
+        };
+        Ok(query_vector(&expr, ts, &sub)?
+            .into_iter()
+            .map(|s| {
+                let l = s.labels.iter().map(|(k, v)| (k.to_owned(), v.to_owned()));
+                (l.collect(), s.value)
+            })
+            .collect())
+    };
     for s in res {
-        let lookup = |n: &str| s.labels.get(n);
+        let sample_labels: BTreeMap<String, String> = s
+            .labels
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let env = Env {
+            labels: &sample_labels,
+            value: s.value,
+            external_labels: &no_external_labels,
+            external_url: q.external_url,
+            query: Some(&run_query),
+        };
         let mut labels = s.labels.without_name();
         for (k, t) in &r.labels {
-            labels.set(k, &t.render(lookup, s.value));
+            labels.set(k, &t.expand(&env));
         }
         labels.set("alertname", &r.name);
         let annotations: Vec<(String, String)> = r
             .annotations
             .iter()
-            .map(|(k, t)| (k.clone(), t.render(lookup, s.value)))
+            .map(|(k, t)| (k.clone(), t.expand(&env)))
             .collect();
         if fresh.contains_key(&labels) {
             return Err(
@@ -715,5 +788,45 @@ groups:
         assert!(e2.take_notifications(400_000).is_empty());
         let st = e2.rule_statuses();
         assert_eq!(st[0].health, RuleHealth::Ok);
+    }
+
+    #[test]
+    fn a_rule_over_the_samples_budget_fails_alone() {
+        let text = r#"
+groups:
+  - name: g
+    rules:
+      - alert: Heavy
+        expr: count_over_time(x[1h]) > 0
+      - alert: Light
+        expr: x > 5
+"#;
+        let r = parse_rule_file(text, "t.yml");
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        let mut e = Engine::new(
+            r.groups,
+            EngineConfig {
+                limits: QueryLimits {
+                    max_samples: 50,
+                    ..QueryLimits::default()
+                },
+                ..EngineConfig::default()
+            },
+        );
+        let h = History::new(HistoryConfig::default());
+        let l = Labels::with_name("x", &[("job".into(), "api".into())]);
+        for i in 0..100 {
+            h.append(&l, i * 15_000, 10.0);
+        }
+        e.eval_all(99 * 15_000, &h);
+        let st = e.rule_statuses();
+        assert_eq!(st[0].health, RuleHealth::Err);
+        let err = st[0].last_error.as_deref().unwrap();
+        assert!(
+            err.contains("too many samples") && err.contains("max_samples = 50"),
+            "{err}"
+        );
+        assert_eq!(st[1].health, RuleHealth::Ok);
+        assert_eq!(e.active_alerts().len(), 1);
     }
 }

@@ -6,8 +6,8 @@
 //!
 //! - [`exposition`]: parses the plugin's own scrape text into samples;
 //! - [`history`]: bounded in-memory samples of the plugin's own series (with staleness);
-//! - [`promql`]: the PromQL subset, checked at load time, evaluated over the history;
-//! - [`template`]: the supported subset of Go alert templates, rendered exactly;
+//! - [`promql`]: PromQL as Prometheus 2.42 runs it, checked at load time, evaluated over the history;
+//! - [`template`]: Go `text/template` with Prometheus's functions, rendered as Prometheus does;
 //! - [`rules`]: Prometheus rule files, loaded rule by rule with precise errors;
 //! - [`engine`]: pending/firing/resolved state machine, health, persistence;
 //! - [`notify`]: Alertmanager v2 and webhook (payload v4) notifiers on their own threads.
