@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::support::{
-    free_port, peer_http, peer_installed, plugin_lib, sample, wait_for, Killed, TestHost, DEMO,
+    peer_http, peer_installed, plugin_lib, sample, start_prometheus, wait_for, TestHost, DEMO,
     MONITORING,
 };
 
@@ -530,33 +530,14 @@ fn a_real_prometheus_scrapes_the_host() {
         .plugin(DEMO)
         .config("[plugins.demo-devices]\ninterval_ms = 50\nfail_ratio = 0.1")
         .start();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let prometheus = start_prometheus(
+        &format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: homeconsole\n    metrics_path: /api/v1/monitoring/metrics\n    static_configs:\n      - targets: ['{}']\n",
             host.addr
         ),
-    )
-    .unwrap();
-    let port = free_port();
-    let prom = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    let _prom = Killed(prom);
-    let prom_addr = format!("127.0.0.1:{port}");
-    wait_for("prometheus ready", Duration::from_secs(60), || {
-        http_get(&prom_addr, "/-/ready")
-    });
+        &[],
+    );
+    let prom_addr = prometheus.addr.clone();
     wait_for("target up", Duration::from_secs(60), || {
         let body = http_get(&prom_addr, "/api/v1/targets")?;
         body.contains("\"health\":\"up\"").then_some(())

@@ -4,13 +4,12 @@
 //! our trace ids and the host's trace API finds each of them.
 
 use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
 use crate::metrics::assert_lint_clean;
-use crate::support::{free_port, peer_installed, wait_for, Killed, TestHost, DEMO, MONITORING};
+use crate::support::{peer_installed, start_prometheus, wait_for, TestHost, DEMO, MONITORING};
 
 const WAIT: Duration = Duration::from_secs(60);
 const METRICS: &str = "/api/v1/monitoring/metrics";
@@ -153,34 +152,14 @@ fn prometheus_stores_our_exemplars_and_each_trace_is_found() {
         return;
     }
     let host = demo_host();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let prometheus = start_prometheus(
+        &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: homeconsole\n    metrics_path: {METRICS}\n    static_configs:\n      - targets: ['{}']\n",
             host.addr
         ),
-    )
-    .unwrap();
-    let port = free_port();
-    let prom = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--enable-feature=exemplar-storage")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    let _prom = Killed(prom);
-    let prom_addr = format!("127.0.0.1:{port}");
-    wait_for("prometheus ready", WAIT, || {
-        http_get(&prom_addr, "/-/ready")
-    });
+        &["--enable-feature=exemplar-storage"],
+    );
+    let prom_addr = prometheus.addr.clone();
 
     // Calls keep coming while Prometheus scrapes, each under its own trace.
     let mut ours = Vec::new();

@@ -2,12 +2,13 @@
 //! `--web.enable-remote-write-receiver` stores what the host pushes (with
 //! its external labels); a receiver that is down is counted and explained.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{free_port, peer_installed, sample, wait_for, Killed, TestHost, MONITORING};
+use crate::support::{
+    free_port, peer_installed, sample, start_prometheus, wait_for, TestHost, MONITORING,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -25,27 +26,12 @@ fn pushed_series_are_queryable_in_prometheus() {
     if !peer_installed("prometheus") {
         return;
     }
+    let prometheus = start_prometheus(
+        "global:\n  scrape_interval: 15s\n",
+        &["--web.enable-remote-write-receiver"],
+    );
+    let base = format!("http://{}", prometheus.addr);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("prometheus.yml");
-    std::fs::write(&cfg, "global:\n  scrape_interval: 15s\n").unwrap();
-    let port = free_port();
-    let prom = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    let _prom = Killed(prom);
-    let base = format!("http://127.0.0.1:{port}");
-    wait_for("prometheus ready", WAIT, || {
-        http_get(&format!("{base}/-/ready"))
-    });
 
     let token = dir.path().join("token");
     std::fs::write(&token, "push-secret\n").unwrap();

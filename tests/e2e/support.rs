@@ -708,3 +708,43 @@ fn read_request<S: Read + Write>(mut stream: S, status: &str, extra: &str) -> Op
         body,
     })
 }
+
+/// A real Prometheus started for one test, on a free loopback port; killed
+/// (and its data dir removed) when dropped.
+pub struct Prometheus {
+    _process: Killed,
+    _dir: tempfile::TempDir,
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+}
+
+/// Starts `prometheus` with the YAML `config` and extra `flags`
+/// (e.g. `--enable-feature=exemplar-storage`) and waits until it is ready.
+#[track_caller]
+pub fn start_prometheus(config: &str, flags: &[&str]) -> Prometheus {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("prometheus.yml");
+    std::fs::write(&cfg, config).expect("write prometheus.yml");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let process = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address={addr}"))
+        .args(flags)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    let process = Killed(process);
+    wait_for("prometheus ready", Duration::from_secs(60), || {
+        peer_http(&addr, "GET", "/-/ready").filter(|(status, _)| *status == 200)
+    });
+    Prometheus {
+        _process: process,
+        _dir: dir,
+        addr,
+    }
+}
