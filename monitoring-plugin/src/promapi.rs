@@ -15,6 +15,7 @@ use promql_parser::label::Matcher;
 use serde_json::{json, Value};
 
 use crate::alerts::history::{is_stale_nan, History, SeriesData};
+use crate::alerts::promql::functions::go_format_float;
 use crate::alerts::promql::{
     check_text, eval_instant_in, eval_range_in, on_query_stack, parse_here, Budget, PromqlError,
     QueryLimits, Value as PromValue,
@@ -155,18 +156,6 @@ fn parse_step(text: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("cannot parse {text:?} to a valid duration"))
 }
 
-fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
-}
-
 fn labels_json(labels: &crate::alerts::history::Labels) -> Value {
     Value::Object(
         labels
@@ -185,7 +174,7 @@ fn matrix_json(series: &[SeriesData]) -> Value {
                     .samples
                     .iter()
                     .filter(|(_, v)| !is_stale_nan(*v))
-                    .map(|(t, v)| json!([ms_f(*t), format_value(*v)]))
+                    .map(|(t, v)| json!([ms_f(*t), go_format_float(*v)]))
                     .collect();
                 (!values.is_empty())
                     .then(|| json!({"metric": labels_json(&s.labels), "values": values}))
@@ -258,11 +247,11 @@ impl PromApi {
         };
         match self.run(q, |expr, h, budget| eval_instant_in(expr, ts, h, budget)) {
             Ok(PromValue::Scalar(v)) => {
-                ok(json!({"resultType": "scalar", "result": [ms_f(ts), format_value(v)]}))
+                ok(json!({"resultType": "scalar", "result": [ms_f(ts), go_format_float(v)]}))
             }
             Ok(PromValue::Vector(samples)) => ok(json!({
                 "resultType": "vector",
-                "result": samples.iter().map(|s| json!({"metric": labels_json(&s.labels), "value": [ms_f(ts), format_value(s.value)]})).collect::<Vec<_>>(),
+                "result": samples.iter().map(|s| json!({"metric": labels_json(&s.labels), "value": [ms_f(ts), go_format_float(s.value)]})).collect::<Vec<_>>(),
             })),
             Ok(PromValue::Matrix(series)) => {
                 ok(json!({"resultType": "matrix", "result": matrix_json(&series)}))

@@ -33,8 +33,10 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// Civil date for days since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+/// Civil date (year, month 1-12, day 1-31) for days since 1970-01-01; the
+/// one calendar conversion of the plugin (timestamps, PromQL date functions,
+/// template formatting).
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
     let doe = z - era * 146_097;
