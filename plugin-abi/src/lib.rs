@@ -16,6 +16,7 @@
 pub mod error;
 pub mod ffi;
 pub mod guest;
+pub mod trace_context;
 pub mod types;
 
 #[cfg(feature = "incompatible-fixture")]
@@ -27,6 +28,7 @@ pub use ffi::{
     HostApi, HostApi_TO, HostHandle, Plugin, PluginBox, PluginMod, PluginMod_Ref, Plugin_TO,
 };
 pub use guest::{Host, PluginImpl, ServiceCall};
+pub use trace_context::{Sampler, TraceContext, TraceContextError};
 pub use types::*;
 
 /// Version of this ABI crate. abi_stable refuses to load a plugin built
