@@ -16,6 +16,7 @@
 pub mod error;
 pub mod ffi;
 pub mod guest;
+pub mod telemetry;
 pub mod trace_context;
 pub mod types;
 

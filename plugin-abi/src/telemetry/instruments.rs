@@ -1,0 +1,258 @@
+//! Counter, gauge and histogram handles for plugin authors, and the
+//! descriptors they keep to re-create themselves on a new provider.
+//!
+//! A handle is created once (name, help, unit, bound label values) and then
+//! used on the hot path: `inc`/`add`/`set`/`observe` is one generation check
+//! and one call into the provider's instrument object. Without a provider
+//! every call returns at once.
+
+use abi_stable::std_types::{RArc, RSlice, RStr};
+
+use super::abi::{CounterBox, GaugeBox, HistogramBox, InstrumentDesc, ProviderBox, TelemetrySlot};
+use super::binding::{Bound, Resolve};
+use super::error::TelemetryError;
+
+/// What an instrument is: name, help, unit and bound labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstrumentOpts {
+    name: String,
+    help: String,
+    unit: String,
+    labels: Vec<(String, String)>,
+}
+
+impl InstrumentOpts {
+    /// An instrument with a metric name and one line of help.
+    pub fn new(name: impl Into<String>, help: impl Into<String>) -> Self {
+        InstrumentOpts {
+            name: name.into(),
+            help: help.into(),
+            unit: String::new(),
+            labels: Vec::new(),
+        }
+    }
+
+    /// Sets the unit (`seconds`, `bytes`, ...).
+    pub fn unit(mut self, unit: impl Into<String>) -> Self {
+        self.unit = unit.into();
+        self
+    }
+
+    /// Binds a label to a value (all uses of the handle carry it).
+    pub fn label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.push((name.into(), value.into()));
+        self
+    }
+
+    /// The metric name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn validate(&self) -> Result<(), TelemetryError> {
+        let name = self.name.as_bytes();
+        let metric_ok = name
+            .first()
+            .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_' || *c == b':')
+            && name
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':');
+        if !metric_ok {
+            return Err(TelemetryError::MetricName(self.name.clone()));
+        }
+        for (i, (label, _)) in self.labels.iter().enumerate() {
+            let b = label.as_bytes();
+            let ok = b
+                .first()
+                .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                && !label.starts_with("__");
+            if !ok {
+                return Err(TelemetryError::LabelName(label.clone()));
+            }
+            if self.labels[..i].iter().any(|(l, _)| l == label) {
+                return Err(TelemetryError::DuplicateLabel(label.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Lends the descriptor to `f` in its ABI shape (allocates two small
+    /// vectors: only on the create / re-resolve path).
+    fn with_desc<T>(&self, f: impl FnOnce(InstrumentDesc<'_>) -> T) -> T {
+        let names: Vec<RStr<'_>> = self.labels.iter().map(|(n, _)| RStr::from_str(n)).collect();
+        let values: Vec<RStr<'_>> = self.labels.iter().map(|(_, v)| RStr::from_str(v)).collect();
+        f(InstrumentDesc {
+            name: RStr::from_str(&self.name),
+            help: RStr::from_str(&self.help),
+            unit: RStr::from_str(&self.unit),
+            label_names: RSlice::from_slice(&names),
+            label_values: RSlice::from_slice(&values),
+        })
+    }
+}
+
+pub(crate) struct CounterDesc(InstrumentOpts);
+
+impl Resolve for CounterDesc {
+    type Object = CounterBox;
+    fn resolve(&self, provider: &ProviderBox) -> Option<CounterBox> {
+        self.0.with_desc(|d| provider.counter(d)).into_result().ok()
+    }
+}
+
+pub(crate) struct GaugeDesc(InstrumentOpts);
+
+impl Resolve for GaugeDesc {
+    type Object = GaugeBox;
+    fn resolve(&self, provider: &ProviderBox) -> Option<GaugeBox> {
+        self.0.with_desc(|d| provider.gauge(d)).into_result().ok()
+    }
+}
+
+pub(crate) struct HistogramDesc {
+    opts: InstrumentOpts,
+    buckets: Vec<f64>,
+}
+
+impl Resolve for HistogramDesc {
+    type Object = HistogramBox;
+    fn resolve(&self, provider: &ProviderBox) -> Option<HistogramBox> {
+        self.opts
+            .with_desc(|d| provider.histogram(d, RSlice::from_slice(&self.buckets)))
+            .into_result()
+            .ok()
+    }
+}
+
+/// A counter handle: only goes up.
+pub struct Counter {
+    bound: Bound<CounterDesc>,
+}
+
+impl Counter {
+    pub(crate) fn new(
+        slot: Option<RArc<TelemetrySlot>>,
+        opts: InstrumentOpts,
+    ) -> Result<Self, TelemetryError> {
+        opts.validate()?;
+        Ok(Counter {
+            bound: Bound::new(slot, CounterDesc(opts)),
+        })
+    }
+
+    /// Adds one.
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1.0);
+    }
+
+    /// Adds `value` (negative and NaN values are the provider's to ignore).
+    #[inline]
+    pub fn add(&self, value: f64) {
+        self.bound.with(|c| c.add(value));
+    }
+
+    /// Whether the handle is bound to a provider's instrument now
+    /// (rebinding first when the provider changed).
+    pub fn is_live(&self) -> bool {
+        self.bound.with(|_| ()).is_some()
+    }
+
+    /// What this handle was created with.
+    pub fn opts(&self) -> &InstrumentOpts {
+        &self.bound.resolver().0
+    }
+}
+
+/// A gauge handle: set to any value.
+pub struct Gauge {
+    bound: Bound<GaugeDesc>,
+}
+
+impl Gauge {
+    pub(crate) fn new(
+        slot: Option<RArc<TelemetrySlot>>,
+        opts: InstrumentOpts,
+    ) -> Result<Self, TelemetryError> {
+        opts.validate()?;
+        Ok(Gauge {
+            bound: Bound::new(slot, GaugeDesc(opts)),
+        })
+    }
+
+    /// Sets the gauge.
+    #[inline]
+    pub fn set(&self, value: f64) {
+        self.bound.with(|g| g.set(value));
+    }
+
+    /// Adds `delta` (may be negative).
+    #[inline]
+    pub fn add(&self, delta: f64) {
+        self.bound.with(|g| g.add(delta));
+    }
+
+    /// Adds one.
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1.0);
+    }
+
+    /// Subtracts one.
+    #[inline]
+    pub fn dec(&self) {
+        self.add(-1.0);
+    }
+
+    /// Whether the handle is bound to a provider's instrument now
+    /// (rebinding first when the provider changed).
+    pub fn is_live(&self) -> bool {
+        self.bound.with(|_| ()).is_some()
+    }
+}
+
+/// A histogram handle.
+pub struct Histogram {
+    bound: Bound<HistogramDesc>,
+}
+
+impl Histogram {
+    pub(crate) fn new(
+        slot: Option<RArc<TelemetrySlot>>,
+        opts: InstrumentOpts,
+        buckets: &[f64],
+    ) -> Result<Self, TelemetryError> {
+        opts.validate()?;
+        let ascending = buckets.windows(2).all(|w| w[0] < w[1]);
+        if !ascending || buckets.iter().any(|b| !b.is_finite()) {
+            return Err(TelemetryError::Buckets(buckets.to_vec()));
+        }
+        Ok(Histogram {
+            bound: Bound::new(
+                slot,
+                HistogramDesc {
+                    opts,
+                    buckets: buckets.to_vec(),
+                },
+            ),
+        })
+    }
+
+    /// Records one observation.
+    #[inline]
+    pub fn observe(&self, value: f64) {
+        self.bound.with(|h| h.observe(value));
+    }
+
+    /// Whether the handle is bound to a provider's instrument now
+    /// (rebinding first when the provider changed).
+    pub fn is_live(&self) -> bool {
+        self.bound.with(|_| ()).is_some()
+    }
+
+    /// The bucket bounds this handle asks for (empty: provider default).
+    pub fn buckets(&self) -> &[f64] {
+        &self.bound.resolver().buckets
+    }
+}

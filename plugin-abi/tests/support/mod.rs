@@ -1,0 +1,3 @@
+//! Shared helpers of the plugin-abi integration tests.
+
+pub mod provider;
