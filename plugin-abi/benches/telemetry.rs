@@ -1,0 +1,212 @@
+//! The telemetry API's hot paths beside their peers, in one run:
+//! counter `inc` and histogram `observe` through a handle into the in-test
+//! atomic provider vs the `prometheus` crate; span start+end through the
+//! API vs `opentelemetry_sdk` (AlwaysOn, a no-op span processor, no
+//! exporter); `traceparent` parse and format; and the three ways a handle
+//! could read its cached instrument (arc-swap, parking_lot and std
+//! `RwLock`). After criterion's own output it prints the ratios of the
+//! medians (run: `cargo bench -p plugin-abi --bench telemetry`).
+
+#[path = "../tests/support/provider.rs"]
+mod provider;
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, Criterion};
+use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+use opentelemetry::KeyValue;
+use plugin_abi::abi_stable::std_types::RArc;
+use plugin_abi::telemetry::{InstrumentOpts, SpanKind, Telemetry, TelemetrySlot};
+use plugin_abi::trace_context::TRACEPARENT_LEN;
+use plugin_abi::TraceContext;
+use provider::TestProvider;
+
+const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// A telemetry API with the counting in-test provider installed.
+fn installed() -> (Telemetry, TestProvider) {
+    let slot = RArc::new(TelemetrySlot::new());
+    let provider = TestProvider::counting();
+    slot.install(provider.boxed());
+    (Telemetry::new(slot), provider)
+}
+
+fn counter(c: &mut Criterion) {
+    let (telemetry, _provider) = installed();
+    let api = telemetry
+        .counter(InstrumentOpts::new("bench_total", "b").label("k", "v"))
+        .unwrap();
+    let prom = prometheus::IntCounter::new("bench_total", "b").unwrap();
+    let idle = Telemetry::new(RArc::new(TelemetrySlot::new()))
+        .counter(InstrumentOpts::new("idle_total", "i"))
+        .unwrap();
+    let mut g = c.benchmark_group("counter_inc");
+    g.bench_function("api", |b| b.iter(|| black_box(&api).inc()));
+    g.bench_function("prometheus", |b| b.iter(|| black_box(&prom).inc()));
+    g.bench_function("api_no_provider", |b| b.iter(|| black_box(&idle).inc()));
+    g.finish();
+}
+
+fn histogram(c: &mut Criterion) {
+    let (telemetry, _provider) = installed();
+    let buckets = prometheus::DEFAULT_BUCKETS;
+    let api = telemetry
+        .histogram(InstrumentOpts::new("bench_seconds", "b"), buckets)
+        .unwrap();
+    let prom = prometheus::Histogram::with_opts(
+        prometheus::HistogramOpts::new("bench_seconds", "b").buckets(buckets.to_vec()),
+    )
+    .unwrap();
+    let mut g = c.benchmark_group("histogram_observe");
+    g.bench_function("api", |b| {
+        b.iter(|| black_box(&api).observe(black_box(0.3)))
+    });
+    g.bench_function("prometheus", |b| {
+        b.iter(|| black_box(&prom).observe(black_box(0.3)))
+    });
+    g.finish();
+}
+
+/// The span processor of the OpenTelemetry peer: does nothing.
+#[derive(Debug)]
+struct NoopProcessor;
+
+impl opentelemetry_sdk::trace::SpanProcessor for NoopProcessor {
+    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
+    fn on_end(&self, _: opentelemetry_sdk::trace::SpanData) {}
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+    fn shutdown_with_timeout(&self, _: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+fn span(c: &mut Criterion) {
+    let (telemetry, _provider) = installed();
+    let otel = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
+        .with_span_processor(NoopProcessor)
+        .build();
+    let tracer = otel.tracer("bench");
+    let mut g = c.benchmark_group("span_start_end");
+    g.bench_function("api", |b| {
+        b.iter(|| drop(telemetry.span(black_box("span-name"), SpanKind::Internal, None)))
+    });
+    g.bench_function("opentelemetry_sdk", |b| {
+        b.iter(|| tracer.start(black_box("span-name")).end())
+    });
+    g.bench_function("api_2_attributes", |b| {
+        b.iter(|| {
+            let mut s = telemetry.span(black_box("span-name"), SpanKind::Internal, None);
+            s.set_attribute("key1", false);
+            s.set_attribute("key2", "hello");
+        })
+    });
+    g.bench_function("opentelemetry_sdk_2_attributes", |b| {
+        b.iter(|| {
+            let mut s = tracer.start(black_box("span-name"));
+            s.set_attribute(KeyValue::new("key1", false));
+            s.set_attribute(KeyValue::new("key2", "hello"));
+            s.end();
+        })
+    });
+    g.finish();
+}
+
+fn traceparent(c: &mut Criterion) {
+    let tc = TraceContext::parse(VALID).unwrap();
+    let mut g = c.benchmark_group("traceparent");
+    g.bench_function("parse", |b| {
+        b.iter(|| TraceContext::parse(black_box(VALID)))
+    });
+    g.bench_function("format", |b| {
+        b.iter(|| {
+            let mut buf = [0u8; TRACEPARENT_LEN];
+            black_box(black_box(&tc).write_header(&mut buf).len())
+        })
+    });
+    g.finish();
+}
+
+/// How a handle reads its cached binding: the choice made in `binding.rs`.
+fn cached_read(c: &mut Criterion) {
+    let swap = arc_swap::ArcSwap::from_pointee((1u64, 2u64));
+    let pl = parking_lot::RwLock::new(Arc::new((1u64, 2u64)));
+    let std_lock = std::sync::RwLock::new(Arc::new((1u64, 2u64)));
+    let mut g = c.benchmark_group("cached_read");
+    g.bench_function("arc_swap", |b| b.iter(|| black_box(&swap).load().0));
+    g.bench_function("parking_lot_rwlock", |b| b.iter(|| black_box(&pl).read().0));
+    g.bench_function("std_rwlock", |b| {
+        b.iter(|| black_box(&std_lock).read().map(|v| v.0).unwrap_or(0))
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(50)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = counter, histogram, span, traceparent, cached_read
+}
+
+/// Where criterion wrote its estimates (its own rule, minus `cargo metadata`).
+fn criterion_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return home.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("criterion")
+}
+
+/// The median of one benchmark in nanoseconds, if it ran.
+fn median_ns(group: &str, bench: &str) -> Option<f64> {
+    let path = criterion_dir()
+        .join(group)
+        .join(bench)
+        .join("new/estimates.json");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    json["median"]["point_estimate"].as_f64()
+}
+
+fn print_ratios() {
+    println!("\nratios of medians (goal in brackets):");
+    for (group, ours, peer, goal) in [
+        ("counter_inc", "api", "prometheus", "<= 2.0"),
+        ("histogram_observe", "api", "prometheus", "<= 2.0"),
+        ("span_start_end", "api", "opentelemetry_sdk", "<= 1.0"),
+        (
+            "span_start_end",
+            "api_2_attributes",
+            "opentelemetry_sdk_2_attributes",
+            "<= 1.0",
+        ),
+        ("cached_read", "arc_swap", "parking_lot_rwlock", "-"),
+    ] {
+        match (median_ns(group, ours), median_ns(group, peer)) {
+            (Some(a), Some(p)) => println!(
+                "  {group}: {ours} {a:.1} ns / {peer} {p:.1} ns = {:.2} [{goal}]",
+                a / p
+            ),
+            _ => println!("  {group}: {ours} / {peer}: not measured in this run"),
+        }
+    }
+    for (group, bench) in [("traceparent", "parse"), ("traceparent", "format")] {
+        if let Some(ns) = median_ns(group, bench) {
+            println!("  {group} {bench}: {ns:.1} ns");
+        }
+    }
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    print_ratios();
+}
