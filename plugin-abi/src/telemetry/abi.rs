@@ -128,6 +128,10 @@ impl<'a> Tag<'a> {
 /// A counter created by a provider: only goes up.
 #[sabi_trait]
 pub trait CounterApi: Send + Sync {
+    /// Adds one (its own method so a provider can count whole increments
+    /// in an integer, as `prometheus::IntCounter` does).
+    fn inc(&self);
+
     /// Adds `value` (the provider ignores negative and NaN values).
     #[sabi(last_prefix_field)]
     fn add(&self, value: f64);
@@ -217,13 +221,19 @@ pub trait TelemetryProvider: Send + Sync + Clone {
     fn start_span(&self, name: RStr<'_>, kind: SpanKind, parent: ROption<TraceContext>) -> SpanBox;
 
     /// Records an error with tags, linked to a trace when `context` is set.
-    #[sabi(last_prefix_field)]
     fn capture_error(
         &self,
         message: RStr<'_>,
         tags: RSlice<'_, Tag<'_>>,
         context: ROption<TraceContext>,
     );
+
+    /// Closes the provider: from now on its instruments and spans do
+    /// nothing. The host calls it on the provider it removed or replaced
+    /// (the provider's own plugin may have closed it already; twice is
+    /// fine).
+    #[sabi(last_prefix_field)]
+    fn close(&self);
 }
 
 /// A shared provider object, as held by the [`TelemetrySlot`].

@@ -1,24 +1,31 @@
 //! Re-resolution across provider generations: a handle's cached object and
 //! the rule that rebinds it when the host's slot moves to a new generation.
 //!
-//! The hot path is one acquire load of the slot's generation, one
-//! [`ArcSwap`] load of the cached binding (lock-free: no mutex, no
-//! reference-count write on the shared `Arc`) and a compare. Only when the
-//! generations differ does the handle take the slot's read lock, ask the
-//! new provider for a fresh object from the descriptor it keeps, and
-//! publish it. While no provider is installed the binding holds no object
-//! and every use returns at once.
+//! The hot path is one acquire load of the slot's generation, one load of
+//! the handle's current index and one lock-free lookup in an append-only
+//! list, then a compare: no lock, no reference-count write, no FFI call
+//! until the instrument itself is called. Only when the generations differ
+//! does the handle take its own rebind mutex and the slot's read lock, ask
+//! the new provider for a fresh object from the descriptor it keeps, append
+//! it and make it current. While no provider is installed the current
+//! binding holds no object and every use returns at once.
 //!
-//! What a swap can lose: a thread that loaded the old binding just before
-//! the host bumped the generation still makes its one call on the old
-//! object, which the old provider, once closed, ignores. That is at most
-//! one in-flight call per thread per swap; every call that starts after the
+//! The list keeps every binding the handle made until the handle is
+//! dropped (one small entry per provider generation the handle saw): that
+//! is what lets a reader use an entry without a lock or a reference count,
+//! since an entry is never freed while `&self` lives. Providers change when
+//! an operator reloads the monitoring plugin, so the list stays short.
+//!
+//! What a swap can lose: a thread that read the old binding just before the
+//! host bumped the generation still makes its one call on the old object,
+//! which the old provider, once closed, ignores. That is at most one
+//! in-flight call per thread per swap; every call that starts after the
 //! bump lands in the new provider.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use abi_stable::std_types::RArc;
-use arc_swap::ArcSwap;
 
 use super::abi::{ProviderBox, TelemetrySlot};
 
@@ -41,7 +48,12 @@ pub(crate) struct Binding<O> {
 /// A handle's connection to the current provider.
 pub(crate) struct Bound<R: Resolve> {
     slot: Option<RArc<TelemetrySlot>>,
-    binding: ArcSwap<Binding<R::Object>>,
+    /// Every binding made, oldest first; never shrinks while `self` lives.
+    bindings: boxcar::Vec<Binding<R::Object>>,
+    /// Index of the current binding in `bindings`.
+    current: AtomicUsize,
+    /// Taken only to rebind, so one thread asks the provider per generation.
+    rebinding: Mutex<()>,
     resolver: R,
 }
 
@@ -49,12 +61,16 @@ impl<R: Resolve> Bound<R> {
     /// Binds to `slot` (`None`: no host slot, always a no-op) and resolves
     /// on the current provider right away.
     pub(crate) fn new(slot: Option<RArc<TelemetrySlot>>, resolver: R) -> Self {
+        let bindings = boxcar::Vec::new();
+        let first = bindings.push(Binding {
+            generation: 0,
+            object: None,
+        });
         let bound = Bound {
             slot,
-            binding: ArcSwap::from_pointee(Binding {
-                generation: 0,
-                object: None,
-            }),
+            bindings,
+            current: AtomicUsize::new(first),
+            rebinding: Mutex::new(()),
             resolver,
         };
         if let Some(slot) = &bound.slot {
@@ -71,13 +87,11 @@ impl<R: Resolve> Bound<R> {
     pub(crate) fn with<T>(&self, f: impl FnOnce(&R::Object) -> T) -> Option<T> {
         let slot = self.slot.as_ref()?;
         let generation = slot.generation();
-        {
-            let cached = self.binding.load();
-            if cached.generation == generation {
-                return cached.object.as_ref().map(f);
-            }
+        let cached = self.current_binding()?;
+        if cached.generation == generation {
+            return cached.object.as_ref().map(f);
         }
-        self.rebind(slot).object.as_ref().map(f)
+        self.rebind(slot)?.object.as_ref().map(f)
     }
 
     /// The resolver (descriptor) this handle keeps.
@@ -85,24 +99,26 @@ impl<R: Resolve> Bound<R> {
         &self.resolver
     }
 
+    #[inline]
+    fn current_binding(&self) -> Option<&Binding<R::Object>> {
+        // Always present: `current` only ever holds an index `push` returned.
+        self.bindings.get(self.current.load(Ordering::Acquire))
+    }
+
     #[cold]
-    fn rebind(&self, slot: &TelemetrySlot) -> Arc<Binding<R::Object>> {
+    fn rebind(&self, slot: &TelemetrySlot) -> Option<&Binding<R::Object>> {
+        // A poisoned lock only means another rebind panicked in a provider;
+        // the list is still consistent.
+        let _only_one = self.rebinding.lock().unwrap_or_else(|e| e.into_inner());
         let (generation, provider) = slot.current();
-        let fresh = Arc::new(Binding {
-            generation,
-            object: provider.as_ref().and_then(|p| self.resolver.resolve(p)),
-        });
-        // Two threads may rebind at once; the newer generation wins and an
-        // older one never overwrites it.
-        let mut result = Arc::clone(&fresh);
-        self.binding.rcu(|cur| {
-            result = if cur.generation >= generation {
-                Arc::clone(cur)
-            } else {
-                Arc::clone(&fresh)
-            };
-            Arc::clone(&result)
-        });
-        result
+        if let Some(cached) = self.current_binding() {
+            if cached.generation == generation {
+                return Some(cached); // another thread rebound while we waited
+            }
+        }
+        let object = provider.as_ref().and_then(|p| self.resolver.resolve(p));
+        let index = self.bindings.push(Binding { generation, object });
+        self.current.store(index, Ordering::Release);
+        self.bindings.get(index)
     }
 }

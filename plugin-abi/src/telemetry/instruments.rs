@@ -144,7 +144,7 @@ impl Counter {
     /// Adds one.
     #[inline]
     pub fn inc(&self) {
-        self.add(1.0);
+        self.bound.with(|c| c.inc());
     }
 
     /// Adds `value` (negative and NaN values are the provider's to ignore).

@@ -40,6 +40,19 @@ impl AtomicF64 {
     }
 }
 
+/// One counter series: whole increments in an integer, the rest in an f64.
+#[derive(Default)]
+pub struct CounterCell {
+    pub ints: AtomicU64,
+    pub float: AtomicF64,
+}
+
+impl CounterCell {
+    pub fn get(&self) -> f64 {
+        self.ints.load(Ordering::Relaxed) as f64 + self.float.get()
+    }
+}
+
 /// One histogram series.
 pub struct HistogramCell {
     pub bounds: Vec<f64>,
@@ -85,7 +98,7 @@ pub struct ProviderState {
     pub sampler: Option<Sampler>,
     /// Instrument creations asked for (including refused ones).
     pub resolves: AtomicU64,
-    pub counters: Mutex<HashMap<String, Arc<AtomicF64>>>,
+    pub counters: Mutex<HashMap<String, Arc<CounterCell>>>,
     pub gauges: Mutex<HashMap<String, Arc<AtomicF64>>>,
     pub histograms: Mutex<HashMap<String, Arc<HistogramCell>>>,
     pub described: Mutex<HashMap<String, Described>>,
@@ -177,11 +190,11 @@ impl TestProvider {
         );
     }
 
-    fn cell(
+    fn cell<C: Default>(
         &self,
-        map: &Mutex<HashMap<String, Arc<AtomicF64>>>,
+        map: &Mutex<HashMap<String, Arc<C>>>,
         desc: &InstrumentDesc<'_>,
-    ) -> Result<Arc<AtomicF64>, PluginError> {
+    ) -> Result<Arc<C>, PluginError> {
         self.state.resolves.fetch_add(1, Ordering::Relaxed);
         if let Some(e) = Self::refuse(desc) {
             return Err(e);
@@ -193,16 +206,22 @@ impl TestProvider {
 }
 
 struct TestCounter {
-    cell: Arc<AtomicF64>,
+    cell: Arc<CounterCell>,
     state: Arc<ProviderState>,
 }
 
 impl CounterApi for TestCounter {
+    fn inc(&self) {
+        if !self.state.closed.load(Ordering::Relaxed) {
+            self.cell.ints.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn add(&self, value: f64) {
         if self.state.closed.load(Ordering::Relaxed) || value.is_nan() || value < 0.0 {
             return;
         }
-        self.cell.add(value);
+        self.cell.float.add(value);
     }
 }
 
@@ -379,5 +398,9 @@ impl TelemetryProvider for TestProvider {
                 .collect(),
             context: context.into_option(),
         });
+    }
+
+    fn close(&self) {
+        TestProvider::close(self);
     }
 }
