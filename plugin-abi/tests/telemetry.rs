@@ -214,6 +214,19 @@ fn a_refused_instrument_is_a_no_op_and_is_not_asked_again_per_use() {
     assert_eq!(b.resolves(), 1);
 }
 
+/// Polls `cond`; fails (instead of hanging) when it never holds. The bound
+/// is a guard against a broken rebind, not a speed requirement.
+fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        std::thread::yield_now();
+    }
+}
+
 /// Threads keep incrementing one shared handle while the provider is
 /// swapped. Without closing the old provider nothing is lost; with closing,
 /// at most one in-flight call per thread is.
@@ -240,17 +253,17 @@ fn concurrent_swap(close_old: bool) {
             })
         })
         .collect();
-    while a.counter("busy_total{}") < 1_000.0 {
-        std::thread::yield_now();
-    }
+    wait_until("the first provider counts", || {
+        a.counter("busy_total{}") >= 1_000.0
+    });
     let b = TestProvider::new();
     let old = slot.install(b.boxed()).expect("a provider was installed");
     if close_old {
         old.close();
     }
-    while b.counter("busy_total{}") < 1_000.0 {
-        std::thread::yield_now();
-    }
+    wait_until("the new provider counts", || {
+        b.counter("busy_total{}") >= 1_000.0
+    });
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.join().unwrap();
@@ -470,4 +483,67 @@ fn the_slot_pairs_generation_and_provider() {
     let t2 = t.clone();
     slot.install(a.boxed());
     assert!(t.has_provider() && t2.has_provider());
+}
+
+/// One step of the model test: what the host or the plugin does next.
+#[derive(Debug, Clone)]
+enum Step {
+    Install,
+    Remove,
+    Inc(u8),
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(Step::Install),
+        Just(Step::Remove),
+        (1u8..5).prop_map(Step::Inc)
+    ]
+}
+
+proptest::proptest! {
+    /// Any sequence of installs, removals and increments: each increment
+    /// lands in exactly the provider installed at that moment (none when
+    /// there is none), whatever happened before.
+    #[test]
+    fn increments_land_in_the_provider_of_their_moment(
+        steps in proptest::collection::vec(step(), 1..40)
+    ) {
+        let slot = slot();
+        let telemetry = Telemetry::new(slot.clone());
+        let c = telemetry.counter(InstrumentOpts::new("model_total", "m")).unwrap();
+        let mut providers: Vec<(TestProvider, f64)> = Vec::new();
+        let mut current: Option<usize> = None;
+        for s in steps {
+            match s {
+                Step::Install => {
+                    let p = TestProvider::new();
+                    if let Some(old) = slot.install(p.boxed()) {
+                        old.close();
+                    }
+                    providers.push((p, 0.0));
+                    current = Some(providers.len() - 1);
+                }
+                Step::Remove => {
+                    if let Some(old) = slot.remove() {
+                        old.close();
+                    }
+                    current = None;
+                }
+                Step::Inc(n) => {
+                    for _ in 0..n {
+                        c.inc();
+                    }
+                    if let Some(i) = current {
+                        providers[i].1 += f64::from(n);
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(c.is_live(), current.is_some());
+        }
+        for (p, want) in &providers {
+            proptest::prop_assert_eq!(p.counter("model_total{}"), *want);
+        }
+    }
 }
