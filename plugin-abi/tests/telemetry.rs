@@ -317,6 +317,10 @@ fn spans_record_parent_attributes_and_status_once() {
     assert_eq!(spans.len(), 3);
     assert_eq!(spans[0].name, "greet");
     assert_eq!(spans[0].kind, SpanKind::Server);
+    assert_eq!(
+        (spans[0].kind.as_str(), spans[0].status.as_str()),
+        ("server", "error")
+    );
     assert_eq!(spans[0].parent, Some(parent));
     assert_eq!(
         spans[0].attributes,

@@ -54,6 +54,20 @@ pub enum SpanKind {
     Consumer,
 }
 
+impl SpanKind {
+    /// Lowercase name (`internal`, `server`, ...), as the monitoring
+    /// plugin's span records and exporters write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanKind::Internal => "internal",
+            SpanKind::Server => "server",
+            SpanKind::Client => "client",
+            SpanKind::Producer => "producer",
+            SpanKind::Consumer => "consumer",
+        }
+    }
+}
+
 /// A span's status (OpenTelemetry's `Unset` / `Ok` / `Error`).
 #[repr(u8)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -65,6 +79,17 @@ pub enum SpanStatus {
     Ok,
     /// Failed.
     Error,
+}
+
+impl SpanStatus {
+    /// Lowercase name (`unset`, `ok`, `error`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanStatus::Unset => "unset",
+            SpanStatus::Ok => "ok",
+            SpanStatus::Error => "error",
+        }
+    }
 }
 
 /// A span attribute value, borrowed for the duration of the call.
