@@ -551,3 +551,19 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn the_shared_types_pass_abi_stables_layout_check() {
+    use plugin_abi::abi_stable::abi_stability::abi_checking::check_layout_compatibility;
+    use plugin_abi::abi_stable::StableAbi;
+    use plugin_abi::telemetry::ProviderBox;
+    let slot = <TelemetrySlot as StableAbi>::LAYOUT;
+    let provider = <ProviderBox as StableAbi>::LAYOUT;
+    let context = <TraceContext as StableAbi>::LAYOUT;
+    assert!(check_layout_compatibility(slot, slot).is_ok());
+    assert!(check_layout_compatibility(provider, provider).is_ok());
+    assert!(check_layout_compatibility(context, context).is_ok());
+    // The check is real: 25 bytes of another shape are refused.
+    let bytes = <[u8; 25] as StableAbi>::LAYOUT;
+    assert!(check_layout_compatibility(context, bytes).is_err());
+}
