@@ -11,16 +11,19 @@
 //!   says `SKIPPED: <why>` otherwise;
 //! - [`Promtool`]: `promtool check metrics`, `check rules` and `test rules`;
 //! - [`free_port`] / [`closed_port`] for peers that cannot take port 0 and
-//!   for "nobody listens here" cases.
+//!   for "nobody listens here" cases, and [`Killed`] so a peer process
+//!   dies with its test.
 
 mod net;
 mod peer;
+mod process;
 mod promtool;
 mod skip;
 mod wait;
 
 pub use net::{closed_port, free_port};
 pub use peer::{PeerBuilder, RecordingPeer, Reply, Request};
+pub use process::Killed;
 pub use promtool::{Promtool, PromtoolOutput};
 pub use skip::{in_ci, installed, peer_missing};
 pub use wait::{wait_for, wait_until};

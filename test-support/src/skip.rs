@@ -30,10 +30,15 @@ pub fn peer_missing(why: &str) {
 /// Returns from the calling test when a peer is missing: fails under CI,
 /// prints `SKIPPED: <why>` otherwise.
 ///
+/// Three forms:
+///
 /// ```ignore
+/// // A condition and the reason (format arguments allowed).
 /// require_peer!(installed("promtool"), "promtool not installed");
-/// let Some(py) = python() else { ... }  // or:
+/// // A pattern that must match.
 /// require_peer!(let Some(py) = python(), "no Python with sentry-sdk");
+/// // A `Result` whose error says why: evaluates to the `Ok` value.
+/// let pki = require_peer!(Pki::new());
 /// ```
 #[macro_export]
 macro_rules! require_peer {
@@ -47,6 +52,15 @@ macro_rules! require_peer {
         if !$available {
             $crate::peer_missing(&format!($($why)+));
             return;
+        }
+    };
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(why) => {
+                $crate::peer_missing(&why.to_string());
+                return;
+            }
         }
     };
 }
@@ -80,8 +94,16 @@ mod tests {
         *reached = Some(v);
     }
 
+    fn skipping_result(value: Result<u8, &str>, reached: &mut Option<u8>) {
+        let v = require_peer!(value);
+        *reached = Some(v);
+    }
+
     #[test]
     fn require_peer_goes_on_when_the_peer_is_there() {
+        let mut from_result = None;
+        skipping_result(Ok(3), &mut from_result);
+        assert_eq!(from_result, Some(3));
         let mut reached = false;
         skipping(true, &mut reached);
         assert!(reached);
@@ -97,12 +119,21 @@ mod tests {
             skipping(false, &mut reached);
             reached
         });
+        let from_result = std::panic::catch_unwind(|| {
+            let mut reached = None;
+            skipping_result(Err("no openssl"), &mut reached);
+            reached
+        });
         if in_ci() {
             let err = outcome.expect_err("fails under CI");
             let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
             assert!(msg.contains("peer x missing"), "{msg}");
+            let err = from_result.expect_err("fails under CI");
+            let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+            assert!(msg.contains("no openssl"), "{msg}");
         } else {
             assert_eq!(outcome.ok(), Some(false), "returned before the rest");
+            assert_eq!(from_result.ok(), Some(None), "returned before the rest");
         }
     }
 }
