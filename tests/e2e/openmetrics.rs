@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::metrics::assert_lint_clean;
-use crate::support::{peer_installed, start_prometheus, wait_for, TestHost, DEMO, MONITORING};
+use crate::support::{start_prometheus, wait_for, TestHost, DEMO, MONITORING};
+use test_support::require_binary;
 
 const WAIT: Duration = Duration::from_secs(60);
 const METRICS: &str = "/api/v1/monitoring/metrics";
@@ -148,9 +149,7 @@ fn http_get(addr: &str, path: &str) -> Option<String> {
 
 #[test]
 fn prometheus_stores_our_exemplars_and_each_trace_is_found() {
-    if !peer_installed("prometheus") {
-        return;
-    }
+    require_binary!("prometheus");
     let host = demo_host();
     let prometheus = start_prometheus(
         &format!(
