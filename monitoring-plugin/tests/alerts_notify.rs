@@ -1,14 +1,11 @@
 //! Notifier tests against a local HTTP sink and, when installed, a real Alertmanager.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use monitoring_plugin::alerts::engine::Notification;
 use monitoring_plugin::alerts::history::Labels;
 use monitoring_plugin::alerts::notify::{Notifier, NotifierConfig, Target};
-use test_support::{
-    closed_port, free_port, require_binary, wait_until, Killed, RecordingPeer, Reply,
-};
+use test_support::{closed_port, require_binary, wait_until, Alertmanager, RecordingPeer, Reply};
 
 /// A sink answering `statuses` in turn (then 200), recording every request.
 fn sink(statuses: &[u16]) -> (String, RecordingPeer) {
@@ -108,30 +105,13 @@ fn full_queue_drops_and_counts() {
 #[test]
 fn real_alertmanager_receives_pushed_alert() {
     require_binary!("prometheus-alertmanager");
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("am.yml");
-    std::fs::write(
-        &cfg,
+    let am = Alertmanager::start(
         "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n",
-    )
-    .unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let _am = Killed(
-        Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.path={}", dir.path().display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+        &[],
     );
+    am.wait_ready(Duration::from_secs(60));
+    let base = am.url();
     let agent = ureq::Agent::new_with_defaults();
-    wait_until("alertmanager ready", Duration::from_secs(60), || {
-        agent.get(format!("{base}/-/ready")).call().is_ok()
-    });
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()

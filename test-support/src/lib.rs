@@ -10,10 +10,12 @@
 //!   Prometheus, a Python SDK…) fails under CI when the peer is missing and
 //!   says `SKIPPED: <why>` otherwise;
 //! - [`Promtool`]: `promtool check metrics`, `check rules` and `test rules`;
+//! - [`Alertmanager`]: a real Alertmanager on a free port for one test;
 //! - [`free_port`] / [`closed_port`] for peers that cannot take port 0 and
 //!   for "nobody listens here" cases, and [`Killed`] so a peer process
 //!   dies with its test.
 
+mod alertmanager;
 mod net;
 mod peer;
 mod process;
@@ -21,6 +23,7 @@ mod promtool;
 mod skip;
 mod wait;
 
+pub use alertmanager::Alertmanager;
 pub use net::{closed_port, free_port};
 pub use peer::{PeerBuilder, RecordingPeer, Reply, Request};
 pub use process::Killed;

@@ -206,6 +206,27 @@ impl Shared {
     fn requests(&self) -> MutexGuard<'_, Vec<Request>> {
         self.requests.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// The record once `done` holds for it, or at `until`, whichever is first.
+    fn wait(
+        &self,
+        until: Instant,
+        mut done: impl FnMut(&[Request]) -> bool,
+    ) -> MutexGuard<'_, Vec<Request>> {
+        let mut got = self.requests();
+        while !done(&got) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            got = self
+                .arrived
+                .wait_timeout(got, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        got
+    }
 }
 
 /// A local HTTP(S) server that records requests and answers from a script;
@@ -274,23 +295,13 @@ impl RecordingPeer {
     /// them all; panics naming how many came.
     #[track_caller]
     pub fn wait_for_requests(&self, n: usize, max: Duration) -> Vec<Request> {
-        let until = Instant::now() + max;
-        let mut got = self.shared.requests();
-        while got.len() < n {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                panic!(
-                    "timed out after {max:?} waiting for {n} requests at {}: {} came",
-                    self.addr,
-                    got.len()
-                );
-            }
-            got = self
-                .shared
-                .arrived
-                .wait_timeout(got, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+        let got = self.shared.wait(Instant::now() + max, |got| got.len() >= n);
+        if got.len() < n {
+            panic!(
+                "timed out after {max:?} waiting for {n} requests at {}: {} came",
+                self.addr,
+                got.len()
+            );
         }
         got.clone()
     }
@@ -299,24 +310,12 @@ impl RecordingPeer {
     /// `timeout` for one to arrive (a queue view of the same record).
     pub fn next_request(&self, timeout: Duration) -> Option<Request> {
         let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
-        let until = Instant::now() + timeout;
-        let mut got = self.shared.requests();
-        loop {
-            if let Some(r) = got.get(*taken) {
-                *taken += 1;
-                return Some(r.clone());
-            }
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            got = self
-                .shared
-                .arrived
-                .wait_timeout(got, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        let got = self
+            .shared
+            .wait(Instant::now() + timeout, |got| got.len() > *taken);
+        let next = got.get(*taken).cloned();
+        *taken += usize::from(next.is_some());
+        next
     }
 }
 

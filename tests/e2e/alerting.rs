@@ -4,14 +4,13 @@
 //! Alertmanager, notifiers that are down, a broken rule file and the reload API.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::metrics::assert_lint_clean;
-use crate::support::{free_port, peer_http, sample, wait_for, Killed, TestHost, MONITORING};
-use test_support::{require_binary, RecordingPeer};
+use crate::support::{peer_http, sample, wait_for, TestHost, MONITORING};
+use test_support::{closed_port, require_binary, Alertmanager, RecordingPeer};
 
 /// Generous: the test machines are shared and often heavily loaded.
 const WAIT: Duration = Duration::from_secs(60);
@@ -290,34 +289,15 @@ fn an_alert_goes_pending_firing_resolved_and_survives_a_restart() {
 fn a_real_alertmanager_receives_the_alert_and_its_resolution() {
     require_binary!("prometheus-alertmanager");
     let sink = RecordingPeer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let am_config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &am_config,
-        format!(
+    let am = Alertmanager::start(
+        &format!(
             "route:\n  receiver: sink\n  group_by: ['alertname']\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: sink\n    webhook_configs:\n      - url: '{}'\n        send_resolved: true\n",
             sink.url("/am")
         ),
-    )
-    .unwrap();
-    let port = free_port();
-    let am = Command::new("prometheus-alertmanager")
-        .arg(format!("--config.file={}", am_config.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start alertmanager");
-    let _am = Killed(am);
-    let am_addr = format!("127.0.0.1:{port}");
-    wait_for("alertmanager ready", Duration::from_secs(60), || {
-        peer_http(&am_addr, "GET", "/-/ready").filter(|(s, _)| *s == 200)
-    });
+        &[],
+    );
+    am.wait_ready(Duration::from_secs(60));
+    let am_addr = format!("127.0.0.1:{}", am.port);
 
     let rules = tempfile::tempdir().unwrap();
     write_rules(rules.path(), "e2e.yml", RULES);
@@ -398,7 +378,7 @@ fn down_notifiers_broken_rules_and_the_reload_api() {
     let rules = tempfile::tempdir().unwrap();
     write_rules(rules.path(), "e2e.yml", RULES);
     write_rules(rules.path(), "broken.yml", BROKEN);
-    let closed = free_port();
+    let closed = closed_port();
     let config = alerting_config(
         rules.path(),
         &format!(

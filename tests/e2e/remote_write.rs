@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{free_port, sample, start_prometheus, wait_for, TestHost, MONITORING};
-use test_support::require_binary;
+use crate::support::{sample, start_prometheus, wait_for, TestHost, MONITORING};
+use test_support::{closed_port, require_binary};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -79,7 +79,7 @@ fn pushed_series_are_queryable_in_prometheus() {
 
 #[test]
 fn a_receiver_that_is_down_is_counted_and_explained() {
-    let closed = free_port();
+    let closed = closed_port();
     let host = TestHost::builder()
         .plugin(MONITORING)
         .config(&format!(

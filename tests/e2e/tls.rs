@@ -4,15 +4,15 @@
 //! that does not trust the CA keeps the TLS error in `/status` and the log.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{free_port, wait_for, Killed, TestHost, DEMO, MONITORING};
+use crate::support::{wait_for, TestHost, DEMO, MONITORING};
 use test_support::require_binary;
-use test_support::{require_peer, RecordingPeer};
+use test_support::{require_peer, Alertmanager, RecordingPeer};
 
 /// Generous: the test machines are shared and often heavily loaded.
 const WAIT: Duration = Duration::from_secs(60);
@@ -203,12 +203,6 @@ fn alertmanager_over_tls_with_a_client_certificate() {
     require_binary!("prometheus-alertmanager");
     let pki = require_peer!(Pki::new());
     let dir = tempfile::tempdir().unwrap();
-    let am_config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &am_config,
-        "route:\n  receiver: none\nreceivers:\n  - name: none\n",
-    )
-    .unwrap();
     let web_config = dir.path().join("web.yml");
     std::fs::write(
         &web_config,
@@ -218,21 +212,11 @@ fn alertmanager_over_tls_with_a_client_certificate() {
         ),
     )
     .unwrap();
-    let port = free_port();
-    let am = Command::new("prometheus-alertmanager")
-        .arg(format!("--config.file={}", am_config.display()))
-        .arg(format!("--web.config.file={}", web_config.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start alertmanager");
-    let _am = Killed(am);
+    let am = Alertmanager::start(
+        "route:\n  receiver: none\nreceivers:\n  - name: none\n",
+        &[format!("--web.config.file={}", web_config.display())],
+    );
+    let port = am.port;
     let base = format!("https://127.0.0.1:{port}");
     let agent = pki.agent();
     wait_for("alertmanager ready over TLS", WAIT, || {
