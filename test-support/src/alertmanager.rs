@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::{free_port, wait_for, Killed};
+use crate::net::free_port;
+use crate::process::Killed;
+use crate::wait::wait_for;
 
 /// A `prometheus-alertmanager` on a free loopback port, with its config and
 /// data in a directory of its own; killed (and the directory removed) when
