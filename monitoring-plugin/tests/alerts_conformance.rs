@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use test_support::{require_peer, Promtool};
+
 use monitoring_plugin::alerts::engine::{Engine, EngineConfig};
 use monitoring_plugin::alerts::history::{stale_nan, History, HistoryConfig, Labels, METRIC_NAME};
 use monitoring_plugin::alerts::promql::{
@@ -13,7 +15,6 @@ use monitoring_plugin::alerts::promql::{
 use monitoring_plugin::alerts::rules::{load_file, parse_duration};
 use promql_parser::label::MatchOp;
 use serde::Deserialize;
-use test_support::{require_peer, Promtool};
 
 #[derive(Deserialize)]
 struct TestFile {

@@ -2,10 +2,11 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use test_support::{closed_port, require_binary, wait_until, Alertmanager, RecordingPeer, Reply};
+
 use monitoring_plugin::alerts::engine::Notification;
 use monitoring_plugin::alerts::history::Labels;
 use monitoring_plugin::alerts::notify::{Notifier, NotifierConfig, Target};
-use test_support::{closed_port, require_binary, wait_until, Alertmanager, RecordingPeer, Reply};
 
 /// A sink answering `statuses` in turn (then 200), recording every request.
 fn sink(statuses: &[u16]) -> (String, RecordingPeer) {

@@ -2,12 +2,13 @@
 
 use std::time::{Duration, Instant};
 
+use test_support::{closed_port, wait_until, RecordingPeer, Reply, Request};
+
 use monitoring_plugin::error_tracking::envelope::parse_envelope;
 use monitoring_plugin::error_tracking::protocol::from_sentry_event;
 use monitoring_plugin::error_tracking::{
     Dsn, ErrorEvent, Forwarder, ForwarderConfig, Frame, Level,
 };
-use test_support::{closed_port, wait_until, RecordingPeer, Reply, Request};
 
 /// A Sentry stand-in answering `replies` in turn, then 200.
 fn sink(replies: Vec<Reply>) -> RecordingPeer {

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use monitoring_plugin::profiling::{render_output, top_libraries, ProfileFormat, Profiler};
 use test_support::require_peer;
+
+use monitoring_plugin::profiling::{render_output, top_libraries, ProfileFormat, Profiler};
 
 /// Where this system's `libm` lives: asks the dynamic loader for
 /// `libm.so.6` and reads the file it mapped from `/proc/self/maps`, so no

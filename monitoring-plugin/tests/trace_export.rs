@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use test_support::{closed_port, require_peer, wait_until, RecordingPeer, Reply};
+
 use monitoring_plugin::trace::context::{to_hex, TraceContext};
 use monitoring_plugin::trace::export::{ExportConfig, ExportOutcome, OtlpExporter};
 use monitoring_plugin::trace::span::{AttrValue, SpanKind, SpanRecord, SpanStatus};
-use test_support::{closed_port, require_peer, wait_until, RecordingPeer, Reply};
 
 /// A receiver on `127.0.0.1:0` answering the n-th request (0-based) with `respond(n)`.
 fn receiver(respond: impl Fn(usize) -> Reply + Send + Sync + 'static) -> (RecordingPeer, String) {
