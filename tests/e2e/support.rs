@@ -494,8 +494,34 @@ impl Drop for TestHost {
     }
 }
 
-/// Parses a raw HTTP/1.1 response.
-pub fn parse_response(buf: &[u8]) -> Resp {
+/// An HTTP response with a binary body (a gzip profile, protobuf).
+#[derive(Debug, Clone)]
+pub struct BinResp {
+    /// Status code.
+    pub status: u16,
+    /// Headers (lower-case names).
+    pub headers: Vec<(String, String)>,
+    /// Body, de-chunked.
+    pub body: Vec<u8>,
+}
+
+impl BinResp {
+    /// A header value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Parses a raw HTTP/1.1 response, keeping the body as bytes.
+pub fn parse_binary_response(buf: &[u8]) -> BinResp {
     let split = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -519,10 +545,20 @@ pub fn parse_response(buf: &[u8]) -> Resp {
     {
         body = dechunk(&body);
     }
-    Resp {
+    BinResp {
         status,
         headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        body,
+    }
+}
+
+/// Parses a raw HTTP/1.1 response.
+pub fn parse_response(buf: &[u8]) -> Resp {
+    let r = parse_binary_response(buf);
+    Resp {
+        body: r.text(),
+        status: r.status,
+        headers: r.headers,
     }
 }
 
