@@ -638,9 +638,11 @@ fn parse_labels(text: &str) -> Vec<(String, String)> {
 /// and mount namespaces without root (see [`HostBuilder::tmpfs`]), else
 /// why not.
 pub fn user_namespaces() -> Result<(), String> {
+    let probe = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
     let out = Command::new("unshare")
         .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
-        .arg("mount -t tmpfs -o size=1m tmpfs /mnt")
+        .arg("mount -t tmpfs -o size=1m tmpfs \"$0\"")
+        .arg(probe.path())
         .output()
         .map_err(|e| format!("cannot run unshare: {e}"))?;
     if out.status.success() {
