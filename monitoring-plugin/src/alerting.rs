@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 use crate::alerts::engine::{Alert, Engine, EngineConfig, Notification, RuleHealth};
 use crate::alerts::exposition;
 use crate::alerts::history::{History, HistoryConfig, Labels};
-use crate::alerts::notify::{rfc3339, Notifier, NotifierConfig, NotifierStats, Target};
+use crate::alerts::notify::{Notifier, NotifierConfig, NotifierStats, Target};
 use crate::alerts::rules::{load_dir, parse_rule_file, RuleError, RuleGroup};
 use crate::capability::{Capability, Ctx, Route};
 use crate::config::AlertingConfig;
@@ -41,6 +41,7 @@ use crate::http::{error, query_param, require_admin};
 use crate::metrics::{CounterFamily, Gauge, GaugeFamily};
 use crate::names;
 use crate::store::KvStore;
+use crate::time::rfc3339_millis;
 
 /// The built-in rules, shipped with the plugin.
 pub const DEFAULT_RULES: &str = include_str!("../../deploy/prometheus/rules/homeconsole.rules.yml");
@@ -96,14 +97,14 @@ pub struct HistoryEntry {
 impl HistoryEntry {
     fn to_json(&self) -> Value {
         json!({
-            "at": rfc3339(self.at_ms),
+            "at": rfc3339_millis(self.at_ms),
             "status": self.status,
             "alertname": self.alertname,
             "labels": self.labels,
             "annotations": self.annotations,
             "value": self.value,
-            "startsAt": rfc3339(self.starts_at_ms),
-            "endsAt": self.ends_at_ms.map(rfc3339),
+            "startsAt": rfc3339_millis(self.starts_at_ms),
+            "endsAt": self.ends_at_ms.map(rfc3339_millis),
         })
     }
 }
@@ -177,10 +178,9 @@ struct View {
     status: Value,
 }
 
+/// Now, in the signed milliseconds the alert engine counts in.
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    crate::time::now_ms() as i64
 }
 
 fn secs_to_ms(s: f64) -> i64 {
@@ -220,8 +220,8 @@ fn alert_json(a: &Alert) -> Value {
         "annotations": pairs_map(&a.annotations),
         "state": a.state.as_str(),
         "value": value_text(a.value),
-        "activeAt": rfc3339(a.active_at_ms),
-        "firedAt": a.fired_at_ms.map(rfc3339),
+        "activeAt": rfc3339_millis(a.active_at_ms),
+        "firedAt": a.fired_at_ms.map(rfc3339_millis),
     })
 }
 
@@ -685,9 +685,9 @@ impl Alerting {
                 "labels": entry.labels,
                 "annotations": entry.annotations,
                 "value": entry.value,
-                "activeAt": rfc3339(active_at),
-                "startsAt": rfc3339(n.starts_at_ms),
-                "endsAt": n.resolved.then(|| rfc3339(n.ends_at_ms)),
+                "activeAt": rfc3339_millis(active_at),
+                "startsAt": rfc3339_millis(n.starts_at_ms),
+                "endsAt": n.resolved.then(|| rfc3339_millis(n.ends_at_ms)),
                 "generatorURL": n.generator_url,
             });
             let topic = if n.resolved {
@@ -815,7 +815,7 @@ impl Alerting {
                             "query": r.query,
                             "health": r.health,
                             "lastError": r.last_error,
-                            "lastEvaluation": r.last_evaluation_ms.map(rfc3339),
+                            "lastEvaluation": r.last_evaluation_ms.map(rfc3339_millis),
                             "evaluationTime": r.evaluation_seconds,
                             "alerts": r.alerts.iter().map(alert_json).collect::<Vec<_>>(),
                         })
@@ -831,7 +831,7 @@ impl Alerting {
             .collect();
         json!({
             "enabled": self.config.enabled,
-            "loadedAt": rfc3339(st.loaded_at_ms),
+            "loadedAt": rfc3339_millis(st.loaded_at_ms),
             "groups": groups,
             "errors": st.load_errors.iter().map(rule_error_json).collect::<Vec<_>>(),
         })

@@ -97,9 +97,7 @@ pub struct Errors {
     forward_errors: crate::outbound::LastError,
 }
 
-fn now_ms() -> u64 {
-    crate::error_tracking::time::now_ms()
-}
+use crate::time::now_ms;
 
 impl Errors {
     /// Builds the capability: opens the persisted issue store (falling back

@@ -26,6 +26,7 @@ pub mod profiling_api;
 pub mod promapi;
 pub mod remote_write;
 pub mod store;
+pub mod time;
 pub mod trace;
 pub mod tracing_capability;
 

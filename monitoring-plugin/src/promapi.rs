@@ -122,11 +122,9 @@ fn bad(status: u16, kind: &str, message: &str) -> HttpResponse {
     )
 }
 
+/// Now, in the signed milliseconds query times are counted in.
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    crate::time::now_ms() as i64
 }
 
 /// Parses a Prometheus timestamp: Unix seconds (fractions allowed) or RFC 3339

@@ -1,11 +1,15 @@
-//! Wall-clock helpers without a date-time dependency.
+//! The plugin's one wall clock and calendar.
 //!
-//! Events carry timestamps as milliseconds since the Unix epoch (UTC). The
-//! Sentry protocol writes them either as float seconds or as RFC 3339 text;
-//! this module converts between those forms (proleptic Gregorian calendar,
-//! Howard Hinnant's civil-date algorithms) and never panics on bad input.
+//! Every capability stamps things in milliseconds since the Unix epoch
+//! (UTC); peers want text: Sentry RFC 3339 with microseconds, Alertmanager
+//! and the Prometheus API RFC 3339 with milliseconds, PromQL's date
+//! functions and templates a civil date. The calendar is `chrono`'s (already
+//! in the tree through `promql-parser`); this module only fixes the exact
+//! output forms the peers parse, and never panics on bad input.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 /// Milliseconds per day.
 pub const DAY_MS: u64 = 86_400_000;
@@ -13,7 +17,11 @@ pub const DAY_MS: u64 = 86_400_000;
 /// Latest accepted timestamp (year 9999), so arithmetic never overflows.
 const MAX_MS: u64 = 253_402_300_799_999;
 
-/// Current wall-clock time in milliseconds since the Unix epoch.
+/// Days from 0001-01-01 (chrono's day 1) to 1970-01-01.
+const UNIX_EPOCH_DAYS_FROM_CE: i64 = 719_163;
+
+/// Current wall-clock time in milliseconds since the Unix epoch (0 if the
+/// clock is before 1970, capped at year 9999).
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -21,49 +29,57 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Days since 1970-01-01 for a civil date.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// Current wall-clock time in nanoseconds since the Unix epoch (span
+/// timestamps; 0 if the clock is before 1970).
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
-/// Civil date (year, month 1-12, day 1-31) for days since 1970-01-01; the
-/// one calendar conversion of the plugin (timestamps, PromQL date functions,
-/// template formatting).
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// Civil date (year, month 1-12, day 1-31) for days since 1970-01-01
+/// (timestamps, PromQL date functions, template formatting). Days beyond
+/// chrono's range (±262 000 years) clamp to its ends.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let ce = days
+        .saturating_add(UNIX_EPOCH_DAYS_FROM_CE)
+        .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+    let date = NaiveDate::from_num_days_from_ce_opt(ce).unwrap_or(if ce < 0 {
+        NaiveDate::MIN
+    } else {
+        NaiveDate::MAX
+    });
+    (i64::from(date.year()), date.month(), date.day())
 }
 
-/// Formats milliseconds since the epoch as RFC 3339 UTC with microseconds
-/// (`2024-05-01T12:00:00.123000Z`), the form Sentry SDKs send.
+/// Days since 1970-01-01 for a civil date, `None` for a date that does not
+/// exist (month 13, February 30).
+fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
+    let date = NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, d)?;
+    Some(i64::from(date.num_days_from_ce()) - UNIX_EPOCH_DAYS_FROM_CE)
+}
+
+fn utc(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or(if ms < 0 {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    })
+}
+
+/// RFC 3339 UTC with microseconds (`2024-05-01T12:00:00.123000Z`), the
+/// form Sentry SDKs send and parse.
 pub fn format_rfc3339(ms: u64) -> String {
-    let ms = ms.min(MAX_MS);
-    let days = (ms / DAY_MS) as i64;
-    let rem = ms % DAY_MS;
-    let (y, m, d) = civil_from_days(days);
-    let secs = rem / 1000;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}000Z",
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60,
-        rem % 1000
-    )
+    utc(ms.min(MAX_MS) as i64)
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+/// RFC 3339 UTC with milliseconds (`2024-01-02T03:04:05.678Z`), the form of
+/// the Alertmanager API and the Prometheus HTTP API.
+pub fn rfc3339_millis(ms: i64) -> String {
+    utc(ms).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 fn digits(s: &[u8]) -> Option<u32> {
@@ -76,7 +92,8 @@ fn digits(s: &[u8]) -> Option<u32> {
 }
 
 /// Parses an RFC 3339 / ISO 8601 timestamp (`YYYY-MM-DDTHH:MM:SS[.frac][Z|±HH:MM]`;
-/// a missing offset means UTC, as Sentry assumes). Returns milliseconds since
+/// a missing offset means UTC, as Sentry assumes, and `±HHMM` is accepted
+/// too, which chrono's RFC 3339 parser refuses). Returns milliseconds since
 /// the epoch, or `None` for anything malformed or before 1970.
 pub fn parse_rfc3339(text: &str) -> Option<u64> {
     let b = text.trim().as_bytes();
@@ -92,10 +109,7 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
     let hour = digits(&b[11..13])?;
     let minute = digits(&b[14..16])?;
     let second = digits(&b[17..19])?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
-        return None;
-    }
-    if second > 60 {
+    if hour > 23 || minute > 59 || second > 60 {
         return None;
     }
     let mut rest = &b[19..];
@@ -126,7 +140,7 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
         }
         _ => return None,
     };
-    let days = days_from_civil(i64::from(year), month, day);
+    let days = days_from_civil(i64::from(year), month, day)?;
     let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second) - offset_secs;
     if secs < 0 {
         return None;
@@ -154,6 +168,7 @@ mod tests {
         assert_eq!(format_rfc3339(ms), "2026-11-27T01:51:43.600000Z");
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_rfc3339("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(parse_rfc3339("1970-01-01T01:00:00+0100"), Some(0));
         assert_eq!(parse_rfc3339("2000-02-29T00:00:00"), Some(951_782_400_000));
         assert_eq!(
             format_rfc3339(951_782_400_000),
@@ -163,6 +178,7 @@ mod tests {
             "",
             "yesterday",
             "2024-13-01T00:00:00Z",
+            "2023-02-29T00:00:00Z",
             "2024-01-01T00:00:00.Z",
             "1969-12-31T23:59:59Z",
             "２０２４-01-01T00:00:00Z",
@@ -172,5 +188,51 @@ mod tests {
         assert_eq!(from_float_seconds(1.5), Some(1500));
         assert_eq!(from_float_seconds(f64::NAN), None);
         assert_eq!(from_float_seconds(1e30), None);
+    }
+
+    #[test]
+    fn leap_second_rolls_into_the_next_minute() {
+        assert_eq!(
+            parse_rfc3339("2016-12-31T23:59:60Z"),
+            parse_rfc3339("2017-01-01T00:00:00Z")
+        );
+    }
+
+    #[test]
+    fn millisecond_form_is_the_alertmanager_one() {
+        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_millis(1_700_000_000_123),
+            "2023-11-14T22:13:20.123Z"
+        );
+        assert_eq!(rfc3339_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn microsecond_form_caps_at_year_9999() {
+        assert_eq!(format_rfc3339(u64::MAX), "9999-12-31T23:59:59.999000Z");
+    }
+
+    #[test]
+    fn civil_dates_match_the_calendar() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(19_722), (2023, 12, 31));
+        for days in [-800_000, -1, 0, 59, 11_016, 20_000, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), Some(days), "{days}");
+        }
+        assert_eq!(days_from_civil(2023, 2, 29), None);
+        // Far beyond any timestamp: clamps instead of panicking.
+        let _ = civil_from_days(i64::MAX);
+        let _ = civil_from_days(i64::MIN);
+    }
+
+    #[test]
+    fn now_is_after_2020() {
+        assert!(now_ms() > 1_577_836_800_000);
+        assert!(now_ns() / 1_000_000 >= 1_577_836_800_000);
     }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value as Json};
 
 use super::engine::Notification;
+use crate::time::rfc3339_millis;
 
 /// Where a notifier sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,8 +311,8 @@ fn am_alert(n: &Notification) -> Json {
     json!({
         "labels": labels_json(n.labels.iter()),
         "annotations": labels_json(n.annotations.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-        "startsAt": rfc3339(n.starts_at_ms),
-        "endsAt": rfc3339(n.ends_at_ms),
+        "startsAt": rfc3339_millis(n.starts_at_ms),
+        "endsAt": rfc3339_millis(n.ends_at_ms),
         "generatorURL": n.generator_url,
     })
 }
@@ -352,8 +353,8 @@ pub fn webhook_payload(receiver: &str, external_url: &str, alerts: &[&Notificati
                 "status": if n.resolved { "resolved" } else { "firing" },
                 "labels": l,
                 "annotations": a,
-                "startsAt": rfc3339(n.starts_at_ms),
-                "endsAt": if n.resolved { rfc3339(n.ends_at_ms) } else { "0001-01-01T00:00:00Z".into() },
+                "startsAt": rfc3339_millis(n.starts_at_ms),
+                "endsAt": if n.resolved { rfc3339_millis(n.ends_at_ms) } else { "0001-01-01T00:00:00Z".into() },
                 "generatorURL": n.generator_url,
                 "fingerprint": fingerprint(l),
             })
@@ -390,30 +391,6 @@ fn fingerprint(labels: &Map<String, Json>) -> String {
     format!("{h:016x}")
 }
 
-/// Formats epoch milliseconds as RFC 3339 UTC (`2024-01-02T03:04:05.678Z`).
-pub fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Civil-from-days (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,12 +421,5 @@ mod tests {
             p["alerts"][0]["labels"]["site"], "own",
             "the alert's label wins"
         );
-    }
-
-    #[test]
-    fn time_format() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
-        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 }

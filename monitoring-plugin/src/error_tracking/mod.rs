@@ -29,7 +29,6 @@ pub mod ingest;
 pub mod issues;
 pub mod memory_store;
 pub mod protocol;
-pub mod time;
 
 use parking_lot::Mutex;
 

@@ -138,9 +138,7 @@ impl Exemplar {
             trace_id: [0; 32],
             span_id: [0; 16],
             value,
-            timestamp_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            timestamp_ms: crate::time::now_ms(),
         };
         e.trace_id.copy_from_slice(&b[3..35]);
         e.span_id.copy_from_slice(&b[36..52]);

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use plugin_abi::PluginError;
@@ -210,9 +210,7 @@ impl Worker {
     }
 
     fn collect(&self) -> Batch {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = crate::time::now_ms() as i64;
         let text = self.ctx.collector.render_for_sampling();
         let (request, samples) = write_request(&text, now_ms, &self.ctx.config.external_labels);
         Batch {

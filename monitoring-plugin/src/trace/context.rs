@@ -363,11 +363,7 @@ thread_local! {
 fn seed() -> u64 {
     let mut h = RandomState::new().build_hasher();
     h.write_u64(SEED_COUNTER.fetch_add(1, Ordering::Relaxed));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    h.write_u64(now);
+    h.write_u64(crate::time::now_ns());
     h.finish()
 }
 

@@ -20,7 +20,8 @@ use super::context::{
     FLAG_SAMPLED,
 };
 use super::span::{AttrValue, SpanKind, SpanRecord, SpanStatus};
-use super::{unix_now_ns, SpanSink};
+use super::SpanSink;
+use crate::time::now_ns as unix_now_ns;
 
 /// How many recently ended span ids are remembered to tell "already ended" from "unknown".
 const RECENT_ENDED: usize = 1024;

@@ -61,11 +61,3 @@ impl SpanSink for Fanout {
         }
     }
 }
-
-/// Nanoseconds since the Unix epoch (0 if the clock is before it).
-pub fn unix_now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}

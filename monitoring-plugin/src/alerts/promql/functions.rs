@@ -112,7 +112,7 @@ fn is_leap(y: i64) -> bool {
 fn date_part(f: Func, secs: i64) -> f64 {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = crate::error_tracking::time::civil_from_days(days);
+    let (y, m, d) = crate::time::civil_from_days(days);
     match f {
         Func::Year => y as f64,
         Func::Month => m as f64,

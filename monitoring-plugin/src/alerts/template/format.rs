@@ -188,7 +188,7 @@ pub fn humanize_timestamp(v: f64) -> String {
     let frac = nanos.rem_euclid(1_000_000_000);
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = crate::error_tracking::time::civil_from_days(days);
+    let (y, m, d) = crate::time::civil_from_days(days);
     let mut out = format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
         sod / 3600,
