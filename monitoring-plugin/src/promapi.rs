@@ -15,7 +15,7 @@ use promql_parser::label::Matcher;
 use serde_json::{json, Value};
 
 use crate::alerts::history::{is_stale_nan, History, SeriesData};
-use crate::alerts::promql::functions::go_format_float;
+use crate::alerts::promql::numeric::go_format_float;
 use crate::alerts::promql::{
     check_text, eval_instant_in, eval_range_in, on_query_stack, parse_here, Budget, PromqlError,
     QueryLimits, Value as PromValue,
@@ -148,7 +148,7 @@ fn parse_step(text: &str) -> Result<i64, String> {
             return Ok(((secs * 1000.0).round() as i64).max(1));
         }
     }
-    crate::alerts::rules::parse_duration(t)
+    crate::alerts::syntax::parse_duration(t)
         .ok()
         .filter(|ms| *ms > 0)
         .ok_or_else(|| format!("cannot parse {text:?} to a valid duration"))

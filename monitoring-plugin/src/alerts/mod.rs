@@ -8,6 +8,7 @@
 //! - [`history`]: bounded in-memory samples of the plugin's own series (with staleness);
 //! - [`promql`]: PromQL as Prometheus 2.42 runs it, checked at load time, evaluated over the history;
 //! - [`template`]: Go `text/template` with Prometheus's functions, rendered as Prometheus does;
+//! - [`syntax`]: label-name and duration rules shared by the three below;
 //! - [`rules`]: Prometheus rule files, loaded rule by rule with precise errors;
 //! - [`engine`]: pending/firing/resolved state machine, health, persistence;
 //! - [`notify`]: Alertmanager v2 and webhook (payload v4) notifiers on their own threads.
@@ -17,4 +18,5 @@ pub mod history;
 pub mod notify;
 pub mod promql;
 pub mod rules;
+pub mod syntax;
 pub mod template;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use super::super::history::Labels;
 use super::ast::{AggOp, Grouping};
-use super::functions::{go_format_float, quantile};
+use super::numeric::{go_format_float, quantile};
 use super::{PromqlError, Value, VectorSample};
 
 struct Group {
@@ -113,7 +113,7 @@ pub(crate) fn aggregate(
         }
         (AggOp::Quantile, Some(Value::Scalar(f))) => q = f,
         (AggOp::CountValues, Some(Value::String(s))) => {
-            if !super::super::rules::is_valid_label_name(&s) {
+            if !super::super::syntax::is_valid_label_name(&s) {
                 return Err(PromqlError::Eval(format!("invalid label name {s:?}")));
             }
             if let Grouping::By(names) = &mut grouping {

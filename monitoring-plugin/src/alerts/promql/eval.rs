@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use super::super::history::{is_stale_nan, History, Labels, SeriesData, METRIC_NAME};
 use super::ast::{At, BinOp, Expr, Func, Selector};
+use super::functions::{Operands, Selected, Window};
 use super::{aggregate, binary, functions, Budget, PromqlError, Value, VectorSample, LOOKBACK_MS};
 
 /// What an evaluation reads and where it stands.
@@ -26,20 +27,18 @@ pub(crate) struct Evaluator<'a> {
     pub default_step_ms: i64,
 }
 
-/// One selected instant sample with its own timestamp (for `timestamp()`).
-pub(crate) struct Selected {
-    pub labels: Labels,
-    pub t: i64,
-    pub value: f64,
-}
+impl Operands for Evaluator<'_> {
+    fn eval(&self, e: &Expr, ts: i64) -> Result<Value, PromqlError> {
+        Evaluator::eval(self, e, ts)
+    }
 
-/// A range vector with the window it was selected over.
-pub(crate) struct Window {
-    pub series: Vec<SeriesData>,
-    /// Window end (evaluation time, `@` and offset applied), ms.
-    pub end: i64,
-    /// Range, ms.
-    pub range: i64,
+    fn window(&self, e: &Expr, ts: i64) -> Result<Window, PromqlError> {
+        Evaluator::window(self, e, ts)
+    }
+
+    fn select_instant(&self, sel: &Selector, ts: i64) -> Result<Vec<Selected>, PromqlError> {
+        Evaluator::select_instant(self, sel, ts)
+    }
 }
 
 impl Evaluator<'_> {
@@ -127,30 +126,6 @@ impl Evaluator<'_> {
                 v
             }
         })
-    }
-
-    /// Evaluates `e` as a scalar.
-    pub fn scalar(&self, e: &Expr, ts: i64) -> Result<f64, PromqlError> {
-        match self.eval(e, ts)? {
-            Value::Scalar(v) => Ok(v),
-            _ => Err(PromqlError::Eval("expected a scalar".into())),
-        }
-    }
-
-    /// Evaluates `e` as an instant vector.
-    pub fn vector(&self, e: &Expr, ts: i64) -> Result<Vec<VectorSample>, PromqlError> {
-        match self.eval(e, ts)? {
-            Value::Vector(v) => Ok(v),
-            _ => Err(PromqlError::Eval("expected an instant vector".into())),
-        }
-    }
-
-    /// Evaluates `e` as a string.
-    pub fn string(&self, e: &Expr, ts: i64) -> Result<String, PromqlError> {
-        match self.eval(e, ts)? {
-            Value::String(v) => Ok(v),
-            _ => Err(PromqlError::Eval("expected a string".into())),
-        }
     }
 
     /// The latest sample of every selected series within the lookback (5 m,

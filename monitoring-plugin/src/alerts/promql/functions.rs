@@ -10,23 +10,11 @@ use std::collections::HashMap;
 
 use promql_parser::label::MatchOp;
 
-use super::super::history::{Labels, METRIC_NAME};
-use super::ast::{Expr, Func};
-use super::eval::Evaluator;
+use super::super::history::{Labels, SeriesData, METRIC_NAME};
+use super::super::syntax::is_valid_label_name;
+use super::ast::{Expr, Func, Selector};
+use super::numeric::quantile;
 use super::{PromqlError, Value, VectorSample};
-
-/// Formats a float as Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
-pub(crate) fn go_format_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
-}
 
 /// Go's `math.Max` (NaN wins).
 fn go_max(a: f64, b: f64) -> f64 {
@@ -46,32 +34,59 @@ fn go_min(a: f64, b: f64) -> f64 {
     }
 }
 
-/// Prometheus's `quantile`: linear interpolation between the closest ranks.
-pub(crate) fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
-    if values.is_empty() || q.is_nan() {
-        return f64::NAN;
+/// What a function needs from the evaluator: its arguments evaluated. The
+/// evaluator implements it and calls [`call`]; functions never name the
+/// evaluator, so the dependency runs one way.
+pub(crate) trait Operands {
+    /// Evaluates `e` at `ts`.
+    fn eval(&self, e: &Expr, ts: i64) -> Result<Value, PromqlError>;
+
+    /// A range selector or subquery evaluated at `ts`.
+    fn window(&self, e: &Expr, ts: i64) -> Result<Window, PromqlError>;
+
+    /// The latest sample of every series `sel` selects at `ts`, with its
+    /// own timestamp (for `timestamp()`).
+    fn select_instant(&self, sel: &Selector, ts: i64) -> Result<Vec<Selected>, PromqlError>;
+
+    /// Evaluates `e` at `ts`, expecting a scalar.
+    fn scalar(&self, e: &Expr, ts: i64) -> Result<f64, PromqlError> {
+        match self.eval(e, ts)? {
+            Value::Scalar(v) => Ok(v),
+            _ => Err(PromqlError::Eval("expected a scalar".into())),
+        }
     }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
+
+    /// Evaluates `e` at `ts`, expecting an instant vector.
+    fn vector(&self, e: &Expr, ts: i64) -> Result<Vec<VectorSample>, PromqlError> {
+        match self.eval(e, ts)? {
+            Value::Vector(v) => Ok(v),
+            _ => Err(PromqlError::Eval("expected an instant vector".into())),
+        }
     }
-    if q > 1.0 {
-        return f64::INFINITY;
+
+    /// Evaluates `e` at `ts`, expecting a string.
+    fn string(&self, e: &Expr, ts: i64) -> Result<String, PromqlError> {
+        match self.eval(e, ts)? {
+            Value::String(v) => Ok(v),
+            _ => Err(PromqlError::Eval("expected a string".into())),
+        }
     }
-    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
-        (true, false) => std::cmp::Ordering::Less,
-        (false, true) => std::cmp::Ordering::Greater,
-        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
-    });
-    let n = values.len() as f64;
-    let rank = q * (n - 1.0);
-    let lower = rank.floor().max(0.0);
-    let upper = (n - 1.0).min(lower + 1.0);
-    let weight = rank - rank.floor();
-    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
 }
 
-fn is_valid_label_name(s: &str) -> bool {
-    super::super::rules::is_valid_label_name(s)
+/// One selected instant sample with its own timestamp (for `timestamp()`).
+pub(crate) struct Selected {
+    pub labels: Labels,
+    pub t: i64,
+    pub value: f64,
+}
+
+/// A range vector with the window it was selected over.
+pub(crate) struct Window {
+    pub series: Vec<SeriesData>,
+    /// Window end (evaluation time, `@` and offset applied), ms.
+    pub end: i64,
+    /// Range, ms.
+    pub range: i64,
 }
 
 /// Labels `absent`/`absent_over_time` give: the equality matchers of a selector argument.
@@ -146,7 +161,7 @@ fn secs_of(v: f64) -> i64 {
 
 /// Evaluates the call `f(args)` at `ts`.
 pub(crate) fn call(
-    ev: &Evaluator<'_>,
+    ev: &impl Operands,
     f: Func,
     args: &[Expr],
     ts: i64,
@@ -365,7 +380,7 @@ pub(crate) fn call(
 
 /// The functions over a range vector (a range selector or a subquery).
 fn range_function(
-    ev: &Evaluator<'_>,
+    ev: &impl Operands,
     f: Func,
     args: &[Expr],
     ts: i64,

@@ -28,6 +28,7 @@ pub mod binary;
 pub mod eval;
 pub mod functions;
 pub mod limits;
+pub mod numeric;
 
 pub use ast::{AggOp, At, BinOp, Card, Expr, Func, Grouping, Matching, Selector, ValueKind};
 pub use limits::{check_text, on_query_stack, Budget, QueryLimits};

@@ -7,10 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use super::exec::V;
 use super::format::{
     humanize, humanize1024, humanize_duration, humanize_percentage, humanize_timestamp,
 };
+use super::value::V;
 use super::{Env, TemplateError};
 
 fn fail<T>(msg: impl Into<String>) -> Result<T, TemplateError> {
@@ -265,7 +265,7 @@ pub(crate) fn call(env: &Env<'_>, name: &str, args: Vec<V>) -> Result<V, Templat
         "parseDuration" => {
             want(1)?;
             let d = string_arg(name, &args[0])?;
-            let ms = crate::alerts::rules::parse_duration(&d)
+            let ms = crate::alerts::syntax::parse_duration(&d)
                 .map_err(|e| TemplateError::Exec(format!("error calling parseDuration: {e}")))?;
             V::Float(ms as f64 / 1000.0)
         }

@@ -20,6 +20,7 @@ pub mod format;
 pub mod funcs;
 pub mod parse;
 pub mod printf;
+pub mod value;
 
 pub use format::{go_g, humanize, humanize1024, humanize_duration};
 

@@ -2,8 +2,8 @@
 //! %G %q %x %X %t %%`, flags `- + 0 #` and space, width and precision, and
 //! Go's `%!verb(type=value)` / `%!verb(MISSING)` / `%!(EXTRA …)` markers.
 
-use super::exec::V;
 use super::format::{go_e, go_g, go_special};
+use super::value::V;
 
 struct Spec {
     minus: bool,
