@@ -9,8 +9,8 @@ use std::sync::Arc;
 use plugin_abi::{Event, Host, HttpRequest, HttpResponse, Observation, PluginError, ServiceCall};
 use serde_json::Value;
 
-use crate::collector::MetricsCollector;
 use crate::config::MonitoringConfig;
+use crate::metrics::collector::MetricsCollector;
 use crate::store::{HostKv, KvStore};
 
 /// What every capability gets at construction.
@@ -113,7 +113,7 @@ pub trait Capability: Send + Sync {
     fn tick(&self, _now_unix_ms: u64) {}
 
     /// A health round finished (the tracing capability turns it into spans).
-    fn on_health_round(&self, _snapshot: &crate::health::Snapshot) {}
+    fn on_health_round(&self, _snapshot: &crate::health::checker::Snapshot) {}
 
     /// Facts for `/api/v1/monitoring/status`.
     fn status(&self) -> Value {
@@ -123,22 +123,22 @@ pub trait Capability: Send + Sync {
 
 /// Builds every capability, in the order callbacks reach them.
 pub fn build_all(ctx: &Ctx) -> Result<Vec<Arc<dyn Capability>>, PluginError> {
-    // The alert evaluator owns the sample history; the query API (and the
-    // dashboard through it) reads the same history.
-    let alerting = Arc::new(crate::alerting::Alerting::new(ctx));
-    let history_of = alerting.clone();
+    // The alert evaluator owns the embedded sample store; the query API (and the
+    // dashboard through it) reads the same samples.
+    let alerting = Arc::new(crate::alerting::capability::Alerting::new(ctx));
+    let samples_of = alerting.clone();
     let all: Vec<Arc<dyn Capability>> = vec![
         alerting,
         Arc::new(
-            crate::promapi::PromApi::new(Arc::new(move || history_of.history()))
+            crate::alerting::query_api::PromApi::new(Arc::new(move || samples_of.samples()))
                 .with_limits(ctx.config.query.clone())
                 .with_metrics(ctx.collector.internal_store()),
         ),
-        Arc::new(crate::dashboard::Dashboard),
-        Arc::new(crate::errors::Errors::new(ctx)?),
-        Arc::new(crate::tracing_capability::TracingCapability::new(ctx)?),
-        Arc::new(crate::profiling_api::Profiling::new(ctx)),
-        Arc::new(crate::remote_write::RemoteWrite::new(ctx)?),
+        Arc::new(crate::dashboard::capability::Dashboard),
+        Arc::new(crate::error_tracking::capability::Errors::new(ctx)?),
+        Arc::new(crate::tracing::capability::TracingCapability::new(ctx)?),
+        Arc::new(crate::profiling::capability::Profiling::new(ctx)),
+        Arc::new(crate::metrics::remote_write::RemoteWrite::new(ctx)?),
     ];
     Ok(all)
 }

@@ -445,7 +445,7 @@ pub struct MonitoringConfig {
     /// environment from `environment`, the rest as tags).
     pub external_labels: BTreeMap<String, String>,
     /// Cost limits of PromQL queries and rule evaluations.
-    pub query: crate::alerts::promql::QueryLimits,
+    pub query: crate::alerting::promql::QueryLimits,
 }
 
 impl MonitoringConfig {

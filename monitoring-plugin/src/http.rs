@@ -7,7 +7,7 @@ use std::sync::Arc;
 use plugin_abi::{HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use crate::health::Status;
+use crate::health::checker::Status;
 use crate::module::Inner;
 
 /// Routes the plugin registers: (method, path).
@@ -268,8 +268,8 @@ fn metrics(inner: &Inner, request: &HttpRequest) -> HttpResponse {
 
 /// Histograms whose buckets carry exemplars.
 const EXEMPLAR_METRICS: &[&str] = &[
-    crate::names::SERVICE_CALL_DURATION,
-    crate::names::HTTP_REQUEST_DURATION,
+    crate::metrics::names::SERVICE_CALL_DURATION,
+    crate::metrics::names::HTTP_REQUEST_DURATION,
 ];
 
 /// The latest exemplar of every bucket of a latency histogram (`?metric=`,
@@ -283,7 +283,7 @@ fn exemplars(inner: &Inner, request: &HttpRequest) -> HttpResponse {
         }
     }
     let metric = query_param(request.query.as_str(), "metric")
-        .unwrap_or_else(|| crate::names::SERVICE_CALL_DURATION.to_owned());
+        .unwrap_or_else(|| crate::metrics::names::SERVICE_CALL_DURATION.to_owned());
     if !EXEMPLAR_METRICS.contains(&metric.as_str()) {
         return error(
             400,

@@ -7,27 +7,18 @@
 #![forbid(unsafe_code)]
 
 pub mod alerting;
-pub mod alerts;
 pub mod capability;
-pub mod collector;
 pub mod config;
 pub mod dashboard;
 pub mod error_tracking;
-pub mod errors;
 pub mod health;
-
 pub mod http;
 pub mod metrics;
 pub mod module;
-pub mod names;
 pub mod outbound;
 pub mod profiling;
-pub mod profiling_api;
-pub mod promapi;
-pub mod remote_write;
 pub mod store;
 pub mod time;
-pub mod trace;
-pub mod tracing_capability;
+pub mod tracing;
 
 plugin_abi::export_plugin!(crate::module::MonitoringModule);

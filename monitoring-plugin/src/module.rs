@@ -16,9 +16,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::capability::{build_all, Capability, Ctx};
-use crate::collector::{BuildInfo, MetricsCollector};
 use crate::config::MonitoringConfig;
-use crate::health::{CustomCheck, HealthChecker, Snapshot};
+use crate::health::checker::{CustomCheck, HealthChecker, Snapshot};
+use crate::metrics::collector::{BuildInfo, MetricsCollector};
 use crate::metrics::{MetricKind, RecordRequest};
 use crate::store::HostKv;
 

@@ -6,9 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use monitoring_plugin::alerts::engine::Notification;
-use monitoring_plugin::alerts::history::Labels;
-use monitoring_plugin::alerts::notify::{Notifier, NotifierConfig, Target};
+use monitoring_plugin::alerting::engine::Notification;
+use monitoring_plugin::alerting::notify::{Notifier, NotifierConfig, Target};
+use monitoring_plugin::alerting::samples::Labels;
 
 /// Serves `statuses` in turn (then 200), recording request bodies.
 type Seen = Arc<Mutex<Vec<(String, String)>>>;

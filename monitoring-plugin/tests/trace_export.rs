@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use monitoring_plugin::trace::context::{to_hex, TraceContext};
-use monitoring_plugin::trace::export::{ExportConfig, ExportOutcome, OtlpExporter};
-use monitoring_plugin::trace::span::{AttrValue, SpanKind, SpanRecord, SpanStatus};
+use monitoring_plugin::tracing::context::{to_hex, TraceContext};
+use monitoring_plugin::tracing::export::{ExportConfig, ExportOutcome, OtlpExporter};
+use monitoring_plugin::tracing::span::{AttrValue, SpanKind, SpanRecord, SpanStatus};
 
 /// One request as received.
 #[derive(Clone, Debug)]

@@ -3,7 +3,7 @@
 //!
 //! It exists so that a host alerts with zero setup, with the very rule files a
 //! Prometheus would use. On the host tick it samples the plugin's own exposition
-//! into a bounded [`History`], evaluates the rule groups that are due, exports
+//! into a bounded [`SampleStore`], evaluates the rule groups that are due, exports
 //! `homeconsole_alerts`, persists the engine state to host storage (a firing alert
 //! stays firing across a restart and is not notified twice), appends fired/resolved
 //! transitions to a bounded, persisted alert history, publishes
@@ -30,21 +30,22 @@ use plugin_abi::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::alerts::engine::{Alert, Engine, EngineConfig, Notification, RuleHealth};
-use crate::alerts::exposition;
-use crate::alerts::history::{History, HistoryConfig, Labels};
-use crate::alerts::notify::{Notifier, NotifierConfig, NotifierStats, Target};
-use crate::alerts::rules::{load_dir, parse_rule_file, RuleError, RuleGroup};
+use crate::alerting::engine::{Alert, Engine, EngineConfig, Notification, RuleHealth};
+use crate::alerting::exposition;
+use crate::alerting::notify::{Notifier, NotifierConfig, NotifierStats, Target};
+use crate::alerting::rules::{load_dir, parse_rule_file, RuleError, RuleGroup};
+use crate::alerting::samples::{Labels, SampleStore, SampleStoreConfig};
 use crate::capability::{Capability, Ctx, Route};
 use crate::config::AlertingConfig;
 use crate::http::{error, query_param, require_admin};
+use crate::metrics::names;
 use crate::metrics::{CounterFamily, Gauge, GaugeFamily};
-use crate::names;
 use crate::store::KvStore;
 use crate::time::rfc3339_millis;
 
 /// The built-in rules, shipped with the plugin.
-pub const DEFAULT_RULES: &str = include_str!("../../deploy/prometheus/rules/homeconsole.rules.yml");
+pub const DEFAULT_RULES: &str =
+    include_str!("../../../deploy/prometheus/rules/homeconsole.rules.yml");
 
 /// How the built-in rule file is named in errors and in `/rules`.
 pub const DEFAULT_RULES_FILE: &str = "builtin:homeconsole.rules.yml";
@@ -156,7 +157,7 @@ pub struct Alerting {
     config: AlertingConfig,
     kv: Arc<dyn KvStore>,
     /// Replaced as a whole when the wall clock goes back (see `run_tick`).
-    history: RwLock<Arc<History>>,
+    samples: RwLock<Arc<SampleStore>>,
     state: Mutex<Option<State>>,
     /// What `/alerts`, `/rules` and `/status` show, published by whoever
     /// holds `state` after a change (tick, reload, start): readers never
@@ -295,15 +296,15 @@ fn significant(engine: &Engine) -> String {
 
 impl Alerting {
     /// Creates the capability; rules, state and notifiers are set up in `start`.
-    /// The sample history as it is now (it is replaced after a clock jump).
-    pub fn history(&self) -> Arc<History> {
-        self.history.read().clone()
+    /// The embedded sample store as it is now (it is replaced after a clock jump).
+    pub fn samples(&self) -> Arc<SampleStore> {
+        self.samples.read().clone()
     }
 
     /// Builds the capability from the plugin context.
     pub fn new(ctx: &Ctx) -> Alerting {
         let config = ctx.config.alerting.clone();
-        let history = RwLock::new(Arc::new(Self::new_history(&config)));
+        let samples = RwLock::new(Arc::new(Self::new_sample_store(&config)));
         let metrics = Self::register_metrics(ctx);
         if let Err(e) = &metrics {
             ctx.host
@@ -313,7 +314,7 @@ impl Alerting {
             kv: ctx.kv(NAMESPACE),
             ctx: ctx.clone(),
             config,
-            history,
+            samples,
             state: Mutex::new(None),
             view: RwLock::new(Arc::new(View::default())),
             log: Mutex::new(VecDeque::new()),
@@ -324,11 +325,11 @@ impl Alerting {
         alerting
     }
 
-    fn new_history(config: &AlertingConfig) -> History {
-        History::new(HistoryConfig {
+    fn new_sample_store(config: &AlertingConfig) -> SampleStore {
+        SampleStore::new(SampleStoreConfig {
             retention_ms: i64::try_from(config.retention_secs.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
-            ..HistoryConfig::default()
+            ..SampleStoreConfig::default()
         })
     }
 
@@ -543,7 +544,7 @@ impl Alerting {
             self.ctx.host.warn(
                 "wall clock went back: restarting the alert sample history and rule schedules",
             );
-            *self.history.write() = Arc::new(Self::new_history(&self.config));
+            *self.samples.write() = Arc::new(Self::new_sample_store(&self.config));
             if let Some(st) = guard.as_mut() {
                 st.last_sample_ms = None;
                 st.last_tick_ms = None;
@@ -564,21 +565,21 @@ impl Alerting {
             return;
         };
         st.last_tick_ms = Some(now);
-        let history = self.history.read().clone();
+        let samples = self.samples.read().clone();
         let sample_every = secs_to_ms(self.config.sample_interval_secs);
         if st.last_sample_ms.is_none_or(|t| now - t >= sample_every) {
             let sampling = Instant::now();
             let parsed = exposition::parse(&self.ctx.collector.render_for_sampling());
             st.malformed_sample_lines = parsed.malformed;
-            history.ingest(now, &parsed.samples);
+            samples.ingest(now, &parsed.samples);
             st.last_sample_ms = Some(now);
             st.last_sample_seconds = sampling.elapsed().as_secs_f64();
             if let Some(m) = &self.metrics {
-                m.history_series.set(history.stats().series as f64);
+                m.history_series.set(samples.stats().series as f64);
             }
         }
         let started = Instant::now();
-        let evaluated = st.engine.tick(now, &history);
+        let evaluated = st.engine.tick(now, &samples);
         if evaluated == 0 {
             drop(guard);
             self.sync_notifier_stats();
@@ -943,7 +944,7 @@ impl Capability for Alerting {
                 json!({"name": n.name(), "sent": s.sent, "failed": s.failed, "dropped": s.dropped, "last_error": n.last_error()})
             })
             .collect();
-        let hist = self.history.read().stats();
+        let hist = self.samples.read().stats();
         let mut status = self.view.read().status.clone();
         status["enabled"] = json!(self.config.enabled);
         status["history"] = json!({"series": hist.series, "samples": hist.samples});

@@ -1,7 +1,7 @@
 //! Alert evaluation with Prometheus semantics, and its persistent state.
 //!
 //! This is the in-process counterpart of Prometheus' rule manager: it evaluates rule
-//! groups over the [`History`], moves alerts inactive → pending → firing (`for`),
+//! groups over the [`SampleStore`], moves alerts inactive → pending → firing (`for`),
 //! keeps them firing for `keep_firing_for`, resolves them (`ResolvedAt`, kept 15 min
 //! for notification), exports an `ALERTS`-style gauge, tracks per-rule health, and
 //! decides which alerts need (re)sending. Its state serializes to a [`KvStore`] so a
@@ -12,11 +12,11 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::history::{stale_nan, History, Labels, METRIC_NAME};
 use super::promql::{
     eval_instant_step, on_query_stack, parse_here, Budget, QueryLimits, Value, VectorSample,
 };
 use super::rules::{AlertingRule, RecordingRule, Rule, RuleGroup};
+use super::samples::{stale_nan, Labels, SampleStore, METRIC_NAME};
 use super::template::{Env, QueryRow};
 use crate::store::KvStore;
 
@@ -251,7 +251,7 @@ impl Engine {
 
     /// Evaluates every group whose interval has elapsed at `now_ms` (a group is first
     /// evaluated on the first tick). Returns how many groups were evaluated.
-    pub fn tick(&mut self, now_ms: i64, history: &History) -> usize {
+    pub fn tick(&mut self, now_ms: i64, history: &SampleStore) -> usize {
         // Rules run on the query thread (its stack fits the nesting limit);
         // should that thread not start, they run here.
         match on_query_stack(|| self.tick_here(now_ms, history)) {
@@ -260,7 +260,7 @@ impl Engine {
         }
     }
 
-    fn tick_here(&mut self, now_ms: i64, history: &History) -> usize {
+    fn tick_here(&mut self, now_ms: i64, history: &SampleStore) -> usize {
         let mut n = 0;
         for gi in 0..self.groups.len() {
             let due = self.groups[gi].next_eval_ms.is_none_or(|t| now_ms >= t);
@@ -280,7 +280,7 @@ impl Engine {
     }
 
     /// Evaluates all groups at `ts_ms` regardless of their interval (as promtool does).
-    pub fn eval_all(&mut self, ts_ms: i64, history: &History) {
+    pub fn eval_all(&mut self, ts_ms: i64, history: &SampleStore) {
         let all = |e: &mut Engine| {
             for gi in 0..e.groups.len() {
                 e.eval_group(gi, ts_ms, history);
@@ -291,7 +291,7 @@ impl Engine {
         }
     }
 
-    fn eval_group(&mut self, gi: usize, ts: i64, history: &History) {
+    fn eval_group(&mut self, gi: usize, ts: i64, history: &SampleStore) {
         let interval = self.groups[gi].interval_ms;
         let resend = self.config.resend_delay_ms;
         let limits = &self.config.limits;
@@ -519,7 +519,7 @@ fn url_escape(s: &str) -> String {
 /// What a rule evaluation reads: the history, within its cost budget.
 #[derive(Clone, Copy)]
 struct Query<'a> {
-    history: &'a History,
+    history: &'a SampleStore,
     budget: &'a Budget,
     /// The group's interval: the step of subqueries that name none.
     interval_ms: i64,
@@ -706,8 +706,8 @@ fn eval_alerting(
 
 #[cfg(test)]
 mod tests {
-    use super::super::history::HistoryConfig;
     use super::super::rules::parse_rule_file;
+    use super::super::samples::SampleStoreConfig;
     use super::*;
     use parking_lot::Mutex;
     use std::collections::HashMap;
@@ -755,7 +755,7 @@ groups:
 
     #[test]
     fn pending_firing_resolved_and_restart() {
-        let h = History::new(HistoryConfig::default());
+        let h = SampleStore::new(SampleStoreConfig::default());
         let l = Labels::with_name("x", &[("job".into(), "api".into())]);
         let mut e = engine();
         for i in 0..=4 {
@@ -813,7 +813,7 @@ groups:
                 ..EngineConfig::default()
             },
         );
-        let h = History::new(HistoryConfig::default());
+        let h = SampleStore::new(SampleStoreConfig::default());
         let l = Labels::with_name("x", &[("job".into(), "api".into())]);
         for i in 0..100 {
             h.append(&l, i * 15_000, 10.0);

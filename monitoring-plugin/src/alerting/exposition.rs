@@ -1,15 +1,15 @@
 //! A parser for the Prometheus text exposition format (0.0.4), as the plugin writes it.
 //!
 //! Alert rules are evaluated over the plugin's own metrics, and the one complete,
-//! consistent view of them is the scrape text ([`crate::collector::MetricsCollector`]
+//! consistent view of them is the scrape text ([`crate::metrics::collector::MetricsCollector`]
 //! renders it, custom and process metrics included). This module turns that text
-//! back into [`Sample`]s for [`super::history::History::ingest`]: metric names, labels
+//! back into [`Sample`]s for [`super::samples::SampleStore::ingest`]: metric names, labels
 //! (with `\\`, `\"` and `\n` escapes), values including `+Inf`, `-Inf` and `NaN`, an
 //! optional timestamp (ignored). Comment lines (`# HELP`, `# TYPE`, others) and blank
 //! lines are skipped. The input is treated as untrusted: a malformed line is skipped
 //! and counted, never a panic.
 
-use super::history::Sample;
+use super::samples::Sample;
 
 /// What a parse produced.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -215,12 +215,12 @@ mod tests {
 
     #[test]
     fn round_trips_the_collector() {
-        let build = crate::collector::BuildInfo {
+        let build = crate::metrics::collector::BuildInfo {
             host_version: "1.0 \"x\"".into(),
             abi_version: "a\\b".into(),
             plugin_version: "0.1.0".into(),
         };
-        let c = crate::collector::MetricsCollector::new(100, 8, &build).unwrap();
+        let c = crate::metrics::collector::MetricsCollector::new(100, 8, &build).unwrap();
         let p = parse(&c.render());
         assert_eq!(p.malformed, 0);
         let b = p

@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn external_labels_reach_webhook_payloads_without_overriding() {
-        use crate::alerts::history::Labels;
+        use crate::alerting::samples::Labels;
         let mut n = Notification {
             labels: Labels::new(vec![
                 ("alertname".into(), "Hot".into()),

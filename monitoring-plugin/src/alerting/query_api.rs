@@ -1,4 +1,4 @@
-//! A Prometheus-compatible query API over the plugin's embedded history, so
+//! A Prometheus-compatible query API over the plugin's embedded samples, so
 //! the built-in dashboard — and Grafana, with the host itself added as a
 //! Prometheus data source — can chart the host's metrics with no Prometheus
 //! server running. Paths and JSON shapes follow Prometheus' HTTP API:
@@ -14,16 +14,16 @@ use plugin_abi::{HttpRequest, HttpResponse};
 use promql_parser::label::Matcher;
 use serde_json::{json, Value};
 
-use crate::alerts::history::{is_stale_nan, History, SeriesData};
-use crate::alerts::promql::numeric::go_format_float;
-use crate::alerts::promql::{
+use crate::alerting::promql::numeric::go_format_float;
+use crate::alerting::promql::{
     check_text, eval_instant_in, eval_range_in, on_query_stack, parse_here, Budget, PromqlError,
     QueryLimits, Value as PromValue,
 };
+use crate::alerting::samples::{is_stale_nan, SampleStore, SeriesData};
 use crate::capability::{Capability, Route};
 use crate::http::query_param;
+use crate::metrics::names;
 use crate::metrics::{CounterFamily, MetricStore};
-use crate::names;
 
 /// Prefix of every route of this API.
 pub const PREFIX: &str = "/api/v1/monitoring/prometheus/api/v1/";
@@ -31,8 +31,8 @@ pub const PREFIX: &str = "/api/v1/monitoring/prometheus/api/v1/";
 /// Most points a range query may return per series (as Prometheus: 11,000).
 const MAX_POINTS: i64 = 11_000;
 
-/// Where the API reads the history from (the alert evaluator owns it).
-pub type HistorySource = Arc<dyn Fn() -> Arc<History> + Send + Sync>;
+/// Where the API reads the samples from (the alert evaluator owns it).
+pub type HistorySource = Arc<dyn Fn() -> Arc<SampleStore> + Send + Sync>;
 
 /// The query API capability.
 pub struct PromApi {
@@ -42,7 +42,7 @@ pub struct PromApi {
 }
 
 impl PromApi {
-    /// An API over the history `source` returns, with the default query limits.
+    /// An API over the samples `source` returns, with the default query limits.
     pub fn new(source: HistorySource) -> Self {
         PromApi {
             source,
@@ -97,16 +97,16 @@ impl PromApi {
     fn run<R: Send>(
         &self,
         query: &str,
-        run: impl FnOnce(&crate::alerts::promql::Expr, &History, &Budget) -> Result<R, PromqlError>
+        run: impl FnOnce(&crate::alerting::promql::Expr, &SampleStore, &Budget) -> Result<R, PromqlError>
             + Send,
     ) -> Result<R, PromqlError> {
         check_text(query, &self.limits)?;
-        let history = (self.source)();
+        let samples = (self.source)();
         let limits = &self.limits;
         on_query_stack(|| {
             let budget = Budget::new(limits);
             let expr = parse_here(query, limits)?;
-            run(&expr, &history, &budget)
+            run(&expr, &samples, &budget)
         })?
     }
 }
@@ -148,13 +148,13 @@ fn parse_step(text: &str) -> Result<i64, String> {
             return Ok(((secs * 1000.0).round() as i64).max(1));
         }
     }
-    crate::alerts::syntax::parse_duration(t)
+    crate::alerting::syntax::parse_duration(t)
         .ok()
         .filter(|ms| *ms > 0)
         .ok_or_else(|| format!("cannot parse {text:?} to a valid duration"))
 }
 
-fn labels_json(labels: &crate::alerts::history::Labels) -> Value {
+fn labels_json(labels: &crate::alerting::samples::Labels) -> Value {
     Value::Object(
         labels
             .iter()
@@ -413,10 +413,10 @@ impl Capability for PromApi {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::history::{HistoryConfig, Sample};
+    use crate::alerting::samples::{Sample, SampleStoreConfig};
 
     fn api() -> PromApi {
-        let h = Arc::new(History::new(HistoryConfig::default()));
+        let h = Arc::new(SampleStore::new(SampleStoreConfig::default()));
         for i in 0..5 {
             h.ingest(
                 i * 15_000,

@@ -1,4 +1,6 @@
-//! Bounded in-memory history of the plugin's own samples.
+//! The embedded sample store: a bounded in-memory ring of the plugin's own
+//! samples ([`SampleStore`]; not to be confused with the alert history of
+//! fired/resolved transitions, which the alerting capability keeps).
 //!
 //! Alert rules need time windows (`rate(x[5m])`, `for: 10m`) without an external
 //! Prometheus. This module keeps a short, bounded ring of every series the plugin
@@ -169,7 +171,7 @@ impl std::fmt::Display for Labels {
     }
 }
 
-/// One sample of a snapshot handed to [`History::ingest`].
+/// One sample of a snapshot handed to [`SampleStore::ingest`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     /// Metric name.
@@ -180,9 +182,9 @@ pub struct Sample {
     pub value: f64,
 }
 
-/// Bounds of a [`History`].
+/// Bounds of a [`SampleStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HistoryConfig {
+pub struct SampleStoreConfig {
     /// Samples older than `newest - retention_ms` are dropped (default 1 h).
     pub retention_ms: i64,
     /// Maximum number of series held (default 50,000).
@@ -191,9 +193,9 @@ pub struct HistoryConfig {
     pub max_samples: usize,
 }
 
-impl Default for HistoryConfig {
+impl Default for SampleStoreConfig {
     fn default() -> Self {
-        HistoryConfig {
+        SampleStoreConfig {
             retention_ms: 3_600_000,
             max_series: 50_000,
             max_samples: 5_000_000,
@@ -257,15 +259,15 @@ struct Inner {
 
 /// Bounded, thread-safe history of samples.
 #[derive(Debug, Default)]
-pub struct History {
-    config: HistoryConfig,
+pub struct SampleStore {
+    config: SampleStoreConfig,
     inner: RwLock<Inner>,
 }
 
-impl History {
+impl SampleStore {
     /// Creates an empty history with the given bounds.
-    pub fn new(config: HistoryConfig) -> Self {
-        History {
+    pub fn new(config: SampleStoreConfig) -> Self {
+        SampleStore {
             config,
             inner: RwLock::new(Inner {
                 newest_ts: i64::MIN,
@@ -275,7 +277,7 @@ impl History {
     }
 
     /// The bounds in force.
-    pub fn config(&self) -> HistoryConfig {
+    pub fn config(&self) -> SampleStoreConfig {
         self.config
     }
 
@@ -526,7 +528,7 @@ mod tests {
 
     #[test]
     fn snapshot_staleness() {
-        let h = History::new(HistoryConfig::default());
+        let h = SampleStore::new(SampleStoreConfig::default());
         h.ingest(0, &[s("a", &[("x", "1")], 1.0), s("a", &[("x", "2")], 2.0)]);
         h.ingest(15_000, &[s("a", &[("x", "1")], 3.0)]);
         let sel = h.select(&name_matcher("a"), 0, 20_000);
@@ -541,12 +543,12 @@ mod tests {
 
     #[test]
     fn retention_and_bounds() {
-        let cfg = HistoryConfig {
+        let cfg = SampleStoreConfig {
             retention_ms: 60_000,
             max_series: 2,
             max_samples: 5,
         };
-        let h = History::new(cfg);
+        let h = SampleStore::new(cfg);
         for i in 0..10 {
             h.ingest(i * 15_000, &[s("a", &[], i as f64)]);
         }
@@ -567,9 +569,9 @@ mod tests {
 
     #[test]
     fn a_series_flood_evicts_the_least_recently_updated_series() {
-        let h = History::new(HistoryConfig {
+        let h = SampleStore::new(SampleStoreConfig {
             max_series: 1_000,
-            ..HistoryConfig::default()
+            ..SampleStoreConfig::default()
         });
         let keep = Labels::with_name("kept", &[]);
         // 20,000 distinct series, one new series per sample; "kept" is

@@ -1,14 +1,14 @@
 //! The built-in dashboard: one self-contained page (HTML, CSS and JS
 //! embedded in the library, no CDN, works offline) that charts the host
 //! from the plugin's own APIs — health, the Prometheus-compatible query API
-//! over the embedded history, alerts, error issues and traces.
+//! over the embedded sample store, alerts, error issues and traces.
 
 use plugin_abi::{HttpRequest, HttpResponse};
 
 use crate::capability::{Capability, Route};
 
 /// The page.
-pub const PAGE: &str = include_str!("../assets/dashboard.html");
+pub const PAGE: &str = include_str!("../../assets/dashboard.html");
 
 /// The dashboard capability.
 pub struct Dashboard;

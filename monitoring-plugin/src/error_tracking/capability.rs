@@ -27,7 +27,6 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::capability::{Capability, Ctx, Route};
-use crate::collector::MetricsCollector;
 use crate::config::{AccessConfig, ErrorsConfig};
 use crate::error_tracking::ingest::{parse_request, IngestConfig, IngestRequest};
 use crate::error_tracking::{
@@ -36,6 +35,7 @@ use crate::error_tracking::{
     MemoryKvStore, RecordOutcome, TOPIC_NEW_ISSUE, TOPIC_REGRESSION,
 };
 use crate::http::{error, query_param, require_admin};
+use crate::metrics::collector::MetricsCollector;
 use plugin_abi::guest::PANIC_BACKTRACE_LOG;
 
 /// Storage namespace of the issue store.

@@ -21,6 +21,7 @@
 //! [`ErrorTracker`] ties them together for the plugin.
 
 pub mod breadcrumbs;
+pub mod capability;
 pub mod envelope;
 pub mod event;
 pub mod forwarder;

@@ -22,11 +22,11 @@ use plugin_abi::{CallStatus, Observation, ObservationKind};
 use prometheus::Encoder;
 use serde_json::Value;
 
+use crate::metrics::names;
 use crate::metrics::{
     push_escaped_label_value, push_float, Counter, CounterFamily, Gauge, GaugeFamily,
     HistogramFamily, MetricError, MetricStore, StoreConfig, DEFAULT_SECONDS_BUCKETS,
 };
-use crate::names;
 
 /// Series cap of each of the host's own families (topics, services, …).
 pub const INTERNAL_SERIES_CAP: usize = 10_000;

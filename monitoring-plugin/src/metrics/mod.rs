@@ -15,9 +15,12 @@
 //! limits, sorted snapshots), `store` (the store and `record`), `text` (label
 //! escaping and float spelling), `encode` (the text writer).
 
+pub mod collector;
 mod encode;
 mod error;
 mod family;
+pub mod names;
+pub mod remote_write;
 mod store;
 mod text;
 mod validate;

@@ -138,7 +138,7 @@ impl SlowCallTracker {
                     let key = if state.services.len() < MAX_SERVICES {
                         name
                     } else {
-                        crate::collector::OVERFLOW_LABEL
+                        crate::metrics::collector::OVERFLOW_LABEL
                     };
                     state.services.entry(key.to_owned()).or_default()
                 }

@@ -29,11 +29,11 @@ use serde_json::{json, Value};
 use crate::capability::{Capability, Ctx, Route};
 use crate::config::TracingConfig;
 use crate::http::{error, query_param};
+use crate::metrics::names;
 use crate::metrics::{Counter, CounterFamily, MetricError, MetricStore};
-use crate::names;
-use crate::trace::context::{parse_span_id, parse_trace_id, to_hex};
-use crate::trace::store::StatusFilter;
-use crate::trace::{
+use crate::tracing::context::{parse_span_id, parse_trace_id, to_hex};
+use crate::tracing::store::StatusFilter;
+use crate::tracing::{
     AttrValue, ExportConfig, ManualConfig, ManualSpanError, ManualSpans, OtlpExporter, Sampler,
     SpanKind, SpanRecord, SpanSink, SpanStatus, StoreConfig, TraceContext, TraceFilter, TraceStore,
 };
@@ -631,21 +631,21 @@ impl Capability for TracingCapability {
     /// One trace per health round: a `health.round` root and a
     /// `health.check <component>` child per check, with the check's real
     /// duration and an error status for unhealthy results.
-    fn on_health_round(&self, snapshot: &crate::health::Snapshot) {
+    fn on_health_round(&self, snapshot: &crate::health::checker::Snapshot) {
         // A health round starts a trace of its own: it follows the host's
         // root sampling ratio, like every other new trace.
-        let trace_id = crate::trace::context::new_trace_id();
+        let trace_id = crate::tracing::context::new_trace_id();
         let ratio = self.ctx.host.host_info()["trace_sample_ratio"]
             .as_f64()
             .unwrap_or(1.0);
-        if !crate::trace::context::Sampler::new(ratio).sample_trace_id(&trace_id) {
+        if !crate::tracing::context::Sampler::new(ratio).sample_trace_id(&trace_id) {
             self.counters.sampled_out.inc();
             return;
         }
         let end_ns = snapshot.checked_at_ms.saturating_mul(1_000_000);
         let round_ns = (snapshot.duration_ms * 1e6) as u64;
         let start_ns = end_ns.saturating_sub(round_ns);
-        let root_id = crate::trace::context::new_span_id();
+        let root_id = crate::tracing::context::new_span_id();
         let mut root = SpanRecord::new(
             trace_id,
             root_id,
@@ -655,7 +655,7 @@ impl Capability for TracingCapability {
             end_ns.max(start_ns),
         );
         root.plugin = "monitoring".into();
-        root.status = if snapshot.status == crate::health::Status::Unhealthy {
+        root.status = if snapshot.status == crate::health::checker::Status::Unhealthy {
             SpanStatus::error("host unhealthy")
         } else {
             SpanStatus::Ok
@@ -670,7 +670,7 @@ impl Capability for TracingCapability {
                 .max(start_ns);
             let mut span = SpanRecord::new(
                 trace_id,
-                crate::trace::context::new_span_id(),
+                crate::tracing::context::new_span_id(),
                 Some(root_id),
                 format!("health.check {component}"),
                 check_start,
@@ -682,7 +682,9 @@ impl Capability for TracingCapability {
             span.attributes
                 .push(("health.status".into(), result.status.as_str().into()));
             span.status = match result.status {
-                crate::health::Status::Unhealthy => SpanStatus::error(result.message.clone()),
+                crate::health::checker::Status::Unhealthy => {
+                    SpanStatus::error(result.message.clone())
+                }
                 _ => SpanStatus::Ok,
             };
             self.sink.submit(span);

@@ -7,9 +7,12 @@
 //! recent traces browsable with zero setup, and, when an endpoint is configured, the
 //! [`export::OtlpExporter`] ships them to any OTLP collector without ever blocking the caller.
 //!
-//! This module is named `trace`, never `tracing`, so it does not shadow the `tracing` crate.
-//! It refers to its siblings only through `super::`, so it can be copied into any crate.
+//! [`capability`] alone touches the host (routes, services, span intake); the rest is
+//! host-free and refers to its siblings only through `super::` (and to
+//! [`crate::time`] and [`crate::outbound`]). The plugin does not depend on the `tracing`
+//! crate, so this module's name shadows nothing.
 
+pub mod capability;
 pub mod context;
 pub mod export;
 pub mod manual;

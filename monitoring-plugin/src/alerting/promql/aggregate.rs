@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::super::history::Labels;
+use super::super::samples::Labels;
 use super::ast::{AggOp, Grouping};
 use super::numeric::{go_format_float, quantile};
 use super::{PromqlError, Value, VectorSample};

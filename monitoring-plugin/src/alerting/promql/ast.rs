@@ -9,7 +9,7 @@
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser as pp;
 
-use super::super::history::METRIC_NAME;
+use super::super::samples::METRIC_NAME;
 use super::PromqlError;
 
 /// An `@` modifier.

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::super::history::{Labels, METRIC_NAME};
+use super::super::samples::{Labels, METRIC_NAME};
 use super::ast::{BinOp, Card, Matching};
 use super::{PromqlError, Value, VectorSample};
 

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use super::super::history::{is_stale_nan, History, Labels, SeriesData, METRIC_NAME};
+use super::super::samples::{is_stale_nan, Labels, SampleStore, SeriesData, METRIC_NAME};
 use super::ast::{At, BinOp, Expr, Func, Selector};
 use super::functions::{Operands, Selected, Window};
 use super::{aggregate, binary, functions, Budget, PromqlError, Value, VectorSample, LOOKBACK_MS};
@@ -16,7 +16,7 @@ use super::{aggregate, binary, functions, Budget, PromqlError, Value, VectorSamp
 /// What an evaluation reads and where it stands.
 pub(crate) struct Evaluator<'a> {
     /// The samples.
-    pub history: &'a History,
+    pub samples: &'a SampleStore,
     /// The cost budget.
     pub budget: &'a Budget,
     /// Start of the query (`@ start()`), ms.
@@ -134,7 +134,7 @@ impl Evaluator<'_> {
         let t_ref = self.resolve(sel.at, ts) - sel.offset_ms;
         let mut out = Vec::new();
         let mut charged = Ok(());
-        self.history
+        self.samples
             .for_each_selected(&sel.matchers, |labels, samples| {
                 if charged.is_err() {
                     return;
@@ -223,7 +223,7 @@ impl Evaluator<'_> {
         let start = end - range;
         let mut out = Vec::new();
         let mut charged = Ok(());
-        self.history
+        self.samples
             .for_each_selected(&sel.matchers, |labels, samples| {
                 if charged.is_err() {
                     return;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use promql_parser::label::MatchOp;
 
-use super::super::history::{Labels, SeriesData, METRIC_NAME};
+use super::super::samples::{Labels, SeriesData, METRIC_NAME};
 use super::super::syntax::is_valid_label_name;
 use super::ast::{Expr, Func, Selector};
 use super::numeric::quantile;

@@ -1,5 +1,5 @@
 //! PromQL as Prometheus 2.42 evaluates it (float samples), over the in-process
-//! [`History`].
+//! [`SampleStore`].
 //!
 //! Rules must behave exactly as they would in Prometheus (the same rule file
 //! moves to a real Prometheus unchanged), and the query API lets Grafana and
@@ -20,7 +20,7 @@
 
 use promql_parser::parser as pp;
 
-use super::history::{History, Labels, SeriesData};
+use super::samples::{Labels, SampleStore, SeriesData};
 
 pub mod aggregate;
 pub mod ast;
@@ -107,24 +107,24 @@ pub fn parse_here(expr: &str, limits: &QueryLimits) -> Result<Expr, PromqlError>
     ast::convert(&ast)
 }
 
-/// Evaluates `expr` at `ts_ms` over `history` within the default [`QueryLimits`],
+/// Evaluates `expr` at `ts_ms` over `samples` within the default [`QueryLimits`],
 /// on the query thread.
-pub fn eval_instant(expr: &Expr, ts_ms: i64, history: &History) -> Result<Value, PromqlError> {
+pub fn eval_instant(expr: &Expr, ts_ms: i64, samples: &SampleStore) -> Result<Value, PromqlError> {
     let limits = QueryLimits::default();
-    on_query_stack(|| eval_instant_in(expr, ts_ms, history, &Budget::new(&limits)))?
+    on_query_stack(|| eval_instant_in(expr, ts_ms, samples, &Budget::new(&limits)))?
 }
 
-/// Evaluates `expr` at `ts_ms` over `history` on the calling thread, charging
+/// Evaluates `expr` at `ts_ms` over `samples` on the calling thread, charging
 /// `budget`; subqueries without a step use [`DEFAULT_SUBQUERY_STEP_MS`]. The
 /// caller runs it on a thread with enough stack (see [`on_query_stack`]);
 /// expressions from [`parse_with`] nest at most `max_nesting_depth` levels.
 pub fn eval_instant_in(
     expr: &Expr,
     ts_ms: i64,
-    history: &History,
+    samples: &SampleStore,
     budget: &Budget,
 ) -> Result<Value, PromqlError> {
-    eval_instant_step(expr, ts_ms, history, budget, DEFAULT_SUBQUERY_STEP_MS)
+    eval_instant_step(expr, ts_ms, samples, budget, DEFAULT_SUBQUERY_STEP_MS)
 }
 
 /// [`eval_instant_in`] with the evaluation interval `step_ms` (the default
@@ -132,12 +132,12 @@ pub fn eval_instant_in(
 pub fn eval_instant_step(
     expr: &Expr,
     ts_ms: i64,
-    history: &History,
+    samples: &SampleStore,
     budget: &Budget,
     step_ms: i64,
 ) -> Result<Value, PromqlError> {
     let ev = Evaluator {
-        history,
+        samples,
         budget,
         start_ms: ts_ms,
         end_ms: ts_ms,
@@ -154,7 +154,7 @@ pub fn eval_range(
     start_ms: i64,
     end_ms: i64,
     step_ms: i64,
-    history: &History,
+    samples: &SampleStore,
 ) -> Result<Vec<SeriesData>, PromqlError> {
     let limits = QueryLimits::default();
     on_query_stack(|| {
@@ -163,7 +163,7 @@ pub fn eval_range(
             start_ms,
             end_ms,
             step_ms,
-            history,
+            samples,
             &Budget::new(&limits),
         )
     })?
@@ -176,7 +176,7 @@ pub fn eval_range_in(
     start_ms: i64,
     end_ms: i64,
     step_ms: i64,
-    history: &History,
+    samples: &SampleStore,
     budget: &Budget,
 ) -> Result<Vec<SeriesData>, PromqlError> {
     if step_ms <= 0 {
@@ -208,7 +208,7 @@ pub fn eval_range_in(
         ));
     }
     let ev = Evaluator {
-        history,
+        samples,
         budget,
         start_ms,
         end_ms,
@@ -246,11 +246,11 @@ pub fn eval_range_in(
 
 #[cfg(test)]
 mod tests {
-    use super::super::history::HistoryConfig;
+    use super::super::samples::SampleStoreConfig;
     use super::*;
 
-    fn hist() -> History {
-        let h = History::new(HistoryConfig::default());
+    fn hist() -> SampleStore {
+        let h = SampleStore::new(SampleStoreConfig::default());
         for i in 0..=20i64 {
             let t = i * 15_000;
             h.append(
@@ -328,7 +328,7 @@ mod tests {
 
     #[test]
     fn same_labelset_after_dropping_the_name_is_refused() {
-        let h = History::new(HistoryConfig::default());
+        let h = SampleStore::new(SampleStoreConfig::default());
         for name in ["x", "y"] {
             h.append(
                 &Labels::with_name(name, &[("a".into(), "1".into())]),

@@ -265,7 +265,7 @@ pub(crate) fn call(env: &Env<'_>, name: &str, args: Vec<V>) -> Result<V, Templat
         "parseDuration" => {
             want(1)?;
             let d = string_arg(name, &args[0])?;
-            let ms = crate::alerts::syntax::parse_duration(&d)
+            let ms = crate::alerting::syntax::parse_duration(&d)
                 .map_err(|e| TemplateError::Exec(format!("error calling parseDuration: {e}")))?;
             V::Float(ms as f64 / 1000.0)
         }

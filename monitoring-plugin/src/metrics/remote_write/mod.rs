@@ -62,7 +62,7 @@ impl RemoteWrite {
                 .collector
                 .internal()
                 .register_counter(
-                    crate::names::REMOTE_WRITE_SAMPLES_TOTAL,
+                    crate::metrics::names::REMOTE_WRITE_SAMPLES_TOTAL,
                     "Samples pushed with Prometheus remote_write, by result (sent, failed after retries or refused, dropped from a full queue).",
                     &["result"],
                 )
@@ -120,7 +120,7 @@ pub fn write_request(
     timestamp_ms: i64,
     external: &BTreeMap<String, String>,
 ) -> (WriteRequest, u64) {
-    let parsed = crate::alerts::exposition::parse(text);
+    let parsed = crate::alerting::exposition::parse(text);
     let mut timeseries = Vec::with_capacity(parsed.samples.len());
     for s in parsed.samples {
         let mut labels: Vec<Label> = Vec::with_capacity(s.labels.len() + external.len() + 1);
