@@ -1,12 +1,15 @@
 //! HomeConsole monitoring plugin: dropped into the host's plugins directory,
-//! it gives the host Prometheus metrics and health checks (and, as the
-//! project grows, tracing, alerting, error tracking, profiling and
-//! dashboards). This file only exports the root module; each capability is
-//! its own module.
+//! it gives the host Prometheus metrics, health checks, alerting (with a
+//! Prometheus-compatible query API), error tracking, tracing, profiling and
+//! a dashboard. Each capability is one folder whose `capability.rs` alone
+//! touches the host; [`module`] drives the life cycle and dispatches to
+//! them ([`capabilities`] lists them, [`capability`] is their seam). This
+//! file only declares the modules and exports the root module.
 
 #![forbid(unsafe_code)]
 
 pub mod alerting;
+pub mod capabilities;
 pub mod capability;
 pub mod config;
 pub mod dashboard;

@@ -21,12 +21,16 @@ use crate::alerting::promql::{
 };
 use crate::alerting::samples::{is_stale_nan, SampleStore, SeriesData};
 use crate::capability::{Capability, Route};
-use crate::http::query_param;
+use crate::config::AccessConfig;
+use crate::http::{query_param, require_metrics_token};
 use crate::metrics::names;
 use crate::metrics::{CounterFamily, MetricStore};
 
 /// Prefix of every route of this API.
 pub const PREFIX: &str = "/api/v1/monitoring/prometheus/api/v1/";
+
+/// Every path under the query API, where the metrics token rule applies.
+const QUERY_API: &str = "/api/v1/monitoring/prometheus/";
 
 /// Most points a range query may return per series (as Prometheus: 11,000).
 const MAX_POINTS: i64 = 11_000;
@@ -39,6 +43,7 @@ pub struct PromApi {
     source: HistorySource,
     limits: QueryLimits,
     aborted: Option<CounterFamily>,
+    access: AccessConfig,
 }
 
 impl PromApi {
@@ -48,12 +53,20 @@ impl PromApi {
             source,
             limits: QueryLimits::default(),
             aborted: None,
+            access: AccessConfig::default(),
         }
     }
 
     /// Applies `limits` to every query.
     pub fn with_limits(mut self, limits: QueryLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Answers under `access`: the query API reads the same data as the
+    /// metrics endpoint, so it follows the same token rule.
+    pub fn with_access(mut self, access: AccessConfig) -> Self {
+        self.access = access;
         self
     }
 
@@ -379,6 +392,13 @@ impl Capability for PromApi {
     }
 
     fn handle_http(&self, request: &HttpRequest) -> Option<HttpResponse> {
+        if request.path.starts_with(QUERY_API) {
+            if let Err(refused) =
+                require_metrics_token(&self.access, request, "this metrics endpoint")
+            {
+                return Some(refused);
+            }
+        }
         let rest = request.path.as_str().strip_prefix(PREFIX)?;
         let p = params(request);
         Some(match rest {

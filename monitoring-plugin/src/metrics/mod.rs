@@ -15,6 +15,7 @@
 //! limits, sorted snapshots), `store` (the store and `record`), `text` (label
 //! escaping and float spelling), `encode` (the text writer).
 
+pub mod capability;
 pub mod collector;
 mod encode;
 mod error;
