@@ -13,7 +13,7 @@ use crate::dashboard::capability::Dashboard;
 use crate::error_tracking::capability::Errors;
 use crate::health::capability::Health;
 use crate::metrics::capability::Metrics;
-use crate::metrics::remote_write::RemoteWrite;
+use crate::metrics::remote_write::capability::RemoteWrite;
 use crate::profiling::capability::Profiling;
 use crate::tracing::capability::TracingCapability;
 

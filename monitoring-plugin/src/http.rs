@@ -227,4 +227,61 @@ mod tests {
         assert!(!constant_time_eq(b"", b"x"));
         assert!(constant_time_eq(b"", b""));
     }
+
+    fn request_with(headers: &[(&str, &str)]) -> HttpRequest {
+        HttpRequest {
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()).into())
+                .collect(),
+            ..HttpRequest::default()
+        }
+    }
+
+    fn access(metrics: Option<&str>, admin: Option<&str>) -> AccessConfig {
+        AccessConfig {
+            metrics_token: metrics.map(str::to_owned),
+            admin_token: admin.map(str::to_owned),
+            ..AccessConfig::default()
+        }
+    }
+
+    #[test]
+    fn metrics_token_rule() {
+        let open = access(None, Some("adm"));
+        assert!(require_metrics_token(&open, &request_with(&[]), "x").is_ok());
+        let closed = access(Some("met"), Some("adm"));
+        let refused = require_metrics_token(&closed, &request_with(&[]), "the thing").unwrap_err();
+        assert_eq!(refused.status, 401);
+        assert!(
+            String::from_utf8_lossy(&refused.body).contains("the thing requires a bearer token")
+        );
+        for ok in [
+            request_with(&[("authorization", "Bearer met")]),
+            request_with(&[("authorization", "bearer adm")]),
+            request_with(&[(plugin_abi::ACCESS_HEADER, "admin")]),
+        ] {
+            assert!(require_metrics_token(&closed, &ok, "x").is_ok(), "{ok:?}");
+        }
+        let wrong = request_with(&[("authorization", "Bearer nope")]);
+        assert!(require_metrics_token(&closed, &wrong, "x").is_err());
+    }
+
+    #[test]
+    fn any_token_includes_host_api_tokens() {
+        let a = access(Some("met"), None);
+        assert!(!has_any_token(&a, &request_with(&[])));
+        assert!(has_any_token(
+            &a,
+            &request_with(&[(plugin_abi::ACCESS_HEADER, "api")])
+        ));
+        assert!(has_any_token(
+            &a,
+            &request_with(&[("authorization", "Bearer met")])
+        ));
+        assert!(!has_any_token(
+            &a,
+            &request_with(&[("authorization", "Bearer adm")])
+        ));
+    }
 }

@@ -1,4 +1,5 @@
-//! Every metric name the plugin exports, in one place (DESIGN.md §4).
+//! Every metric name the plugin exports, in one place (the documentation
+//! test `tests/e2e/docs.rs` checks each is described in `docs/MONITORING.md`).
 
 /// Events published on the bus, by topic.
 pub const EVENTS_TOTAL: &str = "homeconsole_events_total";
