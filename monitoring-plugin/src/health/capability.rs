@@ -12,11 +12,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use plugin_abi::{HttpRequest, HttpResponse, PluginError, ServiceCall};
+use plugin_abi::{Host, HttpRequest, HttpResponse, PluginError, ServiceCall};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::checker::{CustomCheck, HealthChecker, Snapshot, Status};
+use super::checker::{CustomCheck, HealthChecker, HostView, Snapshot, Status};
 use crate::capability::{Capability, Ctx, Route};
 use crate::http::{error, has_token, query_param};
 
@@ -39,6 +39,28 @@ fn health_refresh_wait(check_timeout_secs: f64, host_info: &Value) -> Duration {
 fn parse<T: for<'de> Deserialize<'de>>(service: &str, input: &str) -> Result<T, PluginError> {
     serde_json::from_str(input)
         .map_err(|e| PluginError::bad_request(format!("invalid input for {service}: {e}")))
+}
+
+/// The host's handle is what a health round reads.
+impl HostView for Host {
+    fn storage_set(&self, namespace: &str, key: &str, value_json: &str) -> Result<(), PluginError> {
+        Host::storage_set(self, namespace, key, value_json)
+    }
+    fn storage_get(&self, namespace: &str, key: &str) -> Result<Option<String>, PluginError> {
+        Host::storage_get(self, namespace, key)
+    }
+    fn get_module(&self, name: &str) -> Option<Value> {
+        Host::get_module(self, name)
+    }
+    fn list_modules(&self) -> Value {
+        Host::list_modules(self)
+    }
+    fn list_plugins(&self) -> Value {
+        Host::list_plugins(self)
+    }
+    fn call_service(&self, name: &str, input: &str) -> Result<String, PluginError> {
+        Host::call_service(self, name, input, None)
+    }
 }
 
 /// Who hears about finished rounds besides the gauges and the bus.
@@ -65,7 +87,7 @@ impl Health {
     /// the `monitoring` namespace) without starting any round.
     pub fn new(ctx: &Ctx) -> Self {
         let checker = HealthChecker::new(
-            ctx.host.clone(),
+            Arc::new(ctx.host.clone()),
             ctx.config.health.clone(),
             ctx.kv("monitoring"),
         );

@@ -5,7 +5,9 @@
 //! answer in time is unhealthy ("timed out after 5s") and never delays the
 //! others. A check still running from the previous round is not started
 //! again. The latest results are kept so `/health` answers fast; status
-//! changes are published on the bus as `monitoring.health.changed`.
+//! changes are returned for the caller to publish (the health capability
+//! sends them on the bus as `monitoring.health.changed`). The host is seen
+//! only through [`HostView`], so a round runs in a unit test too.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::mpsc;
@@ -13,12 +15,31 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
-use plugin_abi::Host;
+use plugin_abi::PluginError;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::config::HealthConfig;
 use crate::store::KvStore;
+
+/// What a health round reads from the host: storage (written and read back
+/// as a probe), the module and plugin lists, and the services behind
+/// custom checks. The host's handle is one; a test gives a fake, so the
+/// checker runs without a host.
+pub trait HostView: Send + Sync + 'static {
+    /// Writes `value_json` under `namespace`/`key`.
+    fn storage_set(&self, namespace: &str, key: &str, value_json: &str) -> Result<(), PluginError>;
+    /// Reads `namespace`/`key`.
+    fn storage_get(&self, namespace: &str, key: &str) -> Result<Option<String>, PluginError>;
+    /// One module's facts (`details.probe` of `storage` is used).
+    fn get_module(&self, name: &str) -> Option<Value>;
+    /// Every module: `[{name, status, details}]`.
+    fn list_modules(&self) -> Value;
+    /// Every plugin: `[{name, state, …}]`.
+    fn list_plugins(&self) -> Value;
+    /// Calls a service with `{}` (a custom check).
+    fn call_service(&self, name: &str, input: &str) -> Result<String, PluginError>;
+}
 
 /// Health of one component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -194,7 +215,7 @@ pub struct Change {
 
 /// The checker.
 pub struct HealthChecker {
-    host: Host,
+    host: Arc<dyn HostView>,
     config: HealthConfig,
     kv: Arc<dyn KvStore>,
     custom: RwLock<BTreeMap<String, CustomCheck>>,
@@ -223,7 +244,7 @@ struct Rounds {
 
 impl HealthChecker {
     /// A checker; loads the persisted custom checks.
-    pub fn new(host: Host, config: HealthConfig, kv: Arc<dyn KvStore>) -> Self {
+    pub fn new(host: Arc<dyn HostView>, config: HealthConfig, kv: Arc<dyn KvStore>) -> Self {
         let mut custom = BTreeMap::new();
         if let Ok(keys) = kv.list_keys(CHECK_PREFIX) {
             for key in keys {
@@ -375,7 +396,7 @@ impl HealthChecker {
         let storage_rx = self.spawn_check("storage", {
             let host = self.host.clone();
             let slow = Duration::from_millis(self.config.storage_slow_ms);
-            move || storage_probe(&host, slow)
+            move || storage_probe(&*host, slow)
         });
         let custom: Vec<CustomCheck> = self.custom.read().values().cloned().collect();
         let custom_rx: Vec<(CustomCheck, Option<mpsc::Receiver<CheckResult>>)> = custom
@@ -384,7 +405,7 @@ impl HealthChecker {
                 let host = self.host.clone();
                 let service = c.service.clone();
                 let rx = self.spawn_check(&format!("custom:{}", c.name), move || {
-                    custom_probe(&host, &service)
+                    custom_probe(&*host, &service)
                 });
                 (c, rx)
             })
@@ -535,7 +556,7 @@ fn wait(
     }
 }
 
-fn storage_probe(host: &Host, slow: Duration) -> CheckResult {
+fn storage_probe(host: &dyn HostView, slow: Duration) -> CheckResult {
     let started = Instant::now();
     let stamp = format!("{}", now_ms());
     let write = host.storage_set(PROBE_NAMESPACE, "__health_probe", &stamp);
@@ -589,9 +610,9 @@ fn storage_probe(host: &Host, slow: Duration) -> CheckResult {
     result
 }
 
-fn custom_probe(host: &Host, service: &str) -> CheckResult {
+fn custom_probe(host: &dyn HostView, service: &str) -> CheckResult {
     let started = Instant::now();
-    match host.call_service(service, "{}", None) {
+    match host.call_service(service, "{}") {
         Ok(text) => {
             let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             let status = v["status"].as_str().and_then(Status::parse);
@@ -707,6 +728,102 @@ fn diff(before: Option<&Snapshot>, after: &Snapshot) -> Vec<Change> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A host with storage, one module, two plugins and one custom-check
+    /// service, whose answers a test sets.
+    #[derive(Default)]
+    struct FakeHost {
+        storage: Mutex<BTreeMap<String, String>>,
+        storage_fails: bool,
+        check_answer: Mutex<String>,
+    }
+
+    impl HostView for FakeHost {
+        fn storage_set(&self, ns: &str, key: &str, value: &str) -> Result<(), PluginError> {
+            if self.storage_fails {
+                return Err(PluginError::failed("disk full"));
+            }
+            self.storage
+                .lock()
+                .insert(format!("{ns}/{key}"), value.to_owned());
+            Ok(())
+        }
+        fn storage_get(&self, ns: &str, key: &str) -> Result<Option<String>, PluginError> {
+            Ok(self.storage.lock().get(&format!("{ns}/{key}")).cloned())
+        }
+        fn get_module(&self, _name: &str) -> Option<Value> {
+            Some(json!({"details": {"probe": {"ok": true}}}))
+        }
+        fn list_modules(&self) -> Value {
+            json!([{"name": "storage", "status": "running", "details": {}}])
+        }
+        fn list_plugins(&self) -> Value {
+            json!([{"name": "demo", "state": "started"}, {"name": "old", "state": "stopped"}])
+        }
+        fn call_service(&self, name: &str, _input: &str) -> Result<String, PluginError> {
+            match name {
+                "demo.health" => Ok(self.check_answer.lock().clone()),
+                other => Err(PluginError::not_found(format!("no service {other}"))),
+            }
+        }
+    }
+
+    fn checker(host: FakeHost) -> (HealthChecker, Arc<FakeHost>) {
+        let host = Arc::new(host);
+        let kv: Arc<dyn KvStore> = Arc::new(crate::error_tracking::MemoryKvStore::new());
+        let c = HealthChecker::new(host.clone(), HealthConfig::default(), kv);
+        (c, host)
+    }
+
+    #[test]
+    fn a_round_over_a_fake_host_reports_every_component() {
+        let (c, host) = checker(FakeHost::default());
+        *host.check_answer.lock() = r#"{"status": "healthy"}"#.into();
+        c.register(CustomCheck {
+            name: "demo".into(),
+            service: "demo.health".into(),
+            critical: true,
+            registered_by: "demo".into(),
+        })
+        .unwrap();
+        let (snap, _changes) = c.run();
+        assert_eq!(
+            snap.checks.storage.as_ref().unwrap().status,
+            Status::Healthy
+        );
+        assert_eq!(snap.checks.modules["storage"].status, Status::Healthy);
+        assert_eq!(snap.checks.plugins["demo"].status, Status::Healthy);
+        assert_eq!(snap.checks.plugins["old"].status, Status::Degraded);
+        assert_eq!(snap.checks.custom["demo"].status, Status::Healthy);
+        assert_eq!(snap.status, Status::Degraded, "the stopped plugin degrades");
+        assert!(c.latest().is_some());
+
+        *host.check_answer.lock() = r#"{"status": "unhealthy", "message": "db down"}"#.into();
+        let (snap, changes) = c.run();
+        let custom = &snap.checks.custom["demo"];
+        assert_eq!(
+            (custom.status, custom.message.as_str()),
+            (Status::Unhealthy, "db down")
+        );
+        assert_eq!(
+            snap.status,
+            Status::Unhealthy,
+            "a critical check fails the host"
+        );
+        assert!(!changes.is_empty(), "the status change is reported");
+    }
+
+    #[test]
+    fn failing_storage_is_unhealthy_with_its_reason() {
+        let (c, _host) = checker(FakeHost {
+            storage_fails: true,
+            ..FakeHost::default()
+        });
+        let (snap, _) = c.run();
+        let storage = snap.checks.storage.as_ref().unwrap();
+        assert_eq!(storage.status, Status::Unhealthy);
+        assert!(storage.message.contains("disk full"), "{}", storage.message);
+    }
 
     #[test]
     fn plugin_states_map_to_health() {
