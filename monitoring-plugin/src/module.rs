@@ -38,12 +38,30 @@ pub struct MonitoringModule {
     inner: Arc<Inner>,
 }
 
-/// The first capability that answers `f`, in list order.
-fn first_answer<T>(
+/// Answers a service call by the first capability that declares it.
+fn dispatch_service(
     capabilities: &[Arc<dyn Capability>],
-    f: impl FnMut(&Arc<dyn Capability>) -> Option<T>,
-) -> Option<T> {
-    capabilities.iter().find_map(f)
+    call: &ServiceCall<'_>,
+) -> Result<String, PluginError> {
+    match capabilities.iter().find_map(|cap| cap.handle_service(call)) {
+        Some(result) => result.map(|v| v.to_string()),
+        None => Err(PluginError::not_found(format!("no service {}", call.name))),
+    }
+}
+
+/// Answers a request by the first capability that declares its route
+/// (404 with a JSON error when none does).
+fn dispatch_http(capabilities: &[Arc<dyn Capability>], request: &HttpRequest) -> HttpResponse {
+    capabilities
+        .iter()
+        .find_map(|cap| cap.handle_http(request))
+        .unwrap_or_else(|| {
+            error(
+                404,
+                "not_found",
+                &format!("no monitoring route {}", request.path.as_str()),
+            )
+        })
 }
 
 impl Inner {
@@ -80,21 +98,12 @@ impl Inner {
         if request.path == ROUTE_STATUS {
             return self.status(request);
         }
-        first_answer(&self.capabilities, |cap| cap.handle_http(request)).unwrap_or_else(|| {
-            error(
-                404,
-                "not_found",
-                &format!("no monitoring route {}", request.path.as_str()),
-            )
-        })
+        dispatch_http(&self.capabilities, request)
     }
 
     /// Answers one service call by the capability that declared it.
     fn handle_service(&self, call: &ServiceCall<'_>) -> Result<String, PluginError> {
-        match first_answer(&self.capabilities, |cap| cap.handle_service(call)) {
-            Some(result) => result.map(|v| v.to_string()),
-            None => Err(PluginError::not_found(format!("no service {}", call.name))),
-        }
+        dispatch_service(&self.capabilities, call)
     }
 }
 
@@ -196,5 +205,70 @@ impl PluginImpl for MonitoringModule {
             cap.tick(now_unix_ms);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A capability answering one service and one route, echoing its name.
+    struct Echo(&'static str);
+
+    impl Capability for Echo {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+
+        fn handle_service(&self, call: &ServiceCall<'_>) -> Option<Result<Value, PluginError>> {
+            (call.name == format!("{}.svc", self.0)).then(|| Ok(json!({"by": self.0})))
+        }
+
+        fn handle_http(&self, request: &HttpRequest) -> Option<HttpResponse> {
+            (request.path == format!("/{}", self.0))
+                .then(|| HttpResponse::json(200, &json!({"by": self.0})))
+        }
+    }
+
+    fn caps() -> Vec<Arc<dyn Capability>> {
+        vec![Arc::new(Echo("a")), Arc::new(Echo("b"))]
+    }
+
+    fn call(name: &str) -> ServiceCall<'_> {
+        ServiceCall {
+            name,
+            input: "{}",
+            caller: "test",
+            trace_context: None,
+        }
+    }
+
+    #[test]
+    fn a_service_call_reaches_its_owner_and_no_other() {
+        assert_eq!(
+            dispatch_service(&caps(), &call("b.svc")).unwrap(),
+            r#"{"by":"b"}"#
+        );
+        assert_eq!(
+            dispatch_service(&caps(), &call("a.svc")).unwrap(),
+            r#"{"by":"a"}"#
+        );
+        let missing = dispatch_service(&caps(), &call("c.svc")).unwrap_err();
+        assert_eq!(missing.kind, plugin_abi::ErrorKind::NotFound);
+        assert!(missing.message.contains("no service c.svc"), "{missing:?}");
+    }
+
+    #[test]
+    fn a_request_reaches_its_owner_or_gets_a_json_404() {
+        let request = |path: &str| HttpRequest {
+            path: path.into(),
+            ..HttpRequest::default()
+        };
+        let answer = dispatch_http(&caps(), &request("/b"));
+        assert_eq!(answer.status, 200);
+        assert_eq!(&answer.body[..], br#"{"by":"b"}"#);
+        let missing = dispatch_http(&caps(), &request("/nowhere"));
+        assert_eq!(missing.status, 404);
+        assert!(String::from_utf8_lossy(&missing.body).contains("no monitoring route /nowhere"));
     }
 }

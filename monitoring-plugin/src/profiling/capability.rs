@@ -361,7 +361,7 @@ fn header_safe(s: &str) -> String {
         .collect()
 }
 
-use crate::time::now_ms as now_unix_ms;
+use crate::time::now_ms;
 
 /// The profiling capability.
 pub struct Profiling {
@@ -493,7 +493,7 @@ impl Profiling {
     }
 
     fn log_slow(&self, calls: &[SlowCall]) {
-        let now_s = now_unix_ms() / 1000;
+        let now_s = now_ms() / 1000;
         for call in calls {
             let (allowed, suppressed) = {
                 let mut b = self.budget.lock();
@@ -553,7 +553,7 @@ impl Profiling {
             detail: o.detail.as_str().to_owned(),
             busy_ms: o.duration_ns as f64 / 1e6,
             thread: o.message.as_str().to_owned(),
-            at_unix_ms: now_unix_ms(),
+            at_unix_ms: now_ms(),
             stack: None,
             stack_unavailable_reason: STACK_UNAVAILABLE_REASON,
         };
