@@ -75,7 +75,7 @@ impl Default for HealthConfig {
 pub struct AlertingConfig {
     /// Whether rules are evaluated at all (default true).
     pub enabled: bool,
-    /// How often the plugin's own metrics are sampled into the history,
+    /// How often the plugin's own metrics are sampled into the embedded sample store,
     /// seconds (default 15; fractions allowed).
     pub sample_interval_secs: f64,
     /// How long samples are kept, seconds (default 3600).

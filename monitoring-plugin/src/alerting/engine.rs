@@ -251,21 +251,21 @@ impl Engine {
 
     /// Evaluates every group whose interval has elapsed at `now_ms` (a group is first
     /// evaluated on the first tick). Returns how many groups were evaluated.
-    pub fn tick(&mut self, now_ms: i64, history: &SampleStore) -> usize {
+    pub fn tick(&mut self, now_ms: i64, samples: &SampleStore) -> usize {
         // Rules run on the query thread (its stack fits the nesting limit);
         // should that thread not start, they run here.
-        match on_query_stack(|| self.tick_here(now_ms, history)) {
+        match on_query_stack(|| self.tick_here(now_ms, samples)) {
             Ok(n) => n,
-            Err(_) => self.tick_here(now_ms, history),
+            Err(_) => self.tick_here(now_ms, samples),
         }
     }
 
-    fn tick_here(&mut self, now_ms: i64, history: &SampleStore) -> usize {
+    fn tick_here(&mut self, now_ms: i64, samples: &SampleStore) -> usize {
         let mut n = 0;
         for gi in 0..self.groups.len() {
             let due = self.groups[gi].next_eval_ms.is_none_or(|t| now_ms >= t);
             if due {
-                self.eval_group(gi, now_ms, history);
+                self.eval_group(gi, now_ms, samples);
                 let g = &mut self.groups[gi];
                 let mut next = g.next_eval_ms.unwrap_or(now_ms) + g.interval_ms;
                 if next <= now_ms {
@@ -280,10 +280,10 @@ impl Engine {
     }
 
     /// Evaluates all groups at `ts_ms` regardless of their interval (as promtool does).
-    pub fn eval_all(&mut self, ts_ms: i64, history: &SampleStore) {
+    pub fn eval_all(&mut self, ts_ms: i64, samples: &SampleStore) {
         let all = |e: &mut Engine| {
             for gi in 0..e.groups.len() {
-                e.eval_group(gi, ts_ms, history);
+                e.eval_group(gi, ts_ms, samples);
             }
         };
         if on_query_stack(|| all(self)).is_err() {
@@ -291,7 +291,7 @@ impl Engine {
         }
     }
 
-    fn eval_group(&mut self, gi: usize, ts: i64, history: &SampleStore) {
+    fn eval_group(&mut self, gi: usize, ts: i64, samples: &SampleStore) {
         let interval = self.groups[gi].interval_ms;
         let resend = self.config.resend_delay_ms;
         let limits = &self.config.limits;
@@ -300,7 +300,7 @@ impl Engine {
             let start = Instant::now();
             let budget = Budget::new(limits);
             let q = Query {
-                history,
+                samples,
                 budget: &budget,
                 interval_ms: interval,
                 limits,
@@ -516,10 +516,10 @@ fn url_escape(s: &str) -> String {
     out
 }
 
-/// What a rule evaluation reads: the history, within its cost budget.
+/// What a rule evaluation reads: the embedded sample store, within its cost budget.
 #[derive(Clone, Copy)]
 struct Query<'a> {
-    history: &'a SampleStore,
+    samples: &'a SampleStore,
     budget: &'a Budget,
     /// The group's interval: the step of subqueries that name none.
     interval_ms: i64,
@@ -534,7 +534,7 @@ fn query_vector(
     ts: i64,
     q: &Query<'_>,
 ) -> Result<Vec<VectorSample>, String> {
-    match eval_instant_step(expr, ts, q.history, q.budget, q.interval_ms)
+    match eval_instant_step(expr, ts, q.samples, q.budget, q.interval_ms)
         .map_err(|e| e.to_string())?
     {
         Value::Vector(v) => Ok(v),
@@ -552,7 +552,7 @@ fn eval_recording(
     ts: i64,
     q: &Query<'_>,
 ) -> Result<(), String> {
-    let h = q.history;
+    let h = q.samples;
     let v = query_vector(&r.expr, ts, q)?;
     let mut written = Vec::with_capacity(v.len());
     for s in v {

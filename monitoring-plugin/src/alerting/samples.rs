@@ -203,7 +203,7 @@ impl Default for SampleStoreConfig {
     }
 }
 
-/// Counters of what the history dropped to stay within its bounds.
+/// Counters of what the sample store dropped to stay within its bounds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HistoryStats {
     /// Series currently held.
@@ -257,7 +257,7 @@ struct Inner {
     stats: HistoryStats,
 }
 
-/// Bounded, thread-safe history of samples.
+/// The embedded sample store: bounded and thread-safe.
 #[derive(Debug, Default)]
 pub struct SampleStore {
     config: SampleStoreConfig,
@@ -265,7 +265,7 @@ pub struct SampleStore {
 }
 
 impl SampleStore {
-    /// Creates an empty history with the given bounds.
+    /// Creates an empty store with the given bounds.
     pub fn new(config: SampleStoreConfig) -> Self {
         SampleStore {
             config,

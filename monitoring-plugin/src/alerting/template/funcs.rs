@@ -3,7 +3,7 @@
 //! `toUpper`, `toLower`, `match`, `reReplaceAll`, `label`, `value`,
 //! `strvalue`, `first`, `sortByLabel`, `args`, `safeHtml`, `stripPort`,
 //! `stripDomain`, `parseDuration`, `externalURL`, `pathPrefix`,
-//! `graphLink`, `tableLink` and `query` (answered from the embedded history).
+//! `graphLink`, `tableLink` and `query` (answered from the embedded sample store).
 
 use std::collections::BTreeMap;
 
