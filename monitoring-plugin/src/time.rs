@@ -29,6 +29,12 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// [`now_ms`] as the signed milliseconds PromQL, the alert engine and the
+/// query API count in (their timestamps may lie before 1970).
+pub fn now_ms_signed() -> i64 {
+    now_ms() as i64
+}
+
 /// Current wall-clock time in nanoseconds since the Unix epoch (span
 /// timestamps; 0 if the clock is before 1970).
 pub fn now_ns() -> u64 {

@@ -41,7 +41,7 @@ use crate::http::{error, query_param, require_admin};
 use crate::metrics::names;
 use crate::metrics::{CounterFamily, Gauge, GaugeFamily};
 use crate::store::KvStore;
-use crate::time::rfc3339_millis;
+use crate::time::{now_ms_signed, rfc3339_millis};
 
 /// The built-in rules, shipped with the plugin.
 pub const DEFAULT_RULES: &str =
@@ -177,11 +177,6 @@ struct View {
     rules: Value,
     /// Counters for `/status`.
     status: Value,
-}
-
-/// Now, in the signed milliseconds the alert engine counts in.
-fn now_ms() -> i64 {
-    crate::time::now_ms() as i64
 }
 
 fn secs_to_ms(s: f64) -> i64 {
@@ -414,7 +409,7 @@ impl Alerting {
             engine,
             groups: meta,
             load_errors: errors,
-            loaded_at_ms: now_ms(),
+            loaded_at_ms: now_ms_signed(),
             dir_signature: signature,
             last_sample_ms: None,
             last_tick_ms: None,

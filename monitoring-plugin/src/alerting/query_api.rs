@@ -25,6 +25,7 @@ use crate::config::AccessConfig;
 use crate::http::{query_param, require_metrics_token};
 use crate::metrics::names;
 use crate::metrics::{CounterFamily, MetricStore};
+use crate::time::now_ms_signed;
 
 /// Prefix of every route of this API.
 pub const PREFIX: &str = "/api/v1/monitoring/prometheus/api/v1/";
@@ -133,11 +134,6 @@ fn bad(status: u16, kind: &str, message: &str) -> HttpResponse {
         status,
         &json!({"status": "error", "errorType": kind, "error": message}),
     )
-}
-
-/// Now, in the signed milliseconds query times are counted in.
-fn now_ms() -> i64 {
-    crate::time::now_ms() as i64
 }
 
 /// Parses a Prometheus timestamp: Unix seconds (fractions allowed) or RFC 3339
@@ -253,7 +249,7 @@ impl PromApi {
             return bad(400, "bad_data", "missing query parameter");
         };
         let ts = match param(p, "time").map(parse_time).transpose() {
-            Ok(t) => t.unwrap_or_else(now_ms),
+            Ok(t) => t.unwrap_or_else(now_ms_signed),
             Err(e) => return bad(400, "bad_data", &e),
         };
         match self.run(q, |expr, h, budget| eval_instant_in(expr, ts, h, budget)) {
@@ -311,7 +307,7 @@ impl PromApi {
         let end = param(p, "end")
             .map(parse_time)
             .transpose()?
-            .unwrap_or_else(now_ms);
+            .unwrap_or_else(now_ms_signed);
         let start = param(p, "start")
             .map(parse_time)
             .transpose()?
