@@ -44,19 +44,25 @@ pub fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// Days in one cycle of the Gregorian calendar (400 years), after which
+/// every date repeats.
+const DAYS_PER_400_YEARS: i64 = 146_097;
+
 /// Civil date (year, month 1-12, day 1-31) for days since 1970-01-01
-/// (timestamps, PromQL date functions, template formatting). Days beyond
-/// chrono's range (±262 000 years) clamp to its ends.
+/// (timestamps, PromQL date functions, template formatting). Exact for any
+/// `i64`, as Go's `time` is for PromQL: chrono dates the day within its
+/// 400-year cycle and the cycles are added to the year.
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let ce = days
-        .saturating_add(UNIX_EPOCH_DAYS_FROM_CE)
-        .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
-    let date = NaiveDate::from_num_days_from_ce_opt(ce).unwrap_or(if ce < 0 {
-        NaiveDate::MIN
-    } else {
-        NaiveDate::MAX
-    });
-    (i64::from(date.year()), date.month(), date.day())
+    let cycles = days.div_euclid(DAYS_PER_400_YEARS);
+    let within = days.rem_euclid(DAYS_PER_400_YEARS);
+    // 1970-01-01 plus less than 400 years: always in chrono's range.
+    let date = NaiveDate::from_num_days_from_ce_opt((within + UNIX_EPOCH_DAYS_FROM_CE) as i32)
+        .unwrap_or_default();
+    (
+        i64::from(date.year()) + cycles * 400,
+        date.month(),
+        date.day(),
+    )
 }
 
 /// Days since 1970-01-01 for a civil date, `None` for a date that does not
@@ -231,9 +237,17 @@ mod tests {
             assert_eq!(days_from_civil(y, m, d), Some(days), "{days}");
         }
         assert_eq!(days_from_civil(2023, 2, 29), None);
-        // Far beyond any timestamp: clamps instead of panicking.
-        let _ = civil_from_days(i64::MAX);
-        let _ = civil_from_days(i64::MIN);
+        assert_eq!(civil_from_days(DAYS_PER_400_YEARS), (2370, 1, 1));
+        assert_eq!(civil_from_days(-DAYS_PER_400_YEARS), (1570, 1, 1));
+        // Far beyond chrono's range (PromQL's year(vector(1e16))): still exact.
+        assert_eq!(
+            civil_from_days(DAYS_PER_400_YEARS * 1_000_000 + 11_016),
+            (400_002_000, 2, 29)
+        );
+        let (y, _, _) = civil_from_days(i64::MAX);
+        assert!(y > 25_000_000_000_000_000, "{y}");
+        let (y, _, _) = civil_from_days(i64::MIN);
+        assert!(y < -25_000_000_000_000_000, "{y}");
     }
 
     #[test]
