@@ -9,10 +9,10 @@ use std::time::Duration;
 use test_support::closed_port;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use monitoring_plugin::trace::context::{new_trace_id, Sampler, TraceContext};
-use monitoring_plugin::trace::export::{ExportConfig, OtlpExporter};
-use monitoring_plugin::trace::span::{SpanKind, SpanRecord, SpanStatus};
-use monitoring_plugin::trace::store::{StoreConfig, TraceStore};
+use monitoring_plugin::tracing::context::{new_trace_id, Sampler, TraceContext};
+use monitoring_plugin::tracing::export::{ExportConfig, OtlpExporter};
+use monitoring_plugin::tracing::span::{SpanKind, SpanRecord, SpanStatus};
+use monitoring_plugin::tracing::store::{StoreConfig, TraceStore};
 
 fn sample_span(trace_id: [u8; 16], n: u64) -> SpanRecord {
     let mut s = SpanRecord::new(

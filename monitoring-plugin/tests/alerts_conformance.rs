@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 
 use test_support::{require_peer, Promtool};
 
-use monitoring_plugin::alerts::engine::{Engine, EngineConfig};
-use monitoring_plugin::alerts::history::{stale_nan, History, HistoryConfig, Labels, METRIC_NAME};
-use monitoring_plugin::alerts::promql::{
+use monitoring_plugin::alerting::engine::{Engine, EngineConfig};
+use monitoring_plugin::alerting::promql::{
     eval_instant_step, on_query_stack, parse_supported, Budget, Expr, QueryLimits, Value,
 };
-use monitoring_plugin::alerts::rules::{load_file, parse_duration};
+use monitoring_plugin::alerting::rules::{load_file, parse_duration};
+use monitoring_plugin::alerting::samples::{
+    stale_nan, Labels, SampleStore, SampleStoreConfig, METRIC_NAME,
+};
 use promql_parser::label::MatchOp;
 use serde::Deserialize;
 
@@ -166,7 +168,7 @@ fn run_file(path: &Path) -> Vec<String> {
         groups.extend(r.groups);
     }
     for (ti, tg) in tf.tests.iter().enumerate() {
-        let history = History::new(HistoryConfig {
+        let history = SampleStore::new(SampleStoreConfig {
             retention_ms: i64::MAX / 4,
             max_series: 1_000_000,
             max_samples: 100_000_000,

@@ -4,9 +4,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use test_support::{closed_port, require_binary, wait_until, Alertmanager, RecordingPeer, Reply};
 
-use monitoring_plugin::alerts::engine::Notification;
-use monitoring_plugin::alerts::history::Labels;
-use monitoring_plugin::alerts::notify::{Notifier, NotifierConfig, Target};
+use monitoring_plugin::alerting::engine::Notification;
+use monitoring_plugin::alerting::notify::{Notifier, NotifierConfig, Target};
+use monitoring_plugin::alerting::samples::Labels;
 
 /// A sink answering `statuses` in turn (then 200), recording every request.
 fn sink(statuses: &[u16]) -> (String, RecordingPeer) {

@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use monitoring_plugin::alerts::history::{History, HistoryConfig, Sample};
-use monitoring_plugin::alerts::promql::{
+use monitoring_plugin::alerting::promql::{
     eval_instant, eval_range_in, on_query_stack, parse_supported, Budget, PromqlError, QueryLimits,
 };
-use monitoring_plugin::alerts::rules::parse_rule_file;
-use monitoring_plugin::alerts::template::{Env, QueryRow, Template};
+use monitoring_plugin::alerting::rules::parse_rule_file;
+use monitoring_plugin::alerting::samples::{Sample, SampleStore, SampleStoreConfig};
+use monitoring_plugin::alerting::template::{Env, QueryRow, Template};
 use monitoring_plugin::error_tracking::ingest::{parse_request, IngestConfig, IngestRequest};
 use monitoring_plugin::http::query_param;
 use monitoring_plugin::metrics::{MetricKind, MetricStore, RecordRequest};
@@ -71,8 +71,8 @@ fn edits() -> impl Strategy<Value = Vec<(u16, u8, u8)>> {
     prop::collection::vec((any::<u16>(), any::<u8>(), any::<u8>()), 0..8)
 }
 
-fn history() -> History {
-    let h = History::new(HistoryConfig::default());
+fn history() -> SampleStore {
+    let h = SampleStore::new(SampleStoreConfig::default());
     for i in 0..20 {
         h.ingest(
             i * 15_000,

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use test_support::{closed_port, require_peer, wait_until, RecordingPeer, Reply};
 
-use monitoring_plugin::trace::context::{to_hex, TraceContext};
-use monitoring_plugin::trace::export::{ExportConfig, ExportOutcome, OtlpExporter};
-use monitoring_plugin::trace::span::{AttrValue, SpanKind, SpanRecord, SpanStatus};
+use monitoring_plugin::tracing::context::{to_hex, TraceContext};
+use monitoring_plugin::tracing::export::{ExportConfig, ExportOutcome, OtlpExporter};
+use monitoring_plugin::tracing::span::{AttrValue, SpanKind, SpanRecord, SpanStatus};
 
 /// A receiver on `127.0.0.1:0` answering the n-th request (0-based) with `respond(n)`.
 fn receiver(respond: impl Fn(usize) -> Reply + Send + Sync + 'static) -> (RecordingPeer, String) {
