@@ -751,10 +751,7 @@ impl HostCore {
                 payload.to_owned()
             },
             source: source.to_string(),
-            published_at_ms: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
+            published_at_ms: crate::time::now_unix_ms(),
             trace_context: span,
         };
         let observing = self.observers.is_active();
@@ -999,11 +996,7 @@ impl HostCore {
 
     /// Facts about the host for plugins.
     pub fn host_info(&self) -> Value {
-        let started = self
-            .started_at
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+        let started = crate::time::unix_secs_f64(self.started_at);
         json!({
             "host_version": HOST_VERSION,
             "abi_version": plugin_abi::ABI_VERSION,

@@ -16,6 +16,7 @@ pub mod plugins;
 pub mod registry;
 pub mod routes;
 pub mod storage;
+pub mod time;
 pub mod tracecontext;
 
 pub use app::{App, AppError};

@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use abi_stable::std_types::{ROption, RString};
 use crossbeam_queue::ArrayQueue;
@@ -123,14 +123,6 @@ impl Report {
     }
 }
 
-/// Current time in Unix epoch nanoseconds.
-pub fn now_unix_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 impl Report {
     /// A report with the common fields set.
     pub fn new(
@@ -148,7 +140,7 @@ impl Report {
             detail: None,
             message: None,
             duration_ns: 0,
-            at_unix_ns: now_unix_ns(),
+            at_unix_ns: crate::time::now_unix_ns(),
             trace_context: None,
             parent_span_id: None,
         }

@@ -186,7 +186,7 @@ thread_local! {
 fn seed() -> u64 {
     let mut h = RandomState::new().build_hasher();
     h.write_u64(SEED_COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u64(crate::observer::now_unix_ns());
+    h.write_u64(crate::time::now_unix_ns());
     h.finish()
 }
 

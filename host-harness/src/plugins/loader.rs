@@ -109,10 +109,7 @@ fn cache_copy(file: &Path, cache_dir: &Path) -> Result<PathBuf, LoadError> {
         .unwrap_or("plugin");
     let ext = file.extension().and_then(|s| s.to_str()).unwrap_or("so");
     let seq = COPY_SEQ.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = crate::time::now_unix_ns();
     let copy = cache_dir.join(format!("{stem}.{}.{nanos}.{seq}.{ext}", std::process::id()));
     std::fs::copy(file, &copy).map_err(copy_err)?;
     Ok(copy)

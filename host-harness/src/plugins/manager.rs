@@ -217,13 +217,6 @@ pub struct PluginManager {
     load_lock: Mutex<()>,
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1_000.0
 }
@@ -376,7 +369,7 @@ impl PluginManager {
             copy: lib.copy.clone(),
             generation,
             plugin,
-            loaded_at_ms: unix_ms(),
+            loaded_at_ms: crate::time::now_unix_ms(),
             load_ms: ms(started.elapsed()),
             load_seq: self.seq.fetch_add(1, Ordering::Relaxed),
             ticking: AtomicBool::new(false),
