@@ -22,9 +22,9 @@ use crate::plugins::chain::CallChain;
 use crate::plugins::invoke::{
     admit, admit_inline, invoke_async, invoke_sync, run_admitted, Call, HungCall, InFlight, Refused,
 };
+use crate::plugins::routes::RouteTable;
 use crate::plugins::{PluginInstance, PluginManager};
 use crate::registry::ServiceRegistry;
-use crate::routes::RouteTable;
 use crate::storage::{Storage, StorageError};
 use crate::tracecontext::{self, Sampler, SpanContext, TRACEPARENT_LEN};
 
@@ -883,7 +883,9 @@ impl HostCore {
         self.routes
             .register(method, path, plugin, instance, timeout_ms)
             .map_err(|e| match e {
-                crate::routes::RouteError::Duplicate { .. } => PluginError::conflict(e.to_string()),
+                crate::plugins::routes::RouteError::Duplicate { .. } => {
+                    PluginError::conflict(e.to_string())
+                }
                 other => PluginError::bad_request(other.to_string()),
             })
     }

@@ -14,7 +14,6 @@ pub mod logger;
 pub mod observer;
 pub mod plugins;
 pub mod registry;
-pub mod routes;
 pub mod storage;
 pub mod time;
 pub mod tracecontext;

@@ -7,6 +7,7 @@ pub mod host_api;
 pub mod invoke;
 pub mod loader;
 pub mod manager;
+pub mod routes;
 pub mod watcher;
 
 pub use manager::{PluginInstance, PluginManager, PluginSummary};
