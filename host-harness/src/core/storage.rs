@@ -1,0 +1,117 @@
+//! Storage seen from plugins and the HTTP API: each operation timed,
+//! reported as a `StorageOperation` observation and its error mapped to a
+//! plugin error.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use once_cell::sync::Lazy;
+use plugin_abi::{CallStatus, ObservationKind, PluginError};
+
+use super::HostCore;
+use crate::observer::Report;
+use crate::storage::StorageError;
+use crate::tracecontext;
+
+static OP_GET: Lazy<Arc<str>> = Lazy::new(|| Arc::from("get"));
+
+static OP_SET: Lazy<Arc<str>> = Lazy::new(|| Arc::from("set"));
+
+static OP_DELETE: Lazy<Arc<str>> = Lazy::new(|| Arc::from("delete"));
+
+static OP_LIST: Lazy<Arc<str>> = Lazy::new(|| Arc::from("list"));
+
+fn storage_err(e: StorageError) -> PluginError {
+    match e {
+        StorageError::Invalid(m) => PluginError::bad_request(m),
+        StorageError::Unavailable(m) => {
+            PluginError::unavailable(format!("storage unavailable: {m}"))
+        }
+    }
+}
+
+impl HostCore {
+    fn observe_storage<T>(
+        &self,
+        op: &Arc<str>,
+        caller: &str,
+        namespace: &str,
+        started: Instant,
+        result: &Result<T, StorageError>,
+    ) {
+        if self.observers.is_active() {
+            let status = match result {
+                Ok(_) => CallStatus::Ok,
+                Err(_) => CallStatus::Error,
+            };
+            // A child of the callback this thread runs, if any.
+            let parent = tracecontext::current();
+            let mut r = Report::new(
+                ObservationKind::StorageOperation,
+                status,
+                op.clone(),
+                Arc::from(caller),
+            )
+            .with_span(parent.map(|p| p.child()), parent.as_ref());
+            r.namespace = Some(Arc::from(namespace));
+            r.duration_ns = started.elapsed().as_nanos() as u64;
+            if let Err(e) = result {
+                r.message = Some(e.to_string());
+            }
+            self.observers.report(r);
+        }
+    }
+
+    /// Reads a value.
+    pub fn storage_get(
+        &self,
+        caller: &str,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<String>, PluginError> {
+        let started = Instant::now();
+        let r = self.storage.get(namespace, key);
+        self.observe_storage(&OP_GET, caller, namespace, started, &r);
+        r.map_err(storage_err)
+    }
+
+    /// Writes a value durably.
+    pub fn storage_set(
+        &self,
+        caller: &str,
+        namespace: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), PluginError> {
+        let started = Instant::now();
+        let r = self.storage.set(namespace, key, value);
+        self.observe_storage(&OP_SET, caller, namespace, started, &r);
+        r.map_err(storage_err)
+    }
+
+    /// Deletes a key.
+    pub fn storage_delete(
+        &self,
+        caller: &str,
+        namespace: &str,
+        key: &str,
+    ) -> Result<bool, PluginError> {
+        let started = Instant::now();
+        let r = self.storage.delete(namespace, key);
+        self.observe_storage(&OP_DELETE, caller, namespace, started, &r);
+        r.map_err(storage_err)
+    }
+
+    /// Lists keys.
+    pub fn storage_list_keys(
+        &self,
+        caller: &str,
+        namespace: &str,
+        prefix: &str,
+    ) -> Result<Vec<String>, PluginError> {
+        let started = Instant::now();
+        let r = self.storage.list_keys(namespace, prefix);
+        self.observe_storage(&OP_LIST, caller, namespace, started, &r);
+        r.map_err(storage_err)
+    }
+}
