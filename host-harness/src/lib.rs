@@ -7,6 +7,7 @@ pub mod access;
 pub mod api;
 pub mod app;
 pub mod bus;
+pub mod byte_budget;
 pub mod config;
 pub mod core;
 pub mod env;

@@ -10,7 +10,9 @@ use serde_json::json;
 use super::HostCore;
 use crate::logger;
 use crate::observer::Report;
-use crate::plugins::invoke::{admit_inline, run_admitted, CallInFlight, HungCall};
+use crate::plugins::invoke::{
+    admit_inline, run_admitted, CallHost, CallInFlight, HungCall, InFlight,
+};
 
 impl HostCore {
     /// Reports a stalled callback to observers.
@@ -108,5 +110,22 @@ impl HostCore {
             }),
         );
         Ok(())
+    }
+}
+
+/// Plugin calls sent by the core are recorded in its in-flight set, run on
+/// its runtime's blocking pool, and reported as hung through
+/// [`HostCore::report_hung`].
+impl CallHost for HostCore {
+    fn inflight(&self) -> &Arc<InFlight> {
+        &self.inflight
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
+    fn report_hung(&self, hung: &HungCall) {
+        HostCore::report_hung(self, hung);
     }
 }

@@ -11,10 +11,14 @@ use serde_json::json;
 
 use super::HostCore;
 use crate::logger;
+use crate::observer::Name;
 use crate::observer::Report;
 use crate::plugins::chain::CallChain;
-use crate::plugins::invoke::{admit, invoke_async, invoke_sync, Call, Refused};
+use crate::plugins::invoke::{
+    admit, invoke_async, invoke_sync, Admission, Call, Callback, Refused,
+};
 use crate::plugins::PluginInstance;
+use crate::registry::ServiceEntry;
 use crate::tracecontext::{self, SpanContext, TRACEPARENT_LEN};
 
 /// Runs a plugin's `handle_service` with `span` as the thread's current
@@ -37,6 +41,29 @@ fn serve(
             ROption::RSome(header.into()),
         )
         .map(RString::into_string)
+}
+
+/// A service call between its two halves: what the caller resolved and
+/// when and in which span it started.
+struct ServiceCall {
+    entry: ServiceEntry,
+    instance: Arc<PluginInstance>,
+    started: Instant,
+    span: SpanContext,
+    parent: Option<SpanContext>,
+}
+
+impl ServiceCall {
+    /// The plugin callback to run: `handle_service` with the service
+    /// deadline.
+    fn target<'a>(&'a self, core: &HostCore, name: &'a str) -> Call<'a> {
+        Call {
+            instance: &self.instance,
+            callback: "handle_service",
+            detail: name,
+            timeout: core.config.service_timeout(),
+        }
+    }
 }
 
 impl HostCore {
@@ -83,9 +110,9 @@ impl HostCore {
     #[allow(clippy::too_many_arguments)] // one report, all its fields
     fn observe_call(
         &self,
-        name: crate::observer::Name,
-        caller: crate::observer::Name,
-        served_by: Option<&crate::observer::Name>,
+        name: Name,
+        caller: Name,
+        served_by: Option<&Name>,
         started: Instant,
         span: SpanContext,
         parent: Option<&SpanContext>,
@@ -137,83 +164,60 @@ impl HostCore {
         }
     }
 
-    /// Calls a service from a synchronous context (a plugin thread).
+    /// Calls a service from a synchronous context (a plugin thread): the
+    /// caller's thread waits. The chain of nested callbacks is the one the
+    /// calling thread runs in.
     pub fn call_service(
         &self,
-        caller: &crate::observer::Name,
+        caller: &Name,
         name: &str,
         input: &str,
         trace: Option<&str>,
     ) -> Result<String, PluginError> {
-        let started = Instant::now();
         let parent = tracecontext::parent_of(trace);
-        let span = self.new_span(parent.as_ref());
-        let Some((entry, instance)) = self.resolve_service(name) else {
-            let err = PluginError::not_found(format!("no service named {name:?}"));
-            self.observe_call(
-                crate::observer::Name::Shared(Arc::from(name)),
-                caller.clone(),
-                None,
-                started,
-                span,
-                parent.as_ref(),
-                Err(&err),
-            );
-            return Err(err);
-        };
-        // Called from inside a plugin callback: the chain it runs in.
         let chain = CallChain::current();
-        let admission = match admit(&self.config.host.resilience, &instance, &chain, name) {
-            Ok(a) => a,
-            Err(refused) => {
-                return Err(
-                    self.refused_call(&entry, caller, &instance, started, span, parent, &refused)
-                )
-            }
-        };
-        let (input, svc, who) = (input.to_owned(), entry.key.clone(), caller.clone());
-        let result = invoke_sync(
-            self,
-            Call {
-                instance: &instance,
-                callback: "handle_service",
-                detail: name,
-                timeout: self.config.service_timeout(),
-            },
-            admission,
-            Box::new(move |inst: &PluginInstance| serve(inst, &svc, &input, &who, span)),
-        );
-        self.observe_call(
-            entry.key.clone(),
-            caller.clone(),
-            Some(&instance.key),
-            started,
-            span,
-            parent.as_ref(),
-            result.as_ref().map(|_| ()),
-        );
-        if let Err(e) = &result {
-            self.after_call_failure(&instance, name, e);
-        }
-        result
+        let (call, admission, f) =
+            self.prepare_call(caller, name, input.to_owned(), parent, &chain)?;
+        let result = invoke_sync(self, call.target(self, name), admission, f);
+        self.finish_call(&call, caller, name, result)
     }
 
-    /// Calls a service from async code (the HTTP API). `parent` is the
-    /// caller's span (the HTTP server span); async code has no thread-local
-    /// current context, so it is passed explicitly.
+    /// Calls a service from async code (the HTTP API): the task waits
+    /// without blocking the executor. `parent` is the caller's span (the
+    /// HTTP server span); async code has no thread-local current context,
+    /// so it is passed explicitly. The call starts a new chain.
     pub async fn call_service_async(
         &self,
-        caller: &crate::observer::Name,
+        caller: &Name,
         name: &str,
         input: String,
         parent: Option<SpanContext>,
     ) -> Result<String, PluginError> {
+        let chain = CallChain::default();
+        let (call, admission, f) = self.prepare_call(caller, name, input, parent, &chain)?;
+        let result = invoke_async(self, call.target(self, name), admission, f).await;
+        self.finish_call(&call, caller, name, result)
+    }
+
+    /// The first half of every service call, sync or async: starts its
+    /// span, resolves the service to a live instance, admits the call
+    /// (depth limit, bulkhead, breaker) and builds the plugin callback. A
+    /// call that ends here (unknown service, refused) is observed and its
+    /// error returned.
+    fn prepare_call(
+        &self,
+        caller: &Name,
+        name: &str,
+        input: String,
+        parent: Option<SpanContext>,
+        chain: &CallChain,
+    ) -> Result<(ServiceCall, Admission, Callback<String>), PluginError> {
         let started = Instant::now();
         let span = self.new_span(parent.as_ref());
         let Some((entry, instance)) = self.resolve_service(name) else {
             let err = PluginError::not_found(format!("no service named {name:?}"));
             self.observe_call(
-                crate::observer::Name::Shared(Arc::from(name)),
+                Name::Shared(Arc::from(name)),
                 caller.clone(),
                 None,
                 started,
@@ -223,43 +227,41 @@ impl HostCore {
             );
             return Err(err);
         };
-        let admission = match admit(
-            &self.config.host.resilience,
-            &instance,
-            &CallChain::default(),
-            name,
-        ) {
-            Ok(a) => a,
-            Err(refused) => {
-                return Err(
-                    self.refused_call(&entry, caller, &instance, started, span, parent, &refused)
-                )
-            }
-        };
-        let (svc, who) = (entry.key.clone(), caller.clone());
-        let result = invoke_async(
-            self,
-            Call {
-                instance: &instance,
-                callback: "handle_service",
-                detail: name,
-                timeout: self.config.service_timeout(),
-            },
-            admission,
-            Box::new(move |inst: &PluginInstance| serve(inst, &svc, &input, &who, span)),
-        )
-        .await;
-        self.observe_call(
-            entry.key.clone(),
-            caller.clone(),
-            Some(&instance.key),
+        let call = ServiceCall {
+            entry,
+            instance,
             started,
             span,
-            parent.as_ref(),
+            parent,
+        };
+        let admission = admit(&self.config.host.resilience, &call.instance, chain, name)
+            .map_err(|refused| self.refused_call(&call, caller, &refused))?;
+        let (svc, who) = (call.entry.key.clone(), caller.clone());
+        let f: Callback<String> =
+            Box::new(move |inst: &PluginInstance| serve(inst, &svc, &input, &who, span));
+        Ok((call, admission, f))
+    }
+
+    /// The last half of every service call, sync or async: observes the
+    /// call and reports a failure as the plugin's error.
+    fn finish_call(
+        &self,
+        call: &ServiceCall,
+        caller: &Name,
+        name: &str,
+        result: Result<String, PluginError>,
+    ) -> Result<String, PluginError> {
+        self.observe_call(
+            call.entry.key.clone(),
+            caller.clone(),
+            Some(&call.instance.key),
+            call.started,
+            call.span,
+            call.parent.as_ref(),
             result.as_ref().map(|_| ()),
         );
         if let Err(e) = &result {
-            self.after_call_failure(&instance, name, e);
+            self.after_call_failure(&call.instance, name, e);
         }
         result
     }
@@ -267,25 +269,15 @@ impl HostCore {
     /// A call refused before it reached the plugin (depth limit, open
     /// circuit, full bulkhead): observed as a failed call, counted by the
     /// breaker or bulkhead, not reported as the plugin's error.
-    #[allow(clippy::too_many_arguments)] // one report, all its fields
-    fn refused_call(
-        &self,
-        entry: &crate::registry::ServiceEntry,
-        caller: &crate::observer::Name,
-        instance: &PluginInstance,
-        started: Instant,
-        span: SpanContext,
-        parent: Option<SpanContext>,
-        refused: &Refused,
-    ) -> PluginError {
+    fn refused_call(&self, call: &ServiceCall, caller: &Name, refused: &Refused) -> PluginError {
         let err = refused.to_plugin_error();
         self.observe_call(
-            entry.key.clone(),
+            call.entry.key.clone(),
             caller.clone(),
-            Some(&instance.key),
-            started,
-            span,
-            parent.as_ref(),
+            Some(&call.instance.key),
+            call.started,
+            call.span,
+            call.parent.as_ref(),
             Err(&err),
         );
         if logger::enabled(plugin_abi::LogLevel::Debug) {
@@ -294,16 +286,13 @@ impl HostCore {
                 "service_registry",
                 "service call refused",
                 None,
-                json!({"service": &*entry.key, "plugin": &*instance.name, "error": err.message.as_str()}),
+                json!({"service": &*call.entry.key, "plugin": &*call.instance.name, "error": err.message.as_str()}),
             );
         }
         err
     }
 
-    fn resolve_service(
-        &self,
-        name: &str,
-    ) -> Option<(crate::registry::ServiceEntry, Arc<PluginInstance>)> {
+    fn resolve_service(&self, name: &str) -> Option<(ServiceEntry, Arc<PluginInstance>)> {
         let entry = self.registry.get(name)?;
         let instance = self.plugins.live(entry.instance)?;
         Some((entry, instance))

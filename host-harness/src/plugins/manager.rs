@@ -417,7 +417,7 @@ impl PluginManager {
         let start_began = Instant::now();
         let start_span = load_span.child();
         let result = invoke_sync(
-            core,
+            &**core,
             Call {
                 instance: &instance,
                 callback: "start",
@@ -533,7 +533,7 @@ impl PluginManager {
         // or the shutdown by a whole deadline, so it is not called.
         let result = match instance.breaker.state() {
             CircuitState::Closed => invoke_sync(
-                core,
+                &**core,
                 Call {
                     instance,
                     callback: "stop",
