@@ -11,6 +11,7 @@ pub mod byte_budget;
 pub mod config;
 pub mod core;
 pub mod env;
+pub mod http_error;
 pub mod logger;
 pub mod observer;
 pub mod plugins;

@@ -4,7 +4,10 @@
 use abi_stable::std_types::{ROption, RString, RVec, Tuple2};
 use plugin_abi::{ErrorKind, HttpRequest, HttpResponse, PluginError, PluginState};
 
+use axum::http::StatusCode;
+
 use super::HostCore;
+use crate::http_error::ApiError;
 use crate::plugins::chain::CallChain;
 use crate::plugins::invoke::{admit, invoke_async, Call};
 use crate::plugins::PluginInstance;
@@ -47,34 +50,24 @@ impl HostCore {
             })
     }
 
-    /// Routes an HTTP request to the plugin that registered it.
-    pub async fn plugin_http(
-        &self,
-        request: PluginHttpRequest,
-    ) -> Result<HttpResponse, (u16, PluginError)> {
+    /// Routes an HTTP request to the plugin that registered it; an error is
+    /// the HTTP answer (404/405 without a route, 503 refused or not running,
+    /// else the status of the plugin error's kind).
+    pub async fn plugin_http(&self, request: PluginHttpRequest) -> Result<HttpResponse, ApiError> {
         let found = self.routes.lookup(&request.method, &request.path);
         let route = match found {
             Ok(m) => m,
             Err(true) => {
-                return Err((
-                    405,
-                    PluginError::new(
-                        ErrorKind::BadRequest,
-                        format!(
-                            "method {} is not allowed on {}",
-                            request.method, request.path
-                        ),
-                    ),
-                ))
+                return Err(ApiError::method_not_allowed(format!(
+                    "method {} is not allowed on {}",
+                    request.method, request.path
+                )))
             }
             Err(false) => {
-                return Err((
-                    404,
-                    PluginError::not_found(format!(
-                        "no route for {} {}",
-                        request.method, request.path
-                    )),
-                ))
+                return Err(ApiError::not_found(format!(
+                    "no route for {} {}",
+                    request.method, request.path
+                )))
             }
         };
         let timeout = match route.owner.timeout_ms {
@@ -82,10 +75,9 @@ impl HostCore {
             ms => std::time::Duration::from_millis(ms),
         };
         let Some(instance) = self.plugins.live(route.owner.instance) else {
-            return Err((
-                503,
-                PluginError::unavailable("the plugin serving this route is not running"),
-            ));
+            return Err(
+                PluginError::unavailable("the plugin serving this route is not running").into(),
+            );
         };
         let req = HttpRequest {
             method: request.method.into(),
@@ -115,7 +107,16 @@ impl HostCore {
             &CallChain::default(),
             &request.path,
         )
-        .map_err(|refused| (503, refused.to_plugin_error()))?;
+        .map_err(|refused| {
+            // Refused before it reached the plugin: 503 whatever the kind
+            // (the depth limit is `failed`).
+            let e = refused.to_plugin_error();
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                e.kind.as_str(),
+                e.message.into_string(),
+            )
+        })?;
         let result = invoke_async(
             self,
             Call {
@@ -141,17 +142,7 @@ impl HostCore {
                 }
                 self.report_error("http_handler", &instance.name, &msg);
             }
-            let status = match e.kind {
-                ErrorKind::BadRequest => 400,
-                ErrorKind::NotFound => 404,
-                ErrorKind::Unauthorized => 401,
-                ErrorKind::Conflict => 409,
-                ErrorKind::Timeout => 504,
-                ErrorKind::Unavailable => 503,
-                ErrorKind::Unsupported => 501,
-                _ => 500,
-            };
-            (status, e)
+            ApiError::from(e)
         })
     }
 }

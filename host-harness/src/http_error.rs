@@ -1,0 +1,119 @@
+//! The JSON error body of every HTTP answer the host gives itself
+//! (`{"error": {"kind": …, "message": …}}`): the API handlers and the access
+//! guard both answer with an [`ApiError`], so the body shape and the
+//! plugin-error → status mapping exist once.
+
+use std::borrow::Cow;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use plugin_abi::{ErrorKind, PluginError};
+use serde_json::json;
+
+/// An HTTP error answer: status, machine-readable kind and a clear message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status} {kind}: {message}")]
+pub struct ApiError {
+    status: StatusCode,
+    kind: Cow<'static, str>,
+    message: String,
+    /// Whether the answer asks for a bearer token (`WWW-Authenticate`).
+    challenge: bool,
+}
+
+/// The HTTP status a plugin error kind answers with.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        ErrorKind::Failed | ErrorKind::Panicked => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl ApiError {
+    /// An error with its status, kind and message.
+    pub fn new(
+        status: StatusCode,
+        kind: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            kind: kind.into(),
+            message: message.into(),
+            challenge: false,
+        }
+    }
+
+    /// The same error, asking for a bearer token (`WWW-Authenticate:
+    /// Bearer`): the access guard's 401 answers.
+    pub fn with_challenge(mut self) -> ApiError {
+        self.challenge = true;
+        self
+    }
+
+    /// 400 `bad_request`.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 405 `method_not_allowed`.
+    pub fn method_not_allowed(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            message,
+        )
+    }
+
+    /// The status it answers.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Its kind (`bad_request`, `timeout`, …).
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// Its message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// A plugin's (or the core's) error: the status of its kind, its kind and
+/// message unchanged.
+impl From<PluginError> for ApiError {
+    fn from(e: PluginError) -> ApiError {
+        ApiError::new(status_of(e.kind), e.kind.as_str(), e.message.into_string())
+    }
+}
+
+/// The JSON body, and `WWW-Authenticate: Bearer` when it asks for a token.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let challenge = self.challenge;
+        let mut r = (
+            self.status,
+            Json(json!({"error": {"kind": self.kind, "message": self.message}})),
+        )
+            .into_response();
+        if challenge {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
