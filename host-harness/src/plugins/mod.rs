@@ -8,6 +8,7 @@ pub mod invoke;
 pub mod loader;
 pub mod manager;
 pub mod routes;
+pub mod supervisor;
 pub mod watcher;
 
 pub use manager::{PluginInstance, PluginManager, PluginSummary};
