@@ -56,8 +56,8 @@ impl From<&'static str> for Name {
 /// instead (a flood of names cannot grow the interner without bound).
 pub const MAX_INTERNED: usize = 65_536;
 
-static INTERNED: once_cell::sync::Lazy<RwLock<std::collections::HashSet<&'static str>>> =
-    once_cell::sync::Lazy::new(|| RwLock::new(std::collections::HashSet::new()));
+static INTERNED: std::sync::LazyLock<RwLock<std::collections::HashSet<&'static str>>> =
+    std::sync::LazyLock::new(|| RwLock::new(std::collections::HashSet::new()));
 
 /// Interns a bounded name (service or plugin name): each distinct name is
 /// leaked once and then shared for the life of the process.

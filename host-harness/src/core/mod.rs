@@ -8,10 +8,8 @@
 //! `storage`, `plugin_http` (plugin routes), `reports` (errors, stalls,
 //! hangs, observer streams) and `info` (modules, host facts).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::SystemTime;
-
-use once_cell::sync::Lazy;
 
 use crate::bus::EventBus;
 use crate::config::Config;
@@ -37,12 +35,12 @@ use lifecycle::StartupTrace;
 pub use plugin_http::PluginHttpRequest;
 
 /// Caller name used for calls that come in over HTTP.
-pub static HTTP_CALLER: Lazy<Arc<str>> = Lazy::new(|| Arc::from("http"));
+pub static HTTP_CALLER: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("http"));
 /// [`HTTP_CALLER`] as a report name (static: no reference count).
 pub const HTTP_NAME: crate::observer::Name = crate::observer::Name::Static("http");
 
 /// Caller name used for the host itself.
-pub static HOST_CALLER: Lazy<Arc<str>> = Lazy::new(|| Arc::from("host"));
+pub static HOST_CALLER: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("host"));
 
 /// The host's version.
 pub const HOST_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -2,10 +2,9 @@
 //! reported as a `StorageOperation` observation and its error mapped to a
 //! plugin error.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
-use once_cell::sync::Lazy;
 use plugin_abi::{CallStatus, ObservationKind, PluginError};
 
 use super::HostCore;
@@ -13,13 +12,13 @@ use crate::observer::Report;
 use crate::storage::StorageError;
 use crate::tracecontext;
 
-static OP_GET: Lazy<Arc<str>> = Lazy::new(|| Arc::from("get"));
+static OP_GET: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("get"));
 
-static OP_SET: Lazy<Arc<str>> = Lazy::new(|| Arc::from("set"));
+static OP_SET: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("set"));
 
-static OP_DELETE: Lazy<Arc<str>> = Lazy::new(|| Arc::from("delete"));
+static OP_DELETE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("delete"));
 
-static OP_LIST: Lazy<Arc<str>> = Lazy::new(|| Arc::from("list"));
+static OP_LIST: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("list"));
 
 fn storage_err(e: StorageError) -> PluginError {
     match e {
