@@ -437,3 +437,86 @@ async fn plugin_route(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::Level;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn blocking_runs_off_the_workers_with_the_span_as_current_context() {
+        let rt = runtime();
+        let span = SpanContext::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+        assert!(span.is_some());
+        let seen = rt
+            .block_on(blocking(span, || {
+                let name = std::thread::current().name().map(str::to_owned);
+                Ok((tracecontext::current(), name))
+            }))
+            .unwrap();
+        assert_eq!(seen.0, span);
+        assert_ne!(seen.1.as_deref(), Some("tokio-runtime-worker"));
+    }
+
+    #[test]
+    fn blocking_maps_the_error_and_a_dead_task() {
+        let rt = runtime();
+        let e = rt
+            .block_on(blocking(None, || -> Result<(), PluginError> {
+                Err(PluginError::unavailable("storage unavailable: disk full"))
+            }))
+            .unwrap_err();
+        assert_eq!(
+            (e.status(), e.kind(), e.message()),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "storage unavailable: disk full"
+            )
+        );
+        let e = rt
+            .block_on(blocking(None, || -> Result<(), PluginError> {
+                panic!("the blocking work died")
+            }))
+            .unwrap_err();
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.kind(), "failed");
+        assert!(e.message().starts_with("host task failed"), "{e}");
+    }
+
+    #[test]
+    fn an_admin_only_service_refusal_asks_for_the_token_or_says_how_to_configure_it() {
+        let refused = || PluginError::new(ErrorKind::Unauthorized, "reset needs admin");
+        let with_token = Caller {
+            level: Level::Api,
+            admin_configured: true,
+        };
+        let e = service_error(refused(), &with_token);
+        assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
+        assert!(e.message().contains("send Authorization: Bearer"), "{e}");
+        let without = Caller {
+            level: Level::Api,
+            admin_configured: false,
+        };
+        let e = service_error(refused(), &without);
+        assert_eq!(e.status(), StatusCode::FORBIDDEN);
+        assert!(e.message().contains("admin_token"), "{e}");
+        // An admin the plugin still refuses gets the plugin's own answer.
+        let admin = Caller {
+            level: Level::Admin,
+            admin_configured: true,
+        };
+        let e = service_error(refused(), &admin);
+        assert_eq!(
+            (e.status(), e.message()),
+            (StatusCode::UNAUTHORIZED, "reset needs admin")
+        );
+    }
+}

@@ -117,3 +117,78 @@ impl IntoResponse for ApiError {
         r
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(r: Response) -> (StatusCode, Option<String>, serde_json::Value) {
+        let status = r.status();
+        let challenge = r
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bytes = rt
+            .block_on(axum::body::to_bytes(r.into_body(), usize::MAX))
+            .unwrap();
+        (status, challenge, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[test]
+    fn every_plugin_error_kind_maps_to_its_status_with_kind_and_message() {
+        let cases = [
+            (ErrorKind::BadRequest, 400, "bad_request"),
+            (ErrorKind::NotFound, 404, "not_found"),
+            (ErrorKind::Unauthorized, 401, "unauthorized"),
+            (ErrorKind::Conflict, 409, "conflict"),
+            (ErrorKind::Timeout, 504, "timeout"),
+            (ErrorKind::Unavailable, 503, "unavailable"),
+            (ErrorKind::Unsupported, 501, "unsupported"),
+            (ErrorKind::Failed, 500, "failed"),
+            (ErrorKind::Panicked, 500, "panicked"),
+        ];
+        for (kind, status, name) in cases {
+            let e = ApiError::from(PluginError::new(kind, "why"));
+            assert_eq!(e.status().as_u16(), status, "{kind:?}");
+            assert_eq!(e.kind(), kind.as_str());
+            let (s, challenge, body) = body_of(e.into_response());
+            assert_eq!(s.as_u16(), status);
+            assert_eq!(challenge, None, "only the access guard asks for a token");
+            assert_eq!(
+                body,
+                json!({"error": {"kind": name, "message": "why"}}),
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_challenge_adds_www_authenticate_and_keeps_the_body() {
+        let e = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "send the token")
+            .with_challenge();
+        let (s, challenge, body) = body_of(e.into_response());
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert_eq!(challenge.as_deref(), Some("Bearer"));
+        assert_eq!(
+            body,
+            json!({"error": {"kind": "unauthorized", "message": "send the token"}})
+        );
+    }
+
+    #[test]
+    fn the_helpers_name_their_status_and_kind() {
+        for (e, status, kind) in [
+            (ApiError::bad_request("x"), 400, "bad_request"),
+            (ApiError::not_found("x"), 404, "not_found"),
+            (ApiError::method_not_allowed("x"), 405, "method_not_allowed"),
+        ] {
+            assert_eq!(
+                (e.status().as_u16(), e.kind(), e.message()),
+                (status, kind, "x")
+            );
+        }
+    }
+}

@@ -29,6 +29,8 @@ mod plugin_http;
 mod reports;
 mod services;
 mod storage;
+#[cfg(test)]
+mod tests;
 
 pub use info::MODULES;
 use lifecycle::StartupTrace;

@@ -387,8 +387,8 @@ pub struct Call<'a> {
 
 /// What a call needs from the host that sends it: the in-flight set it is
 /// recorded in, the runtime whose blocking pool runs it, and where a call
-/// found hung is reported. The host core implements it; tests implement it
-/// with a bare runtime.
+/// found hung is reported. The host core implements it, so this file does
+/// not name it (`core/reports.rs`).
 pub trait CallHost: Send + Sync {
     /// The callbacks in progress.
     fn inflight(&self) -> &Arc<InFlight>;
@@ -485,5 +485,62 @@ pub async fn invoke_async<R: Send + 'static>(
         Ok(Ok(result)) => result,
         Ok(Err(_)) => Err(lost_answer()),
         Err(_) => Err(timed_out(host, &call, id)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_read_in_whole_seconds_or_milliseconds() {
+        assert_eq!(humanize(Duration::from_secs(5)), "5s");
+        assert_eq!(humanize(Duration::from_millis(250)), "250ms");
+        assert_eq!(humanize(Duration::from_millis(1500)), "1500ms");
+        let e = timeout_error("demo", "handle_service", Duration::from_millis(200));
+        assert_eq!(e.kind, ErrorKind::Timeout);
+        assert_eq!(
+            e.message.as_str(),
+            "plugin demo did not answer handle_service within 200ms"
+        );
+    }
+
+    #[test]
+    fn the_breaker_ignores_only_life_cycle_callbacks() {
+        for cb in ["start", "stop"] {
+            assert!(!breaker_applies(cb), "{cb}");
+        }
+        for cb in [
+            "handle_service",
+            "handle_http",
+            "on_event",
+            "tick",
+            "health",
+        ] {
+            assert!(breaker_applies(cb), "{cb}");
+        }
+    }
+
+    #[test]
+    fn a_late_or_panicked_answer_is_told_to_the_breaker_as_such() {
+        let limit = Duration::from_millis(100);
+        let ok: Result<(), PluginError> = Ok(());
+        let panicked: Result<(), PluginError> = Err(PluginError::new(ErrorKind::Panicked, "boom"));
+        assert!(matches!(
+            outcome_of(&ok, limit / 2, limit),
+            Outcome::Answered
+        ));
+        assert!(matches!(outcome_of(&ok, limit * 2, limit), Outcome::Late));
+        assert!(matches!(
+            outcome_of(&panicked, limit / 2, limit),
+            Outcome::Panicked
+        ));
+    }
+
+    #[test]
+    fn a_lost_answer_is_a_panicked_host_task() {
+        let e = lost_answer();
+        assert_eq!(e.kind, ErrorKind::Panicked);
+        assert!(e.message.starts_with("host task failed"), "{}", e.message);
     }
 }

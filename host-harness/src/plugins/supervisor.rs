@@ -22,7 +22,7 @@ use serde_json::json;
 use super::breaker::{Breaker, Bulkhead, CircuitState};
 use super::host_api::HostApiImpl;
 use super::invoke::{humanize, invoke_sync, Admission, Call};
-use super::loader;
+use super::loader::{self, LoadError, LoadedLibrary};
 use super::manager::{
     file_stem, ms, FileEntry, Fingerprint, PluginInstance, PluginManager, Status,
 };
@@ -38,13 +38,26 @@ impl PluginManager {
     /// startup trace during the initial scan, else a new root) covering
     /// load, construction and start, with a `start` child span.
     pub fn load_file(&self, core: &Arc<HostCore>, file: &Path) {
+        let cache = core.config.data_dir.join("plugin-cache");
+        self.load_from(core, file, |file| loader::load(file, &cache));
+    }
+
+    /// [`PluginManager::load_file`] with `open` as the library loader: the
+    /// host passes [`loader::load`]; the unit tests pass a root module
+    /// built in-process, so the whole life cycle runs without a `.so`.
+    pub fn load_from(
+        &self,
+        core: &Arc<HostCore>,
+        file: &Path,
+        open: impl FnOnce(&Path) -> Result<LoadedLibrary, LoadError>,
+    ) {
         let _serial = self.load_lock.lock();
         let parent = tracecontext::current();
         let span = core.new_span(parent.as_ref());
         let began = Instant::now();
         let (name, error) = {
             let _current = tracecontext::enter(Some(span));
-            self.load_file_traced(core, file, span)
+            self.load_file_traced(core, file, span, open)
         };
         let name: Arc<str> = Arc::from(name.unwrap_or_else(|| file_stem(file)).as_str());
         core.report_lifecycle("load", &name, span, parent.as_ref(), began.elapsed(), error);
@@ -57,6 +70,7 @@ impl PluginManager {
         core: &Arc<HostCore>,
         file: &Path,
         load_span: SpanContext,
+        open: impl FnOnce(&Path) -> Result<LoadedLibrary, LoadError>,
     ) -> (Option<String>, Option<String>) {
         let fingerprint = Fingerprint::of(file);
         let generation = {
@@ -74,7 +88,7 @@ impl PluginManager {
             entry.generation + 1
         };
         let started = Instant::now();
-        let lib = match loader::load(file, &core.config.data_dir.join("plugin-cache")) {
+        let lib = match open(file) {
             Ok(lib) => lib,
             Err(e) => {
                 let msg = e.to_string();
