@@ -6,7 +6,7 @@
 //! never blocks: each observer has a bounded queue, and a full queue drops
 //! the report and counts it. A drain thread per observer wakes on a fixed
 //! interval and hands the batch over in one call (waking a thread per
-//! report would cost 10–27 µs, DESIGN.md §2b).
+//! report would cost 10–27 µs; see docs/ARCHITECTURE.md, section "Costs").
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

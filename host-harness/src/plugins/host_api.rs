@@ -3,8 +3,9 @@
 //! Each plugin instance gets its own handle, bound to its name and instance
 //! id, so the host knows who registers, calls or publishes. Every method body
 //! runs under `catch_unwind` (a panic reaching the abi_stable shim would
-//! abort the process, DESIGN.md §2.1). A handle whose instance was stopped or
-//! replaced can no longer register anything.
+//! abort the process; see docs/ARCHITECTURE.md, section "ABI rules"). A
+//! handle whose instance was stopped or replaced can no longer register
+//! anything.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
