@@ -11,9 +11,9 @@
 //! `TraceIdRatioBased` sampling decision) so both sides agree on every trace.
 //!
 //! Cost model (docs/ARCHITECTURE.md, section "Costs"): a [`SpanContext`]
-//! is a 25-byte `Copy` value. Creating a child is one id draw from a per-thread wyrand generator (a
-//! multiply); setting the thread's current context is one thread-local
-//! write. Formatting a header writes into a caller's stack buffer, so the hot
+//! is a 25-byte `Copy` value. Creating a child is one id draw from a
+//! per-thread wyrand generator (a multiply); setting the thread's current
+//! context is one thread-local write. Formatting a header writes into a caller's stack buffer, so the hot
 //! path never allocates for tracing.
 
 use std::cell::Cell;

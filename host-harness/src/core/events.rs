@@ -32,10 +32,7 @@ impl HostCore {
         instance_id: u64,
         pattern: &str,
     ) -> Result<u64, PluginError> {
-        let instance = self
-            .plugins
-            .live(instance_id)
-            .ok_or_else(|| PluginError::unavailable("plugin instance is not live"))?;
+        let instance = self.live_instance(instance_id)?;
         let core = Arc::downgrade(self);
         let inst = instance.clone();
         self.bus

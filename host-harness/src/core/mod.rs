@@ -11,13 +11,15 @@
 use std::sync::{Arc, LazyLock};
 use std::time::SystemTime;
 
+use plugin_abi::PluginError;
+
 use crate::bus::EventBus;
 use crate::config::Config;
 use crate::observer::ObserverHub;
 use crate::plugins::breaker::CircuitChange;
 use crate::plugins::invoke::InFlight;
 use crate::plugins::routes::RouteTable;
-use crate::plugins::PluginManager;
+use crate::plugins::{PluginInstance, PluginManager};
 use crate::registry::ServiceRegistry;
 use crate::storage::{Storage, StorageError};
 use crate::tracecontext::{Sampler, SpanContext};
@@ -109,6 +111,14 @@ impl HostCore {
             circuit_changes: crossbeam_channel::unbounded(),
             startup: parking_lot::Mutex::new(None),
         }))
+    }
+
+    /// A live plugin instance by id, or `Unavailable` (it was stopped or
+    /// replaced).
+    pub fn live_instance(&self, id: u64) -> Result<Arc<PluginInstance>, PluginError> {
+        self.plugins
+            .live(id)
+            .ok_or_else(|| PluginError::unavailable("plugin instance is not live"))
     }
 
     /// A new span for a host operation: child of `parent`, else a new root.

@@ -70,10 +70,7 @@ impl HostCore {
             self.observers.remove(instance_id);
             return Ok(());
         }
-        let instance = self
-            .plugins
-            .live(instance_id)
-            .ok_or_else(|| PluginError::unavailable("plugin instance is not live"))?;
+        let instance = self.live_instance(instance_id)?;
         let core = Arc::downgrade(self);
         let inst = instance.clone();
         self.observers.add(

@@ -251,6 +251,21 @@ impl HostCore {
         name: &str,
         result: Result<String, PluginError>,
     ) -> Result<String, PluginError> {
+        self.observe_service_call(call, caller, result.as_ref().map(|_| ()));
+        if let Err(e) = &result {
+            self.after_call_failure(&call.instance, name, e);
+        }
+        result
+    }
+
+    /// Reports a call that reached its service's plugin (or was refused by
+    /// it) as a `ServiceCall` observation.
+    fn observe_service_call(
+        &self,
+        call: &ServiceCall,
+        caller: &Name,
+        result: Result<(), &PluginError>,
+    ) {
         self.observe_call(
             call.entry.key.clone(),
             caller.clone(),
@@ -258,12 +273,8 @@ impl HostCore {
             call.started,
             call.span,
             call.parent.as_ref(),
-            result.as_ref().map(|_| ()),
+            result,
         );
-        if let Err(e) = &result {
-            self.after_call_failure(&call.instance, name, e);
-        }
-        result
     }
 
     /// A call refused before it reached the plugin (depth limit, open
@@ -271,15 +282,7 @@ impl HostCore {
     /// breaker or bulkhead, not reported as the plugin's error.
     fn refused_call(&self, call: &ServiceCall, caller: &Name, refused: &Refused) -> PluginError {
         let err = refused.to_plugin_error();
-        self.observe_call(
-            call.entry.key.clone(),
-            caller.clone(),
-            Some(&call.instance.key),
-            call.started,
-            call.span,
-            call.parent.as_ref(),
-            Err(&err),
-        );
+        self.observe_service_call(call, caller, Err(&err));
         if logger::enabled(plugin_abi::LogLevel::Debug) {
             logger::log(
                 plugin_abi::LogLevel::Debug,

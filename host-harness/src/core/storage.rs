@@ -9,7 +9,7 @@ use plugin_abi::{CallStatus, ObservationKind, PluginError};
 
 use super::HostCore;
 use crate::observer::Report;
-use crate::storage::StorageError;
+use crate::storage::{Storage, StorageError};
 use crate::tracecontext;
 
 static OP_GET: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("get"));
@@ -61,6 +61,20 @@ impl HostCore {
         }
     }
 
+    /// Runs one storage operation, reports it and maps its error.
+    fn storage_op<T>(
+        &self,
+        op: &Arc<str>,
+        caller: &str,
+        namespace: &str,
+        f: impl FnOnce(&Storage) -> Result<T, StorageError>,
+    ) -> Result<T, PluginError> {
+        let started = Instant::now();
+        let r = f(&self.storage);
+        self.observe_storage(op, caller, namespace, started, &r);
+        r.map_err(storage_err)
+    }
+
     /// Reads a value.
     pub fn storage_get(
         &self,
@@ -68,10 +82,9 @@ impl HostCore {
         namespace: &str,
         key: &str,
     ) -> Result<Option<String>, PluginError> {
-        let started = Instant::now();
-        let r = self.storage.get(namespace, key);
-        self.observe_storage(&OP_GET, caller, namespace, started, &r);
-        r.map_err(storage_err)
+        self.storage_op(&OP_GET, caller, namespace, |storage| {
+            storage.get(namespace, key)
+        })
     }
 
     /// Writes a value durably.
@@ -82,10 +95,9 @@ impl HostCore {
         key: &str,
         value: &str,
     ) -> Result<(), PluginError> {
-        let started = Instant::now();
-        let r = self.storage.set(namespace, key, value);
-        self.observe_storage(&OP_SET, caller, namespace, started, &r);
-        r.map_err(storage_err)
+        self.storage_op(&OP_SET, caller, namespace, |storage| {
+            storage.set(namespace, key, value)
+        })
     }
 
     /// Deletes a key.
@@ -95,10 +107,9 @@ impl HostCore {
         namespace: &str,
         key: &str,
     ) -> Result<bool, PluginError> {
-        let started = Instant::now();
-        let r = self.storage.delete(namespace, key);
-        self.observe_storage(&OP_DELETE, caller, namespace, started, &r);
-        r.map_err(storage_err)
+        self.storage_op(&OP_DELETE, caller, namespace, |storage| {
+            storage.delete(namespace, key)
+        })
     }
 
     /// Lists keys.
@@ -108,9 +119,8 @@ impl HostCore {
         namespace: &str,
         prefix: &str,
     ) -> Result<Vec<String>, PluginError> {
-        let started = Instant::now();
-        let r = self.storage.list_keys(namespace, prefix);
-        self.observe_storage(&OP_LIST, caller, namespace, started, &r);
-        r.map_err(storage_err)
+        self.storage_op(&OP_LIST, caller, namespace, |storage| {
+            storage.list_keys(namespace, prefix)
+        })
     }
 }
