@@ -304,7 +304,7 @@ async fn publish_event(
 /// plugin `http`: its own namespaces (`http`, `http-*`, `http.*`) and what
 /// `[host.storage_grants] http` grants; any other needs the admin token.
 fn check_namespace(core: &HostCore, caller: &Caller, namespace: &str) -> Result<(), Refusal> {
-    if crate::config::namespace_allowed(
+    if crate::storage::namespace_allowed(
         plugin_abi::HTTP_CALLER,
         namespace,
         &core.config.host.storage_grants,

@@ -73,10 +73,13 @@ fn opt(s: ROption<RStr<'_>>) -> Option<&str> {
 }
 
 impl HostApiImpl {
-    /// Applies the storage isolation rule (`config::namespace_allowed`).
+    /// Applies the storage isolation rule (`storage::namespace_allowed`).
     fn check_namespace(&self, core: &HostCore, namespace: &str) -> Result<(), PluginError> {
-        if crate::config::namespace_allowed(&self.name, namespace, &core.config.host.storage_grants)
-        {
+        if crate::storage::namespace_allowed(
+            &self.name,
+            namespace,
+            &core.config.host.storage_grants,
+        ) {
             Ok(())
         } else {
             Err(PluginError::new(
