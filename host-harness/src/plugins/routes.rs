@@ -1,4 +1,4 @@
-//! The table of HTTP routes that plugins register under `/api/v1/`.
+//! The plugin route table: the HTTP routes plugins register under `/api/v1/`.
 //!
 //! Routes use `matchit` syntax (`{param}`, final `{*rest}`). The router is
 //! rebuilt on every change (rare) and swapped in, so lookups take a read lock
