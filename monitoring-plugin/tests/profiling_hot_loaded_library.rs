@@ -19,19 +19,12 @@ fn system_libm() -> Result<PathBuf, String> {
     // SAFETY: libm's initialisers are trivial.
     let lib = unsafe { libloading::Library::new("libm.so.6") }
         .map_err(|e| format!("the dynamic loader finds no libm.so.6: {e}"))?;
-    // Read while `lib` keeps it mapped.
-    let maps = std::fs::read_to_string("/proc/self/maps")
-        .map_err(|e| format!("cannot read /proc/self/maps: {e}"))?;
+    // Looked up while `lib` keeps it mapped.
+    let found = test_support::mapped_library("libm.so")
+        .or_else(|| test_support::mapped_library("libm-"))
+        .ok_or_else(|| "libm.so.6 loaded but not found in /proc/self/maps".to_owned());
     drop(lib);
-    maps.lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .map(PathBuf::from)
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libm.so") || n.starts_with("libm-"))
-        })
-        .ok_or_else(|| "libm.so.6 loaded but not found in /proc/self/maps".to_owned())
+    found
 }
 
 #[test]

@@ -13,7 +13,9 @@
 //! - [`Alertmanager`]: a real Alertmanager on a free port for one test;
 //! - [`free_port`] / [`closed_port`] for peers that cannot take port 0 and
 //!   for "nobody listens here" cases, and [`Killed`] so a peer process
-//!   dies with its test.
+//!   dies with its test;
+//! - [`system_library`] / [`mapped_library`]: real shared objects that are
+//!   not plugins, found in `/proc/self/maps`.
 
 mod alertmanager;
 mod net;
@@ -21,6 +23,7 @@ mod peer;
 mod process;
 mod promtool;
 mod skip;
+mod system;
 mod wait;
 
 pub use alertmanager::Alertmanager;
@@ -29,4 +32,5 @@ pub use peer::{PeerBuilder, RecordingPeer, Reply, Request};
 pub use process::Killed;
 pub use promtool::{Promtool, PromtoolOutput};
 pub use skip::{in_ci, installed, peer_missing};
+pub use system::{mapped_library, system_library};
 pub use wait::{wait_for, wait_until};

@@ -289,23 +289,9 @@ mod tests {
         assert!(text.len() < 400, "{text}");
     }
 
-    /// A shared library this test process has mapped that is not a plugin
-    /// (the C math or C library), found in `/proc/self/maps`.
-    fn mapped_system_library() -> std::path::PathBuf {
-        let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
-        maps.lines()
-            .filter_map(|l| l.split_whitespace().nth(5))
-            .find(|p| {
-                let name = p.rsplit('/').next().unwrap_or("");
-                name.starts_with("libm.so") || name.starts_with("libc.so")
-            })
-            .map(std::path::PathBuf::from)
-            .expect("the test process maps libm or libc")
-    }
-
     #[test]
     fn preflight_refuses_a_library_without_the_root_module_naming_the_symbol() {
-        let lib = mapped_system_library();
+        let lib = test_support::system_library();
         let err = preflight(Path::new("plugins/libnot_a_plugin.so"), &lib)
             .expect_err("a system library is not a plugin");
         let text = err.to_string();
