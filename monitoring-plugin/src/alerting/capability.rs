@@ -1,5 +1,5 @@
-//! The alerting capability: runs the [`crate::alerts`] engine inside the running
-//! plugin.
+//! The alerting capability: runs the [`crate::alerting`] engine (rules,
+//! PromQL, templates, notifiers) inside the running plugin.
 //!
 //! It exists so that a host alerts with zero setup, with the very rule files a
 //! Prometheus would use. On the host tick it samples the plugin's own exposition
