@@ -305,7 +305,7 @@ mod tests {
     fn load_of_a_non_plugin_library_fails_in_the_preflight_and_removes_its_copy() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("libnot_a_plugin.so");
-        std::fs::copy(mapped_system_library(), &file).unwrap();
+        std::fs::copy(test_support::system_library(), &file).unwrap();
         let cache = dir.path().join("cache");
         let err = load(&file, &cache).err().expect("must fail");
         assert!(matches!(err, LoadError::MissingRootModule { .. }), "{err}");
