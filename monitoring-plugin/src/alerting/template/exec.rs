@@ -299,20 +299,6 @@ fn basic_lt(a: &V, b: &V) -> Result<bool, TemplateError> {
     })
 }
 
-fn url_escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else if b == b' ' {
-            out.push('+');
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 pub(crate) fn html_escape(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {
@@ -455,7 +441,7 @@ fn builtin_inner(name: &str, args: &[V]) -> Result<Option<V>, TemplateError> {
             V::Bool(!basic_lt(&args[0], &args[1])?)
         }
         "html" => V::Str(html_escape(&go_sprint(args))),
-        "urlquery" => V::Str(url_escape(&go_sprint(args))),
+        "urlquery" => V::Str(super::format::query_escape(&go_sprint(args))),
         "js" => V::Str(
             go_sprint(args)
                 .replace('\\', "\\\\")

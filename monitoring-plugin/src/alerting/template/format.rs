@@ -204,9 +204,36 @@ pub fn humanize_timestamp(v: f64) -> String {
     out
 }
 
+/// Go's `url.QueryEscape`: unreserved bytes stay, a space becomes `+`,
+/// every other byte `%XX`. Used by `urlquery` and by the graph and table
+/// links (Prometheus builds them with `QueryEscape` too).
+pub(crate) fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else if b == b' ' {
+            out.push('+');
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_escape_is_gos() {
+        // url.QueryEscape("rate(x{a=\"b c\"}[5m]) > 0.5/s~") in Go 1.22.
+        assert_eq!(
+            query_escape("rate(x{a=\"b c\"}[5m]) > 0.5/s~"),
+            "rate%28x%7Ba%3D%22b+c%22%7D%5B5m%5D%29+%3E+0.5%2Fs~"
+        );
+        assert_eq!(query_escape("é"), "%C3%A9");
+    }
 
     #[test]
     fn go_formatting() {

@@ -105,20 +105,6 @@ fn sample_of(name: &str, v: &V) -> Result<(BTreeMap<String, String>, f64), Templ
     }
 }
 
-fn path_escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else if b == b' ' {
-            out.push('+');
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// Calls the Prometheus template function `name`.
 pub(crate) fn call(env: &Env<'_>, name: &str, args: Vec<V>) -> Result<V, TemplateError> {
     let want = |n: usize| -> Result<(), TemplateError> {
@@ -288,7 +274,10 @@ pub(crate) fn call(env: &Env<'_>, name: &str, args: Vec<V>) -> Result<V, Templat
             want(1)?;
             let e = string_arg(name, &args[0])?;
             let tab = if name == "graphLink" { 0 } else { 1 };
-            V::Str(format!("/graph?g0.expr={}&g0.tab={tab}", path_escape(&e)))
+            V::Str(format!(
+                "/graph?g0.expr={}&g0.tab={tab}",
+                super::format::query_escape(&e)
+            ))
         }
         "query" => {
             want(1)?;
