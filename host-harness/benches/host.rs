@@ -90,12 +90,16 @@ fn http_get(addr: SocketAddr, path: &str) -> usize {
     let mut s = TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut buf = Vec::with_capacity(1 << 20);
     s.read_to_end(&mut buf).unwrap();
-    assert!(buf.starts_with(b"HTTP/1.1 200") || buf.starts_with(b"HTTP/1.1 503"));
+    assert!(
+        buf.starts_with(b"HTTP/1.1 200") || buf.starts_with(b"HTTP/1.1 503"),
+        "{}",
+        String::from_utf8_lossy(&buf[..buf.len().min(300)])
+    );
     buf.len()
 }
 

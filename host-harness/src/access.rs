@@ -24,7 +24,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::api::error_response;
+use crate::http_error::ApiError;
 
 /// A secret string: `Debug` never shows it.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
@@ -252,14 +252,22 @@ impl Refusal {
     }
 }
 
+/// A refusal is answered like every other host error; a 401 asks for the
+/// bearer token.
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> ApiError {
+        let error = ApiError::new(r.status, r.kind, r.message);
+        if r.status == StatusCode::UNAUTHORIZED {
+            error.with_challenge()
+        } else {
+            error
+        }
+    }
+}
+
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let mut r = error_response(self.status, self.kind, &self.message);
-        if self.status == StatusCode::UNAUTHORIZED {
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        r
+        ApiError::from(self).into_response()
     }
 }
 

@@ -1,8 +1,9 @@
 //! The HTTP API under `/api/v1`: the host's own endpoints plus the routes
 //! plugins register, which are dispatched from the fallback handler.
 //!
-//! Every error is a JSON body `{"error": {"kind": …, "message": …}}` with a
-//! clear message and no internals.
+//! Every error is an [`ApiError`]: a JSON body
+//! `{"error": {"kind": …, "message": …}}` with a clear message and no
+//! internals. Blocking host work runs through [`blocking`].
 //!
 //! Every request passes the access guard first ([`crate::access`]); the
 //! host's own endpoints then apply its rules: JSON bodies must say so
@@ -23,39 +24,40 @@ use serde_json::{json, Value};
 
 use crate::access::{json_body_declared, topic_owner, Access, Caller, Refusal};
 use crate::core::{HostCore, PluginHttpRequest, HTTP_CALLER};
+use crate::http_error::ApiError;
 use crate::tracecontext::{self, SpanContext, TRACEPARENT_LEN};
-
-/// A JSON error response.
-pub fn error_response(status: StatusCode, kind: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": {"kind": kind, "message": message}})),
-    )
-        .into_response()
-}
-
-fn plugin_error_response(e: &PluginError) -> Response {
-    let status = match e.kind {
-        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
-        ErrorKind::Conflict => StatusCode::CONFLICT,
-        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
-        ErrorKind::Failed | ErrorKind::Panicked => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    error_response(status, e.kind.as_str(), &e.message)
-}
 
 /// A plugin's error for an HTTP caller: an admin-only refusal
 /// (`Unauthorized`) is 401 when an admin token is configured (send it),
 /// else 403 saying how to configure one.
-fn service_error_response(e: &PluginError, caller: &Caller) -> Response {
+fn service_error(e: PluginError, caller: &Caller) -> ApiError {
     if e.kind == ErrorKind::Unauthorized && caller.level != crate::access::Level::Admin {
-        return caller.refusal(&e.message).into_response();
+        return caller.refusal(&e.message).into();
     }
-    plugin_error_response(e)
+    e.into()
+}
+
+/// Runs blocking host work (storage, the modules' storage probe) on the
+/// blocking pool, never on the async workers, with `span` as the thread's
+/// current trace context; its error is mapped to the HTTP answer, a task
+/// that died is a 500.
+pub async fn blocking<T: Send + 'static>(
+    span: Option<SpanContext>,
+    f: impl FnOnce() -> Result<T, PluginError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let _current = tracecontext::enter(span);
+        f()
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed",
+            format!("host task failed: {e}"),
+        )
+    })?
+    .map_err(ApiError::from)
 }
 
 /// Builds the router; `access` guards every request.
@@ -178,12 +180,8 @@ fn add_trace_headers(
     }
 }
 
-async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
-    error_response(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        &format!("method {method} is not allowed on {}", uri.path()),
-    )
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::method_not_allowed(format!("method {method} is not allowed on {}", uri.path()))
 }
 
 async fn host_info(State(core): State<Arc<HostCore>>) -> Response {
@@ -194,49 +192,31 @@ async fn list_plugins(State(core): State<Arc<HostCore>>) -> Response {
     Json(json!({"plugins": core.plugins.list()})).into_response()
 }
 
-async fn get_plugin(State(core): State<Arc<HostCore>>, Path(name): Path<String>) -> Response {
+async fn get_plugin(
+    State(core): State<Arc<HostCore>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     match core.plugins.list().into_iter().find(|p| p.name == name) {
-        Some(p) => Json(p).into_response(),
-        None => error_response(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("no plugin named {name:?}"),
-        ),
+        Some(p) => Ok(Json(p).into_response()),
+        None => Err(ApiError::not_found(format!("no plugin named {name:?}"))),
     }
 }
 
 /// Module details include the storage probe (a durable write and a read):
 /// they are built on the blocking pool, never on the async workers.
-async fn list_modules(State(core): State<Arc<HostCore>>) -> Response {
-    match tokio::task::spawn_blocking(move || core.modules_json()).await {
-        Ok(modules) => Json(json!({"modules": modules})).into_response(),
-        Err(e) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            &e.to_string(),
-        ),
-    }
+async fn list_modules(State(core): State<Arc<HostCore>>) -> Result<Response, ApiError> {
+    let modules = blocking(None, move || Ok(core.modules_json())).await?;
+    Ok(Json(json!({"modules": modules})).into_response())
 }
 
-async fn get_module(State(core): State<Arc<HostCore>>, Path(name): Path<String>) -> Response {
+async fn get_module(
+    State(core): State<Arc<HostCore>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let lookup = name.clone();
-    let module = match tokio::task::spawn_blocking(move || core.module_json(&lookup)).await {
-        Ok(module) => module,
-        Err(e) => {
-            return error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                &e.to_string(),
-            )
-        }
-    };
-    match module {
-        Some(m) => Json(m).into_response(),
-        None => error_response(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("no module named {name:?}"),
-        ),
+    match blocking(None, move || Ok(core.module_json(&lookup))).await? {
+        Some(m) => Ok(Json(m).into_response()),
+        None => Err(ApiError::not_found(format!("no module named {name:?}"))),
     }
 }
 
@@ -256,10 +236,6 @@ fn parse_json_body(body: &Bytes) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
-fn bad_request(message: &str) -> Response {
-    error_response(StatusCode::BAD_REQUEST, "bad_request", message)
-}
-
 /// The request's `traceparent`, parsed. Below [`observe_request`] it is
 /// always the request's server span.
 fn traceparent(headers: &HeaderMap) -> Option<SpanContext> {
@@ -275,15 +251,10 @@ async fn call_service(
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    if let Err(r) = json_body_declared(&headers, body.len()) {
-        return r.into_response();
-    }
-    let input = match parse_json_body(&body) {
-        Ok(i) => i,
-        Err(m) => return bad_request(&m),
-    };
-    match core
+) -> Result<Response, ApiError> {
+    json_body_declared(&headers, body.len())?;
+    let input = parse_json_body(&body).map_err(ApiError::bad_request)?;
+    let output = core
         .call_service_async(
             &caller.service_caller(),
             &name,
@@ -291,21 +262,17 @@ async fn call_service(
             traceparent(&headers),
         )
         .await
-    {
-        Ok(output) => {
-            let body = if serde_json::from_str::<serde::de::IgnoredAny>(&output).is_ok() {
-                output
-            } else {
-                Value::String(output).to_string()
-            };
-            (
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-                .into_response()
-        }
-        Err(e) => service_error_response(&e, &caller),
-    }
+        .map_err(|e| service_error(e, &caller))?;
+    let body = if serde_json::from_str::<serde::de::IgnoredAny>(&output).is_ok() {
+        output
+    } else {
+        Value::String(output).to_string()
+    };
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 async fn publish_event(
@@ -313,38 +280,31 @@ async fn publish_event(
     Path(topic): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response, ApiError> {
     if let Some(owner) = topic_owner(&topic, &core.config.host.access.topic_owners) {
-        return error_response(
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            &format!(
+            format!(
                 "topic {topic:?} is reserved: only {owner} publishes it, never the HTTP API (internal.* belongs to the host; see [host.access] topic_owners)"
             ),
-        );
+        ));
     }
-    if let Err(r) = json_body_declared(&headers, body.len()) {
-        return r.into_response();
-    }
-    let payload = match parse_json_body(&body) {
-        Ok(p) => p,
-        Err(m) => return bad_request(&m),
-    };
-    match core.publish_traced(&HTTP_CALLER, &topic, &payload, traceparent(&headers)) {
-        Ok(outcome) => (
-            StatusCode::ACCEPTED,
-            Json(json!({"topic": topic, "queued": outcome.queued, "dropped": outcome.dropped})),
-        )
-            .into_response(),
-        Err(e) => plugin_error_response(&e),
-    }
+    json_body_declared(&headers, body.len())?;
+    let payload = parse_json_body(&body).map_err(ApiError::bad_request)?;
+    let outcome = core.publish_traced(&HTTP_CALLER, &topic, &payload, traceparent(&headers))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"topic": topic, "queued": outcome.queued, "dropped": outcome.dropped})),
+    )
+        .into_response())
 }
 
 /// The storage isolation rule of plugins, applied to the HTTP API as the
 /// plugin `http`: its own namespaces (`http`, `http-*`, `http.*`) and what
 /// `[host.storage_grants] http` grants; any other needs the admin token.
 fn check_namespace(core: &HostCore, caller: &Caller, namespace: &str) -> Result<(), Refusal> {
-    if crate::config::namespace_allowed(
+    if crate::storage::namespace_allowed(
         plugin_abi::HTTP_CALLER,
         namespace,
         &core.config.host.storage_grants,
@@ -361,26 +321,13 @@ async fn list_keys(
     Extension(caller): Extension<Caller>,
     Path(namespace): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(r) = check_namespace(&core, &caller, &namespace) {
-        return r.into_response();
-    }
-    let span = traceparent(&headers);
-    let core2 = core.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        let _current = tracecontext::enter(span);
-        core2.storage_list_keys("http", &namespace, "")
+) -> Result<Response, ApiError> {
+    check_namespace(&core, &caller, &namespace)?;
+    let keys = blocking(traceparent(&headers), move || {
+        core.storage_list_keys("http", &namespace, "")
     })
-    .await;
-    match r {
-        Ok(Ok(keys)) => Json(json!({"keys": keys})).into_response(),
-        Ok(Err(e)) => plugin_error_response(&e),
-        Err(_) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "failed",
-            "storage task failed",
-        ),
-    }
+    .await?;
+    Ok(Json(json!({"keys": keys})).into_response())
 }
 
 async fn get_value(
@@ -388,31 +335,17 @@ async fn get_value(
     Extension(caller): Extension<Caller>,
     Path((namespace, key)): Path<(String, String)>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(r) = check_namespace(&core, &caller, &namespace) {
-        return r.into_response();
-    }
-    let span = traceparent(&headers);
-    let r = tokio::task::spawn_blocking(move || {
-        let _current = tracecontext::enter(span);
+) -> Result<Response, ApiError> {
+    check_namespace(&core, &caller, &namespace)?;
+    let (value, key) = blocking(traceparent(&headers), move || {
         core.storage_get("http", &namespace, &key).map(|v| (v, key))
     })
-    .await;
-    match r {
-        Ok(Ok((Some(v), _))) => {
-            ([(axum::http::header::CONTENT_TYPE, "application/json")], v).into_response()
+    .await?;
+    match value {
+        Some(v) => {
+            Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], v).into_response())
         }
-        Ok(Ok((None, key))) => error_response(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("no key {key:?}"),
-        ),
-        Ok(Err(e)) => plugin_error_response(&e),
-        Err(_) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "failed",
-            "storage task failed",
-        ),
+        None => Err(ApiError::not_found(format!("no key {key:?}"))),
     }
 }
 
@@ -422,32 +355,15 @@ async fn put_value(
     Path((namespace, key)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    if let Err(r) = check_namespace(&core, &caller, &namespace) {
-        return r.into_response();
-    }
-    if let Err(r) = json_body_declared(&headers, body.len()) {
-        return r.into_response();
-    }
-    let value = match parse_json_body(&body) {
-        Ok(v) => v,
-        Err(m) => return bad_request(&m),
-    };
-    let span = traceparent(&headers);
-    let r = tokio::task::spawn_blocking(move || {
-        let _current = tracecontext::enter(span);
+) -> Result<Response, ApiError> {
+    check_namespace(&core, &caller, &namespace)?;
+    json_body_declared(&headers, body.len())?;
+    let value = parse_json_body(&body).map_err(ApiError::bad_request)?;
+    blocking(traceparent(&headers), move || {
         core.storage_set("http", &namespace, &key, &value)
     })
-    .await;
-    match r {
-        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
-        Ok(Err(e)) => plugin_error_response(&e),
-        Err(_) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "failed",
-            "storage task failed",
-        ),
-    }
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn delete_value(
@@ -455,49 +371,36 @@ async fn delete_value(
     Extension(caller): Extension<Caller>,
     Path((namespace, key)): Path<(String, String)>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(r) = check_namespace(&core, &caller, &namespace) {
-        return r.into_response();
-    }
-    let span = traceparent(&headers);
-    let r = tokio::task::spawn_blocking(move || {
-        let _current = tracecontext::enter(span);
+) -> Result<Response, ApiError> {
+    check_namespace(&core, &caller, &namespace)?;
+    let deleted = blocking(traceparent(&headers), move || {
         core.storage_delete("http", &namespace, &key)
     })
-    .await;
-    match r {
-        Ok(Ok(true)) => StatusCode::NO_CONTENT.into_response(),
-        Ok(Ok(false)) => error_response(StatusCode::NOT_FOUND, "not_found", "no such key"),
-        Ok(Err(e)) => plugin_error_response(&e),
-        Err(_) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "failed",
-            "storage task failed",
-        ),
+    .await?;
+    if deleted {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found("no such key"))
     }
 }
 
-async fn plugin_route(State(core): State<Arc<HostCore>>, request: Request) -> Response {
+async fn plugin_route(
+    State(core): State<Arc<HostCore>>,
+    request: Request,
+) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
     if !path.starts_with("/api/") {
-        return error_response(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("no route for {path}"),
-        );
+        return Err(ApiError::not_found(format!("no route for {path}")));
     }
     let limit = core.config.host.max_body_bytes;
-    let body = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => {
-            return error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                &format!("request body is larger than {limit} bytes"),
-            )
-        }
-    };
+    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body is larger than {limit} bytes"),
+        )
+    })?;
     let headers = parts
         .headers
         .iter()
@@ -516,34 +419,104 @@ async fn plugin_route(State(core): State<Arc<HostCore>>, request: Request) -> Re
         trace_context: traceparent(&parts.headers),
     };
     let head = parts.method == Method::HEAD;
-    match core.plugin_http(request).await {
-        Ok(resp) => {
-            let status =
-                StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut out = Response::new(if head {
-                Body::empty()
-            } else {
-                Body::from(resp.body.into_vec())
-            });
-            *out.status_mut() = status;
-            for h in resp.headers.iter() {
-                if let (Ok(name), Ok(value)) = (
-                    HeaderName::try_from(h.0.as_str()),
-                    HeaderValue::from_str(h.1.as_str()),
-                ) {
-                    out.headers_mut().append(name, value);
-                }
-            }
-            out
+    let resp = core.plugin_http(request).await?;
+    let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut out = Response::new(if head {
+        Body::empty()
+    } else {
+        Body::from(resp.body.into_vec())
+    });
+    *out.status_mut() = status;
+    for h in resp.headers.iter() {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(h.0.as_str()),
+            HeaderValue::from_str(h.1.as_str()),
+        ) {
+            out.headers_mut().append(name, value);
         }
-        Err((405, e)) => error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            &e.message,
-        ),
-        Err((status, e)) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            error_response(status, e.kind.as_str(), &e.message)
-        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::Level;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn blocking_runs_off_the_workers_with_the_span_as_current_context() {
+        let rt = runtime();
+        let span = SpanContext::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+        assert!(span.is_some());
+        let seen = rt
+            .block_on(blocking(span, || {
+                let name = std::thread::current().name().map(str::to_owned);
+                Ok((tracecontext::current(), name))
+            }))
+            .unwrap();
+        assert_eq!(seen.0, span);
+        assert_ne!(seen.1.as_deref(), Some("tokio-runtime-worker"));
+    }
+
+    #[test]
+    fn blocking_maps_the_error_and_a_dead_task() {
+        let rt = runtime();
+        let e = rt
+            .block_on(blocking(None, || -> Result<(), PluginError> {
+                Err(PluginError::unavailable("storage unavailable: disk full"))
+            }))
+            .unwrap_err();
+        assert_eq!(
+            (e.status(), e.kind(), e.message()),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "storage unavailable: disk full"
+            )
+        );
+        let e = rt
+            .block_on(blocking(None, || -> Result<(), PluginError> {
+                panic!("the blocking work died")
+            }))
+            .unwrap_err();
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.kind(), "failed");
+        assert!(e.message().starts_with("host task failed"), "{e}");
+    }
+
+    #[test]
+    fn an_admin_only_service_refusal_asks_for_the_token_or_says_how_to_configure_it() {
+        let refused = || PluginError::new(ErrorKind::Unauthorized, "reset needs admin");
+        let with_token = Caller {
+            level: Level::Api,
+            admin_configured: true,
+        };
+        let e = service_error(refused(), &with_token);
+        assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
+        assert!(e.message().contains("send Authorization: Bearer"), "{e}");
+        let without = Caller {
+            level: Level::Api,
+            admin_configured: false,
+        };
+        let e = service_error(refused(), &without);
+        assert_eq!(e.status(), StatusCode::FORBIDDEN);
+        assert!(e.message().contains("admin_token"), "{e}");
+        // An admin the plugin still refuses gets the plugin's own answer.
+        let admin = Caller {
+            level: Level::Admin,
+            admin_configured: true,
+        };
+        let e = service_error(refused(), &admin);
+        assert_eq!(
+            (e.status(), e.message()),
+            (StatusCode::UNAUTHORIZED, "reset needs admin")
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use plugin_abi::{ErrorKind, HealthStatus, PluginState};
 use serde_json::json;
@@ -157,10 +157,7 @@ async fn tick_loop(core: Arc<HostCore>) {
 }
 
 fn tick_one(core: &Arc<HostCore>, instance: &Arc<PluginInstance>) {
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let now = crate::time::now_unix_ms();
     let limit = core.config.callback_timeout();
     // An open circuit skips the tick and the health call; a half-open one
     // takes the tick as its trial call.

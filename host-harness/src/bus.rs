@@ -189,11 +189,7 @@ impl SubscriberQueue {
 
     /// Reserves `bytes` of the queue's budget `max`; false when it would be exceeded.
     fn reserve(&self, bytes: usize, max: usize) -> bool {
-        self.queued_bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
-                (queued.saturating_add(bytes) <= max).then_some(queued + bytes)
-            })
-            .is_ok()
+        crate::byte_budget::try_reserve(&self.queued_bytes, bytes, max)
     }
 
     /// Events dropped because this queue was full.

@@ -72,7 +72,8 @@ pub struct HostSettings {
     /// Circuit breaker, bulkhead and call-depth limits (`[host.resilience]`).
     pub resilience: ResilienceSettings,
     /// Extra storage namespaces a plugin may use, by plugin name (see
-    /// [`namespace_allowed`]); `"*"` grants every namespace, `"x*"` a prefix.
+    /// [`crate::storage::namespace_allowed`]); `"*"` grants every
+    /// namespace, `"x*"` a prefix.
     pub storage_grants: std::collections::BTreeMap<String, Vec<String>>,
     /// Minimum log level, or per-target filters in `RUST_LOG` syntax:
     /// `warn,plugin.monitoring=debug,bus=error` (host lines have targets like
@@ -370,48 +371,8 @@ impl Config {
     }
 }
 
-/// The storage isolation rule: a plugin may use the namespace named after
-/// it, namespaces starting with `<name>-` or `<name>.`, and whatever
-/// `[host.storage_grants]` gives it. Nothing else: another plugin's data is
-/// out of reach unless granted.
-pub fn namespace_allowed(
-    plugin: &str,
-    namespace: &str,
-    grants: &std::collections::BTreeMap<String, Vec<String>>,
-) -> bool {
-    let own = namespace == plugin
-        || namespace
-            .strip_prefix(plugin)
-            .is_some_and(|rest| rest.starts_with('-') || rest.starts_with('.'));
-    own || grants.get(plugin).is_some_and(|list| {
-        list.iter().any(|g| match g.strip_suffix('*') {
-            Some(prefix) => namespace.starts_with(prefix),
-            None => g == namespace,
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn storage_isolation_rule() {
-        let mut grants = std::collections::BTreeMap::new();
-        grants.insert("backup".to_owned(), vec!["*".to_owned()]);
-        grants.insert(
-            "ui".to_owned(),
-            vec!["demo-devices".to_owned(), "shared.*".to_owned()],
-        );
-        assert!(super::namespace_allowed("demo", "demo", &grants));
-        assert!(super::namespace_allowed("demo", "demo-x", &grants));
-        assert!(super::namespace_allowed("demo", "demo.x", &grants));
-        assert!(!super::namespace_allowed("demo", "demolition", &grants));
-        assert!(!super::namespace_allowed("demo", "monitoring", &grants));
-        assert!(super::namespace_allowed("backup", "anything", &grants));
-        assert!(super::namespace_allowed("ui", "demo-devices", &grants));
-        assert!(super::namespace_allowed("ui", "shared.a", &grants));
-        assert!(!super::namespace_allowed("ui", "demo-devices-2", &grants));
-    }
-
     use super::*;
 
     #[test]

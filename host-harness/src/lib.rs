@@ -7,15 +7,17 @@ pub mod access;
 pub mod api;
 pub mod app;
 pub mod bus;
+pub mod byte_budget;
 pub mod config;
 pub mod core;
 pub mod env;
+pub mod http_error;
 pub mod logger;
 pub mod observer;
 pub mod plugins;
 pub mod registry;
-pub mod routes;
 pub mod storage;
+pub mod time;
 pub mod tracecontext;
 
 pub use app::{App, AppError};

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use parking_lot::Mutex;
 use plugin_abi::LogLevel;
@@ -133,30 +133,6 @@ pub fn enabled(level: LogLevel) -> bool {
     level as u8 >= MIN_LEVEL.load(Ordering::Relaxed)
 }
 
-/// Formats a time as RFC 3339 UTC with milliseconds.
-pub fn rfc3339(time: SystemTime) -> String {
-    let d = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
-}
-
 /// Writes one log line. `fields` must be a JSON object (anything else is
 /// stored under `fields.value`).
 pub fn log(level: LogLevel, target: &str, message: &str, plugin: Option<&str>, fields: Value) {
@@ -179,7 +155,7 @@ pub fn log_traced(
     let mut line = Map::new();
     line.insert(
         "timestamp".into(),
-        Value::String(rfc3339(SystemTime::now())),
+        Value::String(crate::time::rfc3339(SystemTime::now())),
     );
     line.insert("level".into(), Value::String(level.as_str().into()));
     line.insert("target".into(), Value::String(target.into()));
@@ -230,16 +206,6 @@ pub fn error(target: &str, message: &str, fields: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn formats_rfc3339() {
-        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
-        assert_eq!(rfc3339(t), "2023-11-14T22:13:20.123Z");
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
-    }
 
     #[test]
     fn per_target_filters() {

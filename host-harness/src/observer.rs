@@ -6,12 +6,12 @@
 //! never blocks: each observer has a bounded queue, and a full queue drops
 //! the report and counts it. A drain thread per observer wakes on a fixed
 //! interval and hands the batch over in one call (waking a thread per
-//! report would cost 10–27 µs, DESIGN.md §2b).
+//! report would cost 10–27 µs; see docs/ARCHITECTURE.md, section "Costs").
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use abi_stable::std_types::{ROption, RString};
 use crossbeam_queue::ArrayQueue;
@@ -56,8 +56,8 @@ impl From<&'static str> for Name {
 /// instead (a flood of names cannot grow the interner without bound).
 pub const MAX_INTERNED: usize = 65_536;
 
-static INTERNED: once_cell::sync::Lazy<RwLock<std::collections::HashSet<&'static str>>> =
-    once_cell::sync::Lazy::new(|| RwLock::new(std::collections::HashSet::new()));
+static INTERNED: std::sync::LazyLock<RwLock<std::collections::HashSet<&'static str>>> =
+    std::sync::LazyLock::new(|| RwLock::new(std::collections::HashSet::new()));
 
 /// Interns a bounded name (service or plugin name): each distinct name is
 /// leaked once and then shared for the life of the process.
@@ -123,14 +123,6 @@ impl Report {
     }
 }
 
-/// Current time in Unix epoch nanoseconds.
-pub fn now_unix_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 impl Report {
     /// A report with the common fields set.
     pub fn new(
@@ -148,7 +140,7 @@ impl Report {
             detail: None,
             message: None,
             duration_ns: 0,
-            at_unix_ns: now_unix_ns(),
+            at_unix_ns: crate::time::now_unix_ns(),
             trace_context: None,
             parent_span_id: None,
         }
@@ -195,11 +187,7 @@ pub const DEFAULT_QUEUE_BYTES: usize = 8 << 20;
 impl Observer {
     /// Reserves `bytes` of the budget `max`; false when it would be exceeded.
     fn reserve(&self, bytes: usize, max: usize) -> bool {
-        self.queued_bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
-                (queued.saturating_add(bytes) <= max).then_some(queued + bytes)
-            })
-            .is_ok()
+        crate::byte_budget::try_reserve(&self.queued_bytes, bytes, max)
     }
 }
 

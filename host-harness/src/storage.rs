@@ -210,9 +210,49 @@ impl Storage {
     }
 }
 
+/// The storage isolation rule: a plugin may use the namespace named after
+/// it, namespaces starting with `<name>-` or `<name>.`, and whatever
+/// `[host.storage_grants]` gives it. Nothing else: another plugin's data is
+/// out of reach unless granted.
+pub fn namespace_allowed(
+    plugin: &str,
+    namespace: &str,
+    grants: &std::collections::BTreeMap<String, Vec<String>>,
+) -> bool {
+    let own = namespace == plugin
+        || namespace
+            .strip_prefix(plugin)
+            .is_some_and(|rest| rest.starts_with('-') || rest.starts_with('.'));
+    own || grants.get(plugin).is_some_and(|list| {
+        list.iter().any(|g| match g.strip_suffix('*') {
+            Some(prefix) => namespace.starts_with(prefix),
+            None => g == namespace,
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_isolation_rule() {
+        let mut grants = std::collections::BTreeMap::new();
+        grants.insert("backup".to_owned(), vec!["*".to_owned()]);
+        grants.insert(
+            "ui".to_owned(),
+            vec!["demo-devices".to_owned(), "shared.*".to_owned()],
+        );
+        assert!(super::namespace_allowed("demo", "demo", &grants));
+        assert!(super::namespace_allowed("demo", "demo-x", &grants));
+        assert!(super::namespace_allowed("demo", "demo.x", &grants));
+        assert!(!super::namespace_allowed("demo", "demolition", &grants));
+        assert!(!super::namespace_allowed("demo", "monitoring", &grants));
+        assert!(super::namespace_allowed("backup", "anything", &grants));
+        assert!(super::namespace_allowed("ui", "demo-devices", &grants));
+        assert!(super::namespace_allowed("ui", "shared.a", &grants));
+        assert!(!super::namespace_allowed("ui", "demo-devices-2", &grants));
+    }
 
     #[test]
     fn set_get_delete_list() {

@@ -10,10 +10,10 @@
 //! plugin's `trace::context` (strict W3C, all-zero ids invalid, OpenTelemetry's
 //! `TraceIdRatioBased` sampling decision) so both sides agree on every trace.
 //!
-//! Cost model (DESIGN.md §2b): a [`SpanContext`] is a 25-byte `Copy` value.
-//! Creating a child is one id draw from a per-thread wyrand generator (a
-//! multiply); setting the thread's current context is one thread-local
-//! write. Formatting a header writes into a caller's stack buffer, so the hot
+//! Cost model (docs/ARCHITECTURE.md, section "Costs"): a [`SpanContext`]
+//! is a 25-byte `Copy` value. Creating a child is one id draw from a
+//! per-thread wyrand generator (a multiply); setting the thread's current
+//! context is one thread-local write. Formatting a header writes into a caller's stack buffer, so the hot
 //! path never allocates for tracing.
 
 use std::cell::Cell;
@@ -186,7 +186,7 @@ thread_local! {
 fn seed() -> u64 {
     let mut h = RandomState::new().build_hasher();
     h.write_u64(SEED_COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u64(crate::observer::now_unix_ns());
+    h.write_u64(crate::time::now_unix_ns());
     h.finish()
 }
 

@@ -1,6 +1,6 @@
 //! Evaluating the shipped default rules over a history of 10,000 series.
 //!
-//! History: 10,000 series × 41 samples (10 minutes at a 15 s interval = 410,000
+//! SampleStore: 10,000 series × 41 samples (10 minutes at a 15 s interval = 410,000
 //! samples) — enough for every window the default rules use (`[5m]`, `[10m]`); a full
 //! hour (2.4 M samples) only makes set-up slow and does not change per-evaluation work
 //! for these windows, which read at most the last 10 minutes.
@@ -9,9 +9,9 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use monitoring_plugin::alerts::engine::{Engine, EngineConfig};
-use monitoring_plugin::alerts::history::{History, HistoryConfig, Sample};
-use monitoring_plugin::alerts::rules::load_file;
+use monitoring_plugin::alerting::engine::{Engine, EngineConfig};
+use monitoring_plugin::alerting::rules::load_file;
+use monitoring_plugin::alerting::samples::{Sample, SampleStore, SampleStoreConfig};
 
 fn l(pairs: &[(&str, String)]) -> Vec<(String, String)> {
     pairs
@@ -94,7 +94,7 @@ fn snapshot(step: i64) -> Vec<Sample> {
 }
 
 fn bench(c: &mut Criterion) {
-    let history = History::new(HistoryConfig::default());
+    let history = SampleStore::new(SampleStoreConfig::default());
     for step in 0..=40 {
         history.ingest(step * 15_000, &snapshot(step));
     }

@@ -8,8 +8,8 @@ use std::hint::black_box;
 
 use abi_stable::std_types::{ROption, RString};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use monitoring_plugin::collector::{BuildInfo, MetricsCollector};
-use monitoring_plugin::profiling_api::SlowCallTracker;
+use monitoring_plugin::metrics::collector::{BuildInfo, MetricsCollector};
+use monitoring_plugin::profiling::capability::SlowCallTracker;
 use plugin_abi::{CallStatus, Observation, ObservationKind};
 
 const BATCH: usize = 256;

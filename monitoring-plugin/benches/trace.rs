@@ -6,11 +6,13 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+use test_support::closed_port;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use monitoring_plugin::trace::context::{new_trace_id, Sampler, TraceContext};
-use monitoring_plugin::trace::export::{ExportConfig, OtlpExporter};
-use monitoring_plugin::trace::span::{SpanKind, SpanRecord, SpanStatus};
-use monitoring_plugin::trace::store::{StoreConfig, TraceStore};
+use monitoring_plugin::tracing::context::{new_trace_id, Sampler, TraceContext};
+use monitoring_plugin::tracing::export::{ExportConfig, OtlpExporter};
+use monitoring_plugin::tracing::span::{SpanKind, SpanRecord, SpanStatus};
+use monitoring_plugin::tracing::store::{StoreConfig, TraceStore};
 
 fn sample_span(trace_id: [u8; 16], n: u64) -> SpanRecord {
     let mut s = SpanRecord::new(
@@ -84,10 +86,7 @@ fn bench(c: &mut Criterion) {
     // flush interval is an hour), with a queue sized for the sample, so every span is accepted
     // and nothing competes with the caller. Shutdown (outside the timing) drains the queue
     // into one failing request to a closed port.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(9);
+    let closed = closed_port();
     c.bench_function("export_enqueue (accepted, idle worker)", |b| {
         b.iter_custom(|iters| {
             let mut config =
@@ -113,10 +112,7 @@ fn bench(c: &mut Criterion) {
 
     // Enqueue while the worker drains: a closed port and one attempt per batch, so the worker
     // encodes, fails fast and keeps consuming (the queue may still fill now and then).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(9);
+    let port = closed_port();
     let mut config = ExportConfig::new(format!("http://127.0.0.1:{port}/v1/traces"), "bench");
     config.max_queue = 65_536;
     config.max_attempts = 1;

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use abi_stable::std_types::{ROption, RString};
 use criterion::{criterion_group, criterion_main, Criterion};
-use monitoring_plugin::collector::{BuildInfo, MetricsCollector};
-use monitoring_plugin::trace::context::{new_span_id, new_trace_id, parse_span_id, TraceContext};
-use monitoring_plugin::trace::store::{StoreConfig, TraceStore};
-use monitoring_plugin::tracing_capability::span_of;
+use monitoring_plugin::metrics::collector::{BuildInfo, MetricsCollector};
+use monitoring_plugin::tracing::capability::span_of;
+use monitoring_plugin::tracing::context::{new_span_id, new_trace_id, parse_span_id, TraceContext};
+use monitoring_plugin::tracing::store::{StoreConfig, TraceStore};
 use plugin_abi::{CallStatus, Observation, ObservationKind};
 
 fn observation(flags: &str) -> Observation {

@@ -1,17 +1,21 @@
-//! The seam between the plugin's life cycle and its capabilities (alerting,
-//! error tracking, tracing, profiling, …): each capability declares its
-//! services, routes and subscriptions and receives the callbacks it cares
-//! about, so the module that drives the life cycle stays small and adding a
-//! capability is one line in [`build_all`].
+//! The seam between the plugin's life cycle and its capabilities (metrics,
+//! health, alerting, error tracking, tracing, profiling, dashboard): each
+//! capability declares its services, routes and subscriptions and receives
+//! the callbacks it cares about, so the module that drives the life cycle
+//! only dispatches. This file names no capability: the list of them is
+//! `capabilities.rs`, which only the root imports.
 
 use std::sync::Arc;
 
 use plugin_abi::{Event, Host, HttpRequest, HttpResponse, Observation, PluginError, ServiceCall};
 use serde_json::Value;
 
-use crate::collector::MetricsCollector;
 use crate::config::MonitoringConfig;
+use crate::metrics::collector::MetricsCollector;
 use crate::store::{HostKv, KvStore};
+
+/// The plugin's name as the host knows it.
+pub const PLUGIN_NAME: &str = "monitoring";
 
 /// What every capability gets at construction.
 #[derive(Clone)]
@@ -113,32 +117,17 @@ pub trait Capability: Send + Sync {
     fn tick(&self, _now_unix_ms: u64) {}
 
     /// A health round finished (the tracing capability turns it into spans).
-    fn on_health_round(&self, _snapshot: &crate::health::Snapshot) {}
+    fn on_health_round(&self, _snapshot: &crate::health::checker::Snapshot) {}
 
-    /// Facts for `/api/v1/monitoring/status`.
+    /// Facts for `/api/v1/monitoring/status`, under `capabilities.<name>`.
     fn status(&self) -> Value {
         Value::Null
     }
-}
 
-/// Builds every capability, in the order callbacks reach them.
-pub fn build_all(ctx: &Ctx) -> Result<Vec<Arc<dyn Capability>>, PluginError> {
-    // The alert evaluator owns the sample history; the query API (and the
-    // dashboard through it) reads the same history.
-    let alerting = Arc::new(crate::alerting::Alerting::new(ctx));
-    let history_of = alerting.clone();
-    let all: Vec<Arc<dyn Capability>> = vec![
-        alerting,
-        Arc::new(
-            crate::promapi::PromApi::new(Arc::new(move || history_of.history()))
-                .with_limits(ctx.config.query.clone())
-                .with_metrics(ctx.collector.internal_store()),
-        ),
-        Arc::new(crate::dashboard::Dashboard),
-        Arc::new(crate::errors::Errors::new(ctx)?),
-        Arc::new(crate::tracing_capability::TracingCapability::new(ctx)?),
-        Arc::new(crate::profiling_api::Profiling::new(ctx)),
-        Arc::new(crate::remote_write::RemoteWrite::new(ctx)?),
-    ];
-    Ok(all)
+    /// Facts this capability puts at the top level of
+    /// `/api/v1/monitoring/status` (where clients have always read them,
+    /// e.g. `series`, `custom_health_checks`).
+    fn status_fields(&self) -> serde_json::Map<String, Value> {
+        serde_json::Map::new()
+    }
 }

@@ -75,7 +75,7 @@ impl Default for HealthConfig {
 pub struct AlertingConfig {
     /// Whether rules are evaluated at all (default true).
     pub enabled: bool,
-    /// How often the plugin's own metrics are sampled into the history,
+    /// How often the plugin's own metrics are sampled into the embedded sample store,
     /// seconds (default 15; fractions allowed).
     pub sample_interval_secs: f64,
     /// How long samples are kept, seconds (default 3600).
@@ -445,7 +445,7 @@ pub struct MonitoringConfig {
     /// environment from `environment`, the rest as tags).
     pub external_labels: BTreeMap<String, String>,
     /// Cost limits of PromQL queries and rule evaluations.
-    pub query: crate::alerts::promql::QueryLimits,
+    pub query: crate::alerting::promql::QueryLimits,
 }
 
 impl MonitoringConfig {

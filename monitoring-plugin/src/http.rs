@@ -1,24 +1,13 @@
-//! The plugin's HTTP routes under `/api/v1/monitoring`, answered from the
-//! collector and the health checker; plus small request helpers (query
-//! parameters, bearer tokens compared in constant time, JSON errors).
-
-use std::sync::Arc;
+//! Small request helpers every capability's routes share: JSON error
+//! bodies, query parameters, content types, and the token rules (bearer
+//! tokens compared in constant time, the host's admin vouching). No route
+//! lives here, and nothing here knows the plugin's state: callers pass the
+//! access settings they answer under.
 
 use plugin_abi::{HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use crate::health::Status;
-use crate::module::Inner;
-
-/// Routes the plugin registers: (method, path).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/api/v1/monitoring/metrics"),
-    ("GET", "/api/v1/monitoring/health"),
-    ("GET", "/api/v1/monitoring/health/live"),
-    ("GET", "/api/v1/monitoring/health/ready"),
-    ("GET", "/api/v1/monitoring/status"),
-    ("GET", "/api/v1/monitoring/exemplars"),
-];
+use crate::config::AccessConfig;
 
 /// Prometheus text exposition content type.
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -112,7 +101,7 @@ pub fn has_token(request: &HttpRequest, tokens: &[Option<&str>]) -> bool {
 /// endpoints are disabled (403, saying how to enable them); a missing or
 /// wrong token is 401. The token is never echoed.
 pub fn require_admin(
-    access: &crate::config::AccessConfig,
+    access: &AccessConfig,
     request: &HttpRequest,
     what: &str,
 ) -> Result<(), HttpResponse> {
@@ -135,7 +124,8 @@ pub fn require_admin(
     }
 }
 
-fn unauthorized(what: &str) -> HttpResponse {
+/// 401 with `WWW-Authenticate: Bearer`, naming what needs the token.
+pub fn unauthorized(what: &str) -> HttpResponse {
     error(
         401,
         "unauthorized",
@@ -144,40 +134,16 @@ fn unauthorized(what: &str) -> HttpResponse {
     .with_header("www-authenticate", "Bearer")
 }
 
-/// Answers one request.
-pub fn handle(inner: &Arc<Inner>, request: &HttpRequest) -> HttpResponse {
-    let path = request.path.as_str();
-    if path.starts_with(QUERY_API) {
-        if let Err(refused) = metrics_access(inner, request) {
-            return refused;
-        }
-    }
-    match path {
-        "/api/v1/monitoring/metrics" => metrics(inner, request),
-        "/api/v1/monitoring/health" => health(inner, request),
-        "/api/v1/monitoring/health/live" => HttpResponse::json(200, &json!({"status": "alive"})),
-        "/api/v1/monitoring/health/ready" => ready(inner),
-        "/api/v1/monitoring/status" => status(inner, request),
-        "/api/v1/monitoring/exemplars" => exemplars(inner, request),
-        _ => inner
-            .capabilities
-            .iter()
-            .find_map(|cap| cap.handle_http(request))
-            .unwrap_or_else(|| error(404, "not_found", &format!("no monitoring route {path}"))),
-    }
-}
-
-/// The Prometheus-compatible query API: it reads the same data as the
-/// metrics endpoint, so it follows the same token rule.
-const QUERY_API: &str = "/api/v1/monitoring/prometheus/";
-
-/// The metrics token rule: with `metrics_token` set, the metrics or admin
-/// token is needed.
-fn metrics_access(inner: &Inner, request: &HttpRequest) -> Result<(), HttpResponse> {
-    let access = &inner.config.access;
+/// The metrics token rule (`/metrics`, `/exemplars`, the query API): with
+/// `metrics_token` set, the metrics or admin token is needed.
+pub fn require_metrics_token(
+    access: &AccessConfig,
+    request: &HttpRequest,
+    what: &str,
+) -> Result<(), HttpResponse> {
     match access.metrics_token.as_deref() {
         Some(token) if !has_token(request, &[Some(token), access.admin_token.as_deref()]) => {
-            Err(unauthorized("this metrics endpoint"))
+            Err(unauthorized(what))
         }
         _ => Ok(()),
     }
@@ -185,8 +151,7 @@ fn metrics_access(inner: &Inner, request: &HttpRequest) -> Result<(), HttpRespon
 
 /// Whether the request carries a monitoring token (admin or metrics) or a
 /// host token: who may see details such as file paths.
-fn has_any_token(inner: &Inner, request: &HttpRequest) -> bool {
-    let access = &inner.config.access;
+pub fn has_any_token(access: &AccessConfig, request: &HttpRequest) -> bool {
     matches!(
         request.header(plugin_abi::ACCESS_HEADER),
         Some("api" | "admin")
@@ -199,21 +164,12 @@ fn has_any_token(inner: &Inner, request: &HttpRequest) -> bool {
     )
 }
 
-/// `/status`: file-system paths only for a caller with a token.
-fn status(inner: &Inner, request: &HttpRequest) -> HttpResponse {
-    let mut body = inner.status_json();
-    if !has_any_token(inner, request) {
-        redact_paths(&mut body);
-    }
-    HttpResponse::json(200, &body)
-}
-
 /// What a path is replaced with in answers to callers without a token.
 pub const REDACTED: &str = "(hidden: send a token to see paths)";
 
 /// Replaces every value whose key names a path (`*_dir`, `*_file`,
 /// `*path`, `*_paths`, `*_files`) with [`REDACTED`].
-fn redact_paths(value: &mut Value) {
+pub fn redact_paths(value: &mut Value) {
     match value {
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
@@ -230,155 +186,6 @@ fn redact_paths(value: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(redact_paths),
         _ => {}
     }
-}
-
-fn metrics(inner: &Inner, request: &HttpRequest) -> HttpResponse {
-    if let Err(refused) = metrics_access(inner, request) {
-        return refused;
-    }
-    inner.refresh_host_gauges();
-    let accept = request.header("accept").unwrap_or("");
-    let (content_type, body) = if accept.contains("application/openmetrics-text") {
-        (OPENMETRICS_TEXT, inner.collector.render_openmetrics())
-    } else {
-        (PROMETHEUS_TEXT, inner.collector.render())
-    };
-    let gzip = request
-        .header("accept-encoding")
-        .unwrap_or("")
-        .split(',')
-        .any(|e| e.split(';').next().unwrap_or("").trim() == "gzip");
-    if gzip {
-        use std::io::Write;
-        let mut enc = flate2::write::GzEncoder::new(
-            Vec::with_capacity(body.len() / 4),
-            flate2::Compression::fast(),
-        );
-        if enc.write_all(body.as_bytes()).is_ok() {
-            if let Ok(zipped) = enc.finish() {
-                return HttpResponse::new(200, content_type, zipped)
-                    .with_header("content-encoding", "gzip")
-                    .with_header("vary", "accept, accept-encoding");
-            }
-        }
-    }
-    HttpResponse::new(200, content_type, body.into_bytes())
-        .with_header("vary", "accept, accept-encoding")
-}
-
-/// Histograms whose buckets carry exemplars.
-const EXEMPLAR_METRICS: &[&str] = &[
-    crate::names::SERVICE_CALL_DURATION,
-    crate::names::HTTP_REQUEST_DURATION,
-];
-
-/// The latest exemplar of every bucket of a latency histogram (`?metric=`,
-/// default the service-call one), newest first: each links a latency to its
-/// trace (`/api/v1/monitoring/traces/{trace_id}`). Same access as `/metrics`.
-fn exemplars(inner: &Inner, request: &HttpRequest) -> HttpResponse {
-    let access = &inner.config.access;
-    if let Some(token) = access.metrics_token.as_deref() {
-        if !has_token(request, &[Some(token), access.admin_token.as_deref()]) {
-            return unauthorized("the exemplars endpoint");
-        }
-    }
-    let metric = query_param(request.query.as_str(), "metric")
-        .unwrap_or_else(|| crate::names::SERVICE_CALL_DURATION.to_owned());
-    if !EXEMPLAR_METRICS.contains(&metric.as_str()) {
-        return error(
-            400,
-            "bad_request",
-            &format!("metric must be one of {}", EXEMPLAR_METRICS.join(", ")),
-        );
-    }
-    let list: Vec<Value> = inner
-        .collector
-        .internal()
-        .exemplars(&metric)
-        .into_iter()
-        .map(|(labels, le, e)| {
-            json!({
-                "series": labels,
-                "le": if le.is_finite() { json!(le) } else { json!("+Inf") },
-                "value": e.value,
-                "timestamp_ms": e.timestamp_ms,
-                "trace_id": e.trace_id(),
-                "span_id": e.span_id(),
-            })
-        })
-        .collect();
-    HttpResponse::json(200, &json!({"metric": metric, "exemplars": list}))
-}
-
-fn health(inner: &Arc<Inner>, request: &HttpRequest) -> HttpResponse {
-    let refresh =
-        query_param(request.query.as_str(), "refresh").is_some_and(|v| v == "true" || v == "1");
-    let Some((snapshot, fresh)) = inner.health_snapshot(refresh) else {
-        return error(
-            503,
-            "unavailable",
-            "the first health round has not finished yet; try again shortly",
-        );
-    };
-    let code = if snapshot.status == Status::Unhealthy {
-        503
-    } else {
-        200
-    };
-    let access = &inner.config.access;
-    let allowed = !access.health_details_require_token
-        || has_token(
-            request,
-            &[
-                access.admin_token.as_deref(),
-                access.metrics_token.as_deref(),
-            ],
-        );
-    let mut body: Value = if allowed {
-        serde_json::to_value(&*snapshot).unwrap_or(Value::Null)
-    } else {
-        json!({"status": snapshot.status, "checked_at_ms": snapshot.checked_at_ms})
-    };
-    if !fresh {
-        // The refresh is still running (a check is slow): this is the
-        // previous round, and the caller is told so.
-        body["refresh_pending"] = Value::Bool(true);
-    }
-    HttpResponse::json(code, &body)
-}
-
-fn ready(inner: &Inner) -> HttpResponse {
-    let mut reasons = Vec::new();
-    match inner.health.latest() {
-        Some(s) => {
-            if let Some(st) = &s.checks.storage {
-                if st.status == Status::Unhealthy {
-                    reasons.push(format!("storage: {}", st.message));
-                }
-            }
-        }
-        None => reasons.push("health checks have not run yet".to_owned()),
-    }
-    for p in inner
-        .host
-        .list_plugins()
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
-        if p["file_present"] == true && p["state"] != "started" {
-            reasons.push(format!(
-                "plugin {} is {}",
-                p["name"].as_str().unwrap_or("?"),
-                p["state"].as_str().unwrap_or("?")
-            ));
-        }
-    }
-    let ready = reasons.is_empty();
-    HttpResponse::json(
-        if ready { 200 } else { 503 },
-        &json!({"ready": ready, "reasons": reasons}),
-    )
 }
 
 #[cfg(test)]
@@ -419,5 +226,62 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secret2"));
         assert!(!constant_time_eq(b"", b"x"));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    fn request_with(headers: &[(&str, &str)]) -> HttpRequest {
+        HttpRequest {
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()).into())
+                .collect(),
+            ..HttpRequest::default()
+        }
+    }
+
+    fn access(metrics: Option<&str>, admin: Option<&str>) -> AccessConfig {
+        AccessConfig {
+            metrics_token: metrics.map(str::to_owned),
+            admin_token: admin.map(str::to_owned),
+            ..AccessConfig::default()
+        }
+    }
+
+    #[test]
+    fn metrics_token_rule() {
+        let open = access(None, Some("adm"));
+        assert!(require_metrics_token(&open, &request_with(&[]), "x").is_ok());
+        let closed = access(Some("met"), Some("adm"));
+        let refused = require_metrics_token(&closed, &request_with(&[]), "the thing").unwrap_err();
+        assert_eq!(refused.status, 401);
+        assert!(
+            String::from_utf8_lossy(&refused.body).contains("the thing requires a bearer token")
+        );
+        for ok in [
+            request_with(&[("authorization", "Bearer met")]),
+            request_with(&[("authorization", "bearer adm")]),
+            request_with(&[(plugin_abi::ACCESS_HEADER, "admin")]),
+        ] {
+            assert!(require_metrics_token(&closed, &ok, "x").is_ok(), "{ok:?}");
+        }
+        let wrong = request_with(&[("authorization", "Bearer nope")]);
+        assert!(require_metrics_token(&closed, &wrong, "x").is_err());
+    }
+
+    #[test]
+    fn any_token_includes_host_api_tokens() {
+        let a = access(Some("met"), None);
+        assert!(!has_any_token(&a, &request_with(&[])));
+        assert!(has_any_token(
+            &a,
+            &request_with(&[(plugin_abi::ACCESS_HEADER, "api")])
+        ));
+        assert!(has_any_token(
+            &a,
+            &request_with(&[("authorization", "Bearer met")])
+        ));
+        assert!(!has_any_token(
+            &a,
+            &request_with(&[("authorization", "Bearer adm")])
+        ));
     }
 }

@@ -1,82 +1,36 @@
-//! MonitoringModule: the plugin's life cycle. At start it registers its
-//! services, routes, the `internal.*` subscription and the observer stream;
-//! at stop it joins its threads (the host revokes the registrations).
+//! MonitoringModule: the plugin's life cycle, and the dispatch of every
+//! host callback to the capabilities (`capabilities.rs` lists them). At
+//! start it registers what each capability declares, the `internal.*`
+//! subscription and the observer stream; at stop it stops them in reverse
+//! order (the host revokes the registrations). The only route of its own is
+//! `/status`, which gathers every capability's facts.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
 
-use parking_lot::Mutex;
 use plugin_abi::{
     Event, Host, HttpRequest, HttpResponse, Observation, PluginError, PluginImpl, ServiceCall,
 };
-use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::capability::{build_all, Capability, Ctx};
-use crate::collector::{BuildInfo, MetricsCollector};
+use crate::capabilities::build_all;
+use crate::capability::{Capability, Ctx, PLUGIN_NAME};
 use crate::config::MonitoringConfig;
-use crate::health::{CustomCheck, HealthChecker, Snapshot};
-use crate::metrics::{MetricKind, RecordRequest};
-use crate::store::HostKv;
+use crate::http::{error, has_any_token, redact_paths};
+use crate::metrics::collector::{BuildInfo, MetricsCollector};
 
-/// Services the plugin registers: (name, description).
-pub const SERVICES: &[(&str, &str)] = &[
-    (
-        "monitoring.record_metric",
-        "record a custom metric: {name, value, labels, kind, help?}",
-    ),
-    (
-        "monitoring.health_check",
-        "one component's latest health: {component, refresh?}",
-    ),
-    (
-        "monitoring.register_health_check",
-        "register a custom check: {name, service, critical?}",
-    ),
-    (
-        "monitoring.unregister_health_check",
-        "remove a custom check: {name}",
-    ),
-];
+/// The plugin's own route: its status, gathered from every capability.
+pub const ROUTE_STATUS: &str = "/api/v1/monitoring/status";
 
-/// State shared by the plugin's callbacks and threads.
+/// State shared by the plugin's callbacks.
 pub struct Inner {
     /// Handle to the host.
-    pub host: Host,
+    host: Host,
     /// Configuration.
-    pub config: Arc<MonitoringConfig>,
-    /// Metrics.
-    pub collector: Arc<MetricsCollector>,
-    /// Health checks.
-    pub health: HealthChecker,
-    /// Alerting, error tracking, tracing, profiling, …
-    pub capabilities: Vec<Arc<dyn Capability>>,
-    stopping: AtomicBool,
-    health_thread: Mutex<Option<JoinHandle<()>>>,
-    /// How long a caller asking for a fresh health result waits for the
-    /// round in flight: below the host's callback deadline, so no request
-    /// can keep a monitoring callback past it.
-    health_refresh_wait: Duration,
+    config: Arc<MonitoringConfig>,
+    /// Metrics, health, alerting, error tracking, tracing, profiling, …
+    capabilities: Vec<Arc<dyn Capability>>,
     events_seen: AtomicU64,
-}
-
-/// The longest a caller waits for a fresh health round: the check timeout
-/// plus a little, but never more than 80 % of the host's deadline for the
-/// callback the caller is in (`callback_timeout_ms` / `service_timeout_ms`
-/// from `host_info`, 5 s when the host does not say).
-fn health_refresh_wait(check_timeout_secs: f64, host_info: &Value) -> Duration {
-    let deadline_ms = ["callback_timeout_ms", "service_timeout_ms"]
-        .iter()
-        .filter_map(|k| host_info[*k].as_u64())
-        .min()
-        .unwrap_or(5_000);
-    let by_host = Duration::from_millis(deadline_ms * 4 / 5);
-    let by_checks =
-        Duration::from_secs_f64(check_timeout_secs.max(0.0)) + Duration::from_millis(250);
-    by_checks.min(by_host)
 }
 
 /// The monitoring plugin.
@@ -84,242 +38,77 @@ pub struct MonitoringModule {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RecordInput {
-    name: String,
-    value: f64,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    kind: String,
-    #[serde(default)]
-    help: Option<String>,
+/// Answers a service call by the first capability that declares it.
+fn dispatch_service(
+    capabilities: &[Arc<dyn Capability>],
+    call: &ServiceCall<'_>,
+) -> Result<String, PluginError> {
+    match capabilities.iter().find_map(|cap| cap.handle_service(call)) {
+        Some(result) => result.map(|v| v.to_string()),
+        None => Err(PluginError::not_found(format!("no service {}", call.name))),
+    }
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(service: &str, input: &str) -> Result<T, PluginError> {
-    serde_json::from_str(input)
-        .map_err(|e| PluginError::bad_request(format!("invalid input for {service}: {e}")))
+/// Answers a request by the first capability that declares its route
+/// (404 with a JSON error when none does).
+fn dispatch_http(capabilities: &[Arc<dyn Capability>], request: &HttpRequest) -> HttpResponse {
+    capabilities
+        .iter()
+        .find_map(|cap| cap.handle_http(request))
+        .unwrap_or_else(|| {
+            error(
+                404,
+                "not_found",
+                &format!("no monitoring route {}", request.path.as_str()),
+            )
+        })
 }
 
 impl Inner {
-    /// Asks for a health round that starts after this call and returns its
-    /// number. Rounds run on one runner thread, started here unless one is
-    /// running (it then runs this round next, shared with every other
-    /// caller asking meanwhile).
-    pub fn request_health_round(self: &Arc<Self>) -> u64 {
-        let (number, start_runner) = self.health.request_round();
-        if !start_runner {
-            return number;
-        }
-        if self.stopping.load(Ordering::Acquire) {
-            self.health.abandon_rounds();
-            return number;
-        }
-        let mut slot = self.health_thread.lock();
-        if let Some(finished) = slot.take() {
-            // The previous runner has handed back the right to run: it is
-            // ending, so joining is quick.
-            let _ = finished.join();
-        }
-        let inner = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("monitoring-health".into())
-            .spawn(move || {
-                while let Some(round) = inner.health.next_round() {
-                    if inner.stopping.load(Ordering::Acquire) {
-                        inner.health.abandon_rounds();
-                        break;
-                    }
-                    inner.apply_health_round();
-                    inner.health.round_finished(round);
-                }
-            });
-        match spawned {
-            Ok(t) => *slot = Some(t),
-            Err(e) => {
-                self.health.abandon_rounds();
-                self.host.error(&format!("cannot start health thread: {e}"));
-            }
-        }
-        number
-    }
-
-    /// The health snapshot for a caller: the latest one, or with `refresh`
-    /// the result of a round that starts after this call — shared with
-    /// every other caller asking meanwhile, and waited for at most
-    /// `health_refresh_wait`. The flag is false when that wait ran out and
-    /// the snapshot is an older one. `None` before the first round has
-    /// finished.
-    pub fn health_snapshot(self: &Arc<Self>, refresh: bool) -> Option<(Arc<Snapshot>, bool)> {
-        if !refresh {
-            if let Some(latest) = self.health.latest() {
-                return Some((latest, true));
-            }
-        }
-        let round = self.request_health_round();
-        let fresh = self.health.wait_for_round(round, self.health_refresh_wait);
-        self.health.latest().map(|s| (s, fresh))
-    }
-
-    /// Runs a health round now (on the calling thread) and applies its
-    /// results; only the holder of the round runs it.
-    fn apply_health_round(&self) -> Arc<Snapshot> {
-        let (snapshot, changes) = self.health.run();
-        for cap in &self.capabilities {
-            cap.on_health_round(&snapshot);
-        }
-        for (component, result) in snapshot.components() {
-            self.collector
-                .set_health(&component, result.status.score(), result.duration_ms / 1e3);
-        }
-        self.collector.set_health(
-            "overall",
-            snapshot.status.score(),
-            snapshot.duration_ms / 1e3,
-        );
-        for change in changes {
-            let payload = serde_json::to_string(&change).unwrap_or_default();
-            if let Err(e) = self
-                .host
-                .publish("monitoring.health.changed", &payload, None)
-            {
-                self.host
-                    .warn(&format!("cannot publish health change: {e}"));
-            }
-        }
-        snapshot
-    }
-
-    /// Refreshes gauges that mirror host state (plugins, observer drops).
-    pub fn refresh_host_gauges(&self) {
-        self.collector.update_plugins(&self.host.list_plugins());
-        let info = self.host.host_info();
-        self.collector
-            .sync_host_drops(info["observer_dropped_total"].as_u64().unwrap_or(0));
-    }
-
-    /// The plugin's own status for `/api/v1/monitoring/status`.
+    /// The plugin's own status for `/api/v1/monitoring/status`: the
+    /// capabilities' top-level facts, then each one's under `capabilities`.
     pub fn status_json(&self) -> Value {
-        json!({
+        let mut body = json!({
             "plugin": MonitoringModule::NAME,
             "version": MonitoringModule::VERSION,
-                        "series": self.collector.store().series_count(),
-            "metric_families": self.collector.host_family_names(),
             "internal_events_seen": self.events_seen.load(Ordering::Relaxed),
-                        "custom_health_checks": self.health.custom_checks(),
             "capabilities": self.capabilities.iter().map(|c| (c.name().to_owned(), c.status())).collect::<serde_json::Map<String, Value>>(),
             "host": self.host.host_info(),
-        })
-    }
-
-    fn record_metric(&self, call: &ServiceCall<'_>) -> Result<Value, PluginError> {
-        let input: RecordInput = parse(call.name, call.input)?;
-        let kind = match input.kind.as_str() {
-            "counter" => MetricKind::Counter,
-            "gauge" => MetricKind::Gauge,
-            "histogram" => MetricKind::Histogram,
-            other => {
-                return Err(PluginError::bad_request(format!(
-                    "unknown metric kind {other:?}: use counter, gauge or histogram"
-                )))
+        });
+        if let Some(top) = body.as_object_mut() {
+            for cap in &self.capabilities {
+                top.extend(cap.status_fields());
             }
-        };
-        if input.labels.contains_key("plugin") {
-            return Err(PluginError::bad_request(
-                "label \"plugin\" is reserved: it is set to the calling plugin's name",
-            ));
         }
-        let mut labels = input.labels;
-        labels.insert("plugin".to_owned(), call.caller.to_owned());
-        let request = RecordRequest {
-            name: input.name,
-            value: input.value,
-            labels,
-            kind,
-            help: input.help,
-        };
-        self.collector
-            .store()
-            .record(&request)
-            .map_err(|e| PluginError::bad_request(format!("{} ({})", e, e.reason())))?;
-        Ok(json!({"recorded": request.name}))
+        body
     }
 
-    fn health_check(self: &Arc<Self>, call: &ServiceCall<'_>) -> Result<Value, PluginError> {
-        #[derive(Deserialize)]
-        struct Input {
-            component: String,
-            #[serde(default)]
-            refresh: bool,
+    /// `/status`: file-system paths only for a caller with a token.
+    fn status(&self, request: &HttpRequest) -> HttpResponse {
+        let mut body = self.status_json();
+        if !has_any_token(&self.config.access, request) {
+            redact_paths(&mut body);
         }
-        let input: Input = parse(call.name, call.input)?;
-        // The token rule of `/health`: details (messages, per-check results)
-        // need a token, which a plain HTTP caller did not show.
-        if input.component != "overall"
-            && self.config.access.health_details_require_token
-            && call.caller == plugin_abi::HTTP_CALLER
-        {
-            return Err(PluginError::new(
-                plugin_abi::ErrorKind::Unauthorized,
-                "component details over HTTP need the host's admin token (health_details_require_token is set); \"overall\" is public",
-            ));
-        }
-        let Some((snapshot, _fresh)) = self.health_snapshot(input.refresh) else {
-            return Err(PluginError::unavailable(
-                "the first health round has not finished yet; try again shortly",
-            ));
-        };
-        if input.component == "overall" {
-            return Ok(
-                json!({"component": "overall", "status": snapshot.status, "checked_at_ms": snapshot.checked_at_ms}),
-            );
-        }
-        let wanted = input.component.as_str();
-        snapshot
-            .components()
-            .into_iter()
-            .find(|(name, _)| name == wanted || name.split_once(':').is_some_and(|(_, n)| n == wanted))
-            .map(|(name, r)| json!({"component": name, "result": r}))
-            .ok_or_else(|| {
-                PluginError::not_found(format!(
-                    "no health component {wanted:?}; use storage, overall, module:<name>, plugin:<name> or custom:<name>"
-                ))
-            })
+        HttpResponse::json(200, &body)
     }
-}
 
-/// Registration services change what `/health` answers for everyone, so
-/// the HTTP API may use them only with the host's admin token (the caller is
-/// then [`plugin_abi::HTTP_ADMIN_CALLER`]).
-fn refuse_plain_http(call: &ServiceCall<'_>) -> Result<(), PluginError> {
-    if call.caller == plugin_abi::HTTP_CALLER {
-        return Err(PluginError::new(
-            plugin_abi::ErrorKind::Unauthorized,
-            format!("{} over HTTP needs the host's admin token", call.name),
-        ));
-    }
-    Ok(())
-}
-
-/// A check belongs to whoever registered it: only its owner (or an admin
-/// over HTTP) may replace or remove it.
-fn check_owner(inner: &Inner, call: &ServiceCall<'_>, name: &str) -> Result<(), PluginError> {
-    match inner.health.owner_of(name) {
-        Some(owner)
-            if !owner.is_empty()
-                && owner != call.caller
-                && call.caller != plugin_abi::HTTP_ADMIN_CALLER =>
-        {
-            Err(PluginError::conflict(format!(
-                "health check {name:?} belongs to {owner:?}: only its owner may replace or remove it"
-            )))
+    /// Answers one request: `/status` here, every other route by the
+    /// capability that declared it.
+    fn handle_http(&self, request: &HttpRequest) -> HttpResponse {
+        if request.path == ROUTE_STATUS {
+            return self.status(request);
         }
-        _ => Ok(()),
+        dispatch_http(&self.capabilities, request)
+    }
+
+    /// Answers one service call by the capability that declared it.
+    fn handle_service(&self, call: &ServiceCall<'_>) -> Result<String, PluginError> {
+        dispatch_service(&self.capabilities, call)
     }
 }
 
 impl PluginImpl for MonitoringModule {
-    const NAME: &'static str = "monitoring";
+    const NAME: &'static str = PLUGIN_NAME;
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str = "metrics, health checks and observability for HomeConsole";
 
@@ -341,28 +130,18 @@ impl PluginImpl for MonitoringModule {
             &build,
         )
         .map_err(|e| PluginError::failed(e.to_string()))?;
-        let kv = Arc::new(HostKv::new(host.clone(), "monitoring"));
-        let health = HealthChecker::new(host.clone(), config.health.clone(), kv);
-        let health_refresh_wait =
-            health_refresh_wait(config.health.timeout_secs, &host.host_info());
         let (config, collector) = (Arc::new(config), Arc::new(collector));
-
         let ctx = Ctx {
             host: host.clone(),
             config: config.clone(),
-            collector: collector.clone(),
+            collector,
         };
         let capabilities = build_all(&ctx)?;
         Ok(MonitoringModule {
             inner: Arc::new(Inner {
                 host,
                 config,
-                collector,
-                health,
                 capabilities,
-                stopping: AtomicBool::new(false),
-                health_thread: Mutex::new(None),
-                health_refresh_wait,
                 events_seen: AtomicU64::new(0),
             }),
         })
@@ -370,12 +149,7 @@ impl PluginImpl for MonitoringModule {
 
     fn start(&self) -> Result<(), PluginError> {
         let host = &self.inner.host;
-        for (name, description) in SERVICES {
-            host.register_service(name, description)?;
-        }
-        for (method, path) in crate::http::ROUTES {
-            host.register_route(method, path)?;
-        }
+        host.register_route("GET", ROUTE_STATUS)?;
         host.subscribe("internal.*")?;
         for cap in &self.inner.capabilities {
             for (name, description) in cap.services() {
@@ -392,74 +166,23 @@ impl PluginImpl for MonitoringModule {
             cap.start()?;
         }
         host.set_observer(true)?;
-        self.inner.refresh_host_gauges();
-        self.inner.request_health_round();
         host.info("monitoring started");
         Ok(())
     }
 
     fn stop(&self) -> Result<(), PluginError> {
-        self.inner.stopping.store(true, Ordering::Release);
         for cap in self.inner.capabilities.iter().rev() {
             cap.stop();
         }
-        if let Some(t) = self.inner.health_thread.lock().take() {
-            let _ = t.join();
-        }
-        self.inner.health.wait_idle(Duration::from_secs(6));
         Ok(())
     }
 
     fn handle_service(&self, call: &ServiceCall<'_>) -> Result<String, PluginError> {
-        let inner = &self.inner;
-        let out = match call.name {
-            "monitoring.record_metric" => inner.record_metric(call)?,
-            "monitoring.health_check" => inner.health_check(call)?,
-            "monitoring.register_health_check" => {
-                refuse_plain_http(call)?;
-                let mut check: CustomCheck = parse(call.name, call.input)?;
-                check_owner(inner, call, &check.name)?;
-                check.registered_by = call.caller.to_owned();
-                inner
-                    .health
-                    .register(check.clone())
-                    .map_err(PluginError::bad_request)?;
-                json!({"registered": check.name})
-            }
-            "monitoring.unregister_health_check" => {
-                refuse_plain_http(call)?;
-                #[derive(Deserialize)]
-                struct Input {
-                    name: String,
-                }
-                let input: Input = parse(call.name, call.input)?;
-                check_owner(inner, call, &input.name)?;
-                let existed = inner
-                    .health
-                    .unregister(&input.name)
-                    .map_err(PluginError::unavailable)?;
-                if !existed {
-                    return Err(PluginError::not_found(format!(
-                        "no health check named {:?}",
-                        input.name
-                    )));
-                }
-                json!({"unregistered": input.name})
-            }
-            other => {
-                for cap in &inner.capabilities {
-                    if let Some(result) = cap.handle_service(call) {
-                        return result.map(|v| v.to_string());
-                    }
-                }
-                return Err(PluginError::not_found(format!("no service {other}")));
-            }
-        };
-        Ok(out.to_string())
+        self.inner.handle_service(call)
     }
 
     fn handle_http(&self, request: &HttpRequest) -> Result<HttpResponse, PluginError> {
-        Ok(crate::http::handle(&self.inner, request))
+        Ok(self.inner.handle_http(request))
     }
 
     fn on_event(&self, event: &Event) -> Result<(), PluginError> {
@@ -467,26 +190,10 @@ impl PluginImpl for MonitoringModule {
         for cap in &self.inner.capabilities {
             cap.on_event(event);
         }
-        let topic = event.topic.as_str();
-        if topic.starts_with("internal.plugin.") {
-            if topic == "internal.plugin.stopped" {
-                let payload: Value =
-                    serde_json::from_str(event.payload.as_str()).unwrap_or(Value::Null);
-                if let Some(name) = payload["name"].as_str() {
-                    if name != Self::NAME {
-                        self.inner.collector.forget_plugin(name);
-                    }
-                }
-            }
-            self.inner
-                .collector
-                .update_plugins(&self.inner.host.list_plugins());
-        }
         Ok(())
     }
 
     fn on_observations(&self, batch: &[Observation]) -> Result<(), PluginError> {
-        self.inner.collector.observe(batch);
         for cap in &self.inner.capabilities {
             cap.on_observations(batch);
         }
@@ -497,9 +204,71 @@ impl PluginImpl for MonitoringModule {
         for cap in &self.inner.capabilities {
             cap.tick(now_unix_ms);
         }
-        if self.inner.health.due() {
-            self.inner.request_health_round();
-        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A capability answering one service and one route, echoing its name.
+    struct Echo(&'static str);
+
+    impl Capability for Echo {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+
+        fn handle_service(&self, call: &ServiceCall<'_>) -> Option<Result<Value, PluginError>> {
+            (call.name == format!("{}.svc", self.0)).then(|| Ok(json!({"by": self.0})))
+        }
+
+        fn handle_http(&self, request: &HttpRequest) -> Option<HttpResponse> {
+            (request.path == format!("/{}", self.0))
+                .then(|| HttpResponse::json(200, &json!({"by": self.0})))
+        }
+    }
+
+    fn caps() -> Vec<Arc<dyn Capability>> {
+        vec![Arc::new(Echo("a")), Arc::new(Echo("b"))]
+    }
+
+    fn call(name: &str) -> ServiceCall<'_> {
+        ServiceCall {
+            name,
+            input: "{}",
+            caller: "test",
+            trace_context: None,
+        }
+    }
+
+    #[test]
+    fn a_service_call_reaches_its_owner_and_no_other() {
+        assert_eq!(
+            dispatch_service(&caps(), &call("b.svc")).unwrap(),
+            r#"{"by":"b"}"#
+        );
+        assert_eq!(
+            dispatch_service(&caps(), &call("a.svc")).unwrap(),
+            r#"{"by":"a"}"#
+        );
+        let missing = dispatch_service(&caps(), &call("c.svc")).unwrap_err();
+        assert_eq!(missing.kind, plugin_abi::ErrorKind::NotFound);
+        assert!(missing.message.contains("no service c.svc"), "{missing:?}");
+    }
+
+    #[test]
+    fn a_request_reaches_its_owner_or_gets_a_json_404() {
+        let request = |path: &str| HttpRequest {
+            path: path.into(),
+            ..HttpRequest::default()
+        };
+        let answer = dispatch_http(&caps(), &request("/b"));
+        assert_eq!(answer.status, 200);
+        assert_eq!(&answer.body[..], br#"{"by":"b"}"#);
+        let missing = dispatch_http(&caps(), &request("/nowhere"));
+        assert_eq!(missing.status, 404);
+        assert!(String::from_utf8_lossy(&missing.body).contains("no monitoring route /nowhere"));
     }
 }

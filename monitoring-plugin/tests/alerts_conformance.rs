@@ -4,14 +4,17 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use monitoring_plugin::alerts::engine::{Engine, EngineConfig};
-use monitoring_plugin::alerts::history::{stale_nan, History, HistoryConfig, Labels, METRIC_NAME};
-use monitoring_plugin::alerts::promql::{
+use test_support::{require_peer, Promtool};
+
+use monitoring_plugin::alerting::engine::{Engine, EngineConfig};
+use monitoring_plugin::alerting::promql::{
     eval_instant_step, on_query_stack, parse_supported, Budget, Expr, QueryLimits, Value,
 };
-use monitoring_plugin::alerts::rules::{load_file, parse_duration};
+use monitoring_plugin::alerting::rules::{load_file, parse_duration};
+use monitoring_plugin::alerting::samples::{
+    stale_nan, Labels, SampleStore, SampleStoreConfig, METRIC_NAME,
+};
 use promql_parser::label::MatchOp;
 use serde::Deserialize;
 
@@ -165,7 +168,7 @@ fn run_file(path: &Path) -> Vec<String> {
         groups.extend(r.groups);
     }
     for (ti, tg) in tf.tests.iter().enumerate() {
-        let history = History::new(HistoryConfig {
+        let history = SampleStore::new(SampleStoreConfig {
             retention_ms: i64::MAX / 4,
             max_series: 1_000_000,
             max_samples: 100_000_000,
@@ -302,30 +305,13 @@ fn our_engine_passes_the_promtool_test_files() {
 
 #[test]
 fn promtool_passes_the_same_files() {
-    if Command::new("promtool").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "promtool must be installed in CI"
-        );
-        println!("SKIPPED: promtool is not installed");
-        return;
-    }
+    require_peer!(let Some(promtool) = Promtool::find(), "promtool not installed");
     let mut failed = Vec::new();
     let files = test_files();
     for f in &files {
-        let out = Command::new("promtool")
-            .args(["test", "rules"])
-            .arg(f)
-            .current_dir(rules_dir())
-            .output()
-            .expect("run promtool");
-        if !out.status.success() {
-            failed.push(format!(
-                "{}:\n{}{}",
-                f.display(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
+        let out = promtool.test_rules(f, &rules_dir());
+        if !out.success() {
+            failed.push(format!("{}:\n{}", f.display(), out.report()));
         }
     }
     println!("promtool: {} files tested", files.len());
@@ -339,24 +325,9 @@ fn shipped_rules_pass_promtool_check_and_load_in_our_subset() {
     let r = load_file(&path);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert!(r.groups.iter().map(|g| g.rules.len()).sum::<usize>() >= 8);
-    if Command::new("promtool").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "promtool must be installed in CI"
-        );
-        println!("SKIPPED: promtool is not installed");
-        return;
-    }
-    let out = Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    require_peer!(let Some(promtool) = Promtool::find(), "promtool not installed");
+    let out = promtool.check_rules(&path);
+    assert!(out.success(), "{}", out.report());
 }
 
 #[test]
@@ -366,17 +337,13 @@ fn a_collection_written_like_popular_ones_loads_with_zero_refused_rules() {
     assert!(r.errors.is_empty(), "refused rules: {:?}", r.errors);
     let rules: usize = r.groups.iter().map(|g| g.rules.len()).sum();
     assert!(rules >= 30, "only {rules} rules");
-    if Command::new("promtool").arg("--version").output().is_ok() {
-        let out = Command::new("promtool")
-            .args(["check", "rules"])
-            .arg(&path)
-            .output()
-            .expect("run promtool");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{text}");
-        assert!(
-            text.contains(&format!("SUCCESS: {rules} rules found")),
-            "{text}"
-        );
-    }
+    require_peer!(let Some(promtool) = Promtool::find(), "promtool not installed");
+    let out = promtool.check_rules(&path);
+    assert!(out.success(), "{}", out.report());
+    assert!(
+        out.stdout
+            .contains(&format!("SUCCESS: {rules} rules found")),
+        "{}",
+        out.report()
+    );
 }

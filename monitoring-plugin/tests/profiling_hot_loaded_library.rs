@@ -4,20 +4,32 @@
 #![allow(unsafe_code)]
 
 use std::hint::black_box;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use test_support::require_peer;
+
 use monitoring_plugin::profiling::{render_output, top_libraries, ProfileFormat, Profiler};
 
-const LIBM: &str = "/lib/x86_64-linux-gnu/libm.so.6";
+/// Where this system's `libm` lives: asks the dynamic loader for
+/// `libm.so.6` and reads the file it mapped from `/proc/self/maps`, so no
+/// distribution's library directory is assumed.
+fn system_libm() -> Result<PathBuf, String> {
+    // SAFETY: libm's initialisers are trivial.
+    let lib = unsafe { libloading::Library::new("libm.so.6") }
+        .map_err(|e| format!("the dynamic loader finds no libm.so.6: {e}"))?;
+    // Looked up while `lib` keeps it mapped.
+    let found = test_support::mapped_library("libm.so")
+        .or_else(|| test_support::mapped_library("libm-"))
+        .ok_or_else(|| "libm.so.6 loaded but not found in /proc/self/maps".to_owned());
+    drop(lib);
+    found
+}
 
 #[test]
 fn frames_of_a_plugin_cache_copy_are_tagged_with_its_plugin_name() {
-    if !Path::new(LIBM).exists() {
-        eprintln!("skipped: {LIBM} not found");
-        return;
-    }
+    let libm = require_peer!(system_libm());
     let data_dir = tempfile::tempdir().expect("tempdir");
     let cache = data_dir.path().join("plugin-cache");
     std::fs::create_dir_all(&cache).expect("mkdir");
@@ -25,7 +37,7 @@ fn frames_of_a_plugin_cache_copy_are_tagged_with_its_plugin_name() {
         "libm.{}.1700000000123456789.0.so",
         std::process::id()
     ));
-    std::fs::copy(LIBM, &copy).expect("copy");
+    std::fs::copy(&libm, &copy).expect("copy");
 
     // SAFETY: libm's initialisers are trivial and `cos` has exactly this C signature.
     let lib = unsafe { libloading::Library::new(&copy) }.expect("dlopen copy");

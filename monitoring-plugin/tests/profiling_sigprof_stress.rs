@@ -1,8 +1,8 @@
 //! A late `SIGPROF` must never kill the process (tikv/pprof-rs issue 288).
 //!
 //! Each scenario runs in a child process (this test binary re-executed with
-//! `PROFILING_SIGPROF_CHILD` set and filtered to `sigprof_child`), so a death by `SIGPROF`
-//! shows up as the child's exit signal instead of killing the test runner.
+//! `PROFILING_SIGPROF_CHILD` set and filtered to the ignored `sigprof_child`), so a death
+//! by `SIGPROF` shows up as the child's exit signal instead of killing the test runner.
 
 use std::hint::black_box;
 use std::os::unix::process::ExitStatusExt;
@@ -19,8 +19,11 @@ use monitoring_plugin::profiling::Profiler;
 const CHILD_ENV: &str = "PROFILING_SIGPROF_CHILD";
 const PROFILES_ENV: &str = "PROFILING_SIGPROF_PROFILES";
 
-/// Entry point of the child; does nothing in the parent run.
+/// Entry point of the child, not a test of its own: ignored in the normal
+/// run, the tests below run it with `--ignored --exact` and a mode in
+/// `PROFILING_SIGPROF_CHILD`.
 #[test]
+#[ignore = "the child half of the SIGPROF tests, which run it in a child process"]
 fn sigprof_child() {
     match std::env::var(CHILD_ENV).as_deref() {
         Ok("stress") => stress(),
@@ -30,7 +33,9 @@ fn sigprof_child() {
             std::thread::sleep(Duration::from_millis(200));
             println!("UNEXPECTEDLY ALIVE");
         }
-        _ => {}
+        other => panic!(
+            "sigprof_child runs only as the child of the SIGPROF tests ({CHILD_ENV}={other:?})"
+        ),
     }
 }
 
@@ -101,6 +106,7 @@ fn run_child(mode: &str) -> Output {
     let exe = std::env::current_exe().expect("test binary path");
     Command::new(exe)
         .args([
+            "--ignored",
             "--exact",
             "sigprof_child",
             "--nocapture",

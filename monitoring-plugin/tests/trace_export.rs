@@ -1,115 +1,25 @@
-//! The OTLP/HTTP exporter against a local HTTP receiver (std `TcpListener` on 127.0.0.1:0):
+//! The OTLP/HTTP exporter against a local HTTP receiver (`test_support::RecordingPeer`):
 //! retries, an unreachable collector, and the protobuf checked by the official Python decoder.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::{Duration, Instant};
 
-use monitoring_plugin::trace::context::{to_hex, TraceContext};
-use monitoring_plugin::trace::export::{ExportConfig, ExportOutcome, OtlpExporter};
-use monitoring_plugin::trace::span::{AttrValue, SpanKind, SpanRecord, SpanStatus};
+use test_support::{closed_port, require_peer, wait_until, RecordingPeer, Reply};
 
-/// One request as received.
-#[derive(Clone, Debug)]
-struct Received {
-    headers: Headers,
-    body: Vec<u8>,
-    status_sent: u16,
+use monitoring_plugin::tracing::context::{to_hex, TraceContext};
+use monitoring_plugin::tracing::export::{ExportConfig, ExportOutcome, OtlpExporter};
+use monitoring_plugin::tracing::span::{AttrValue, SpanKind, SpanRecord, SpanStatus};
+
+/// A receiver on `127.0.0.1:0` answering the n-th request (0-based) with `respond(n)`.
+fn receiver(respond: impl Fn(usize) -> Reply + Send + Sync + 'static) -> (RecordingPeer, String) {
+    let peer = RecordingPeer::builder().reply(respond).start();
+    let url = peer.url("/v1/traces");
+    (peer, url)
 }
 
-/// A one-request-per-connection HTTP/1.1 receiver. `respond(n)` gives the status and extra
-/// headers for the n-th request (0-based). Handles at most `max_requests`, then stops.
-struct Receiver {
-    url: String,
-    got: Arc<Mutex<Vec<Received>>>,
-}
-
-impl Receiver {
-    fn start(
-        max_requests: usize,
-        respond: impl Fn(usize) -> (u16, Vec<(&'static str, String)>) + Send + 'static,
-    ) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let got2 = got.clone();
-        thread::spawn(move || {
-            for n in 0..max_requests {
-                let Ok((stream, _)) = listener.accept() else {
-                    return;
-                };
-                let (status, extra) = respond(n);
-                if let Some((headers, body)) = read_request(&stream) {
-                    got2.lock().unwrap().push(Received {
-                        headers,
-                        body,
-                        status_sent: status,
-                    });
-                }
-                let mut s = stream;
-                let mut resp =
-                    format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n");
-                for (k, v) in extra {
-                    resp.push_str(&format!("{k}: {v}\r\n"));
-                }
-                resp.push_str("\r\n");
-                let _ = s.write_all(resp.as_bytes());
-            }
-        });
-        Self { url, got }
-    }
-
-    fn requests(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-}
-
-/// Lower-cased header names with their values.
-type Headers = Vec<(String, String)>;
-
-fn read_request(stream: &TcpStream) -> Option<(Headers, Vec<u8>)> {
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut r = BufReader::new(stream);
-    let mut line = String::new();
-    r.read_line(&mut line).ok()?;
-    if !line.starts_with("POST /v1/traces ") {
-        return None;
-    }
-    let mut headers = Vec::new();
-    let mut len = 0usize;
-    loop {
-        line.clear();
-        r.read_line(&mut line).ok()?;
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        let (k, v) = l.split_once(':')?;
-        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
-        if k == "content-length" {
-            len = v.parse().ok()?;
-        }
-        headers.push((k, v));
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).ok()?;
-    Some((headers, body))
-}
-
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    cond()
-}
+/// Generous: the test machines are shared and often heavily loaded.
+const WAIT: Duration = Duration::from_secs(10);
 
 fn fast_config(url: &str) -> ExportConfig {
     let mut c = ExportConfig::new(url, "homeconsole-test");
@@ -129,8 +39,8 @@ fn span(trace: [u8; 16], id: u8, parent: Option<u8>, name: &str) -> SpanRecord {
 
 #[test]
 fn retries_on_503_then_delivers_the_batch_once() {
-    let rx = Receiver::start(10, |n| (if n < 2 { 503 } else { 200 }, vec![]));
-    let exp = OtlpExporter::new(fast_config(&rx.url)).unwrap();
+    let (rx, url) = receiver(|n| Reply::status(if n < 2 { 503 } else { 200 }));
+    let exp = OtlpExporter::new(fast_config(&url)).unwrap();
     let trace = TraceContext::new_root(true).trace_id;
     for i in 1..=5 {
         assert_eq!(
@@ -138,7 +48,7 @@ fn retries_on_503_then_delivers_the_batch_once() {
             ExportOutcome::Queued
         );
     }
-    assert!(wait_until(Duration::from_secs(10), || exp.stats().exported == 5));
+    wait_until("5 spans exported", WAIT, || exp.stats().exported == 5);
     let st = exp.stats();
     assert_eq!(
         (st.retries, st.failed, st.dropped, st.requests_ok),
@@ -151,23 +61,25 @@ fn retries_on_503_then_delivers_the_batch_once() {
         reqs.iter().all(|r| r.body == reqs[0].body),
         "the same batch is retried"
     );
-    let ct = reqs[0].headers.iter().find(|(k, _)| k == "content-type");
-    assert_eq!(ct.map(|(_, v)| v.as_str()), Some("application/x-protobuf"));
+    assert_eq!(
+        reqs[0].header("content-type"),
+        Some("application/x-protobuf")
+    );
     assert!(exp.shutdown());
     assert_eq!(rx.requests().len(), 3, "nothing more after shutdown");
 }
 
 #[test]
 fn honours_retry_after_and_gives_up_on_non_retryable_status() {
-    let rx = Receiver::start(10, |n| match n {
-        0 => (429, vec![("Retry-After", "1".to_string())]),
-        1 => (200, vec![]),
-        _ => (400, vec![]),
+    let (rx, url) = receiver(|n| match n {
+        0 => Reply::status(429).header("Retry-After", "1"),
+        1 => Reply::ok(),
+        _ => Reply::status(400),
     });
-    let exp = OtlpExporter::new(fast_config(&rx.url)).unwrap();
+    let exp = OtlpExporter::new(fast_config(&url)).unwrap();
     let t0 = Instant::now();
     exp.export(span([1; 16], 1, None, "a"));
-    assert!(wait_until(Duration::from_secs(10), || exp.stats().exported == 1));
+    wait_until("1 span exported", WAIT, || exp.stats().exported == 1);
     assert!(
         t0.elapsed() >= Duration::from_secs(1),
         "waited for Retry-After"
@@ -175,7 +87,7 @@ fn honours_retry_after_and_gives_up_on_non_retryable_status() {
     assert_eq!(exp.stats().retries, 1);
     // 400 is not retried: the batch fails at once.
     exp.export(span([1; 16], 2, None, "b"));
-    assert!(wait_until(Duration::from_secs(10), || exp.stats().failed == 1));
+    wait_until("1 span failed", WAIT, || exp.stats().failed == 1);
     assert_eq!(exp.stats().retries, 1);
     assert_eq!(rx.requests().len(), 3);
     assert!(exp.last_error().unwrap().contains("400"));
@@ -184,12 +96,7 @@ fn honours_retry_after_and_gives_up_on_non_retryable_status() {
 
 #[test]
 fn unreachable_collector_never_blocks_and_counts_losses() {
-    // A port nobody listens on: bind, note it, close.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let mut c = fast_config(&format!("http://127.0.0.1:{port}/v1/traces"));
     c.max_queue = 16;
     c.max_batch_size = 8;
@@ -221,7 +128,7 @@ fn unreachable_collector_never_blocks_and_counts_losses() {
         "queue of 16 (+ one batch in flight): {st:?}"
     );
     // Connection refused is retried with backoff, then given up.
-    assert!(wait_until(Duration::from_secs(5), || exp.stats().retries >= 2));
+    wait_until("2 retries", WAIT, || exp.stats().retries >= 2);
     let t1 = Instant::now();
     assert!(exp.shutdown());
     assert!(
@@ -258,8 +165,8 @@ fn python() -> Option<PathBuf> {
 
 #[test]
 fn three_span_chain_decodes_as_one_trace_with_the_official_decoder() {
-    let rx = Receiver::start(5, |_| (200, vec![]));
-    let mut c = fast_config(&rx.url);
+    let (rx, url) = receiver(|_| Reply::ok());
+    let mut c = fast_config(&url);
     c.headers.insert("x-api-key".into(), "secret".into());
     c.resource_attributes
         .insert("deployment.environment".into(), "test".into());
@@ -317,37 +224,25 @@ fn three_span_chain_decodes_as_one_trace_with_the_official_decoder() {
     assert_eq!(exp.stats().exported, 3);
     let reqs = rx.requests();
     assert_eq!(reqs.len(), 1, "one batch");
-    let key = reqs[0].headers.iter().find(|(k, _)| k == "x-api-key");
-    assert_eq!(key.map(|(_, v)| v.as_str()), Some("secret"));
+    assert_eq!(reqs[0].header("x-api-key"), Some("secret"));
 
     let body_path = std::env::temp_dir().join(format!("otlp-body-{}.bin", std::process::id()));
     std::fs::write(&body_path, &reqs[0].body).unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/otlp_decode.py");
     let py = python().unwrap();
-    let out = match Command::new(&py).arg(&script).arg(&body_path).output() {
-        Ok(o) => o,
-        Err(e) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "the OTLP decoder must run in CI: {e}"
-            );
-            println!("SKIPPED decode check: cannot run {}: {e}", py.display());
-            return;
-        }
-    };
+    let out = Command::new(&py).arg(&script).arg(&body_path).output();
     let _ = std::fs::remove_file(&body_path);
-    if out.status.code() == Some(2) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "opentelemetry-proto must be installed in CI"
-        );
-        println!(
-            "SKIPPED decode check: {} has no opentelemetry-proto ({}); set OTLP_PYTHON",
-            py.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        return;
-    }
+    require_peer!(
+        let Ok(out) = out,
+        "decode check: cannot run {} (set OTLP_PYTHON)",
+        py.display()
+    );
+    require_peer!(
+        out.status.code() != Some(2),
+        "decode check: {} has no opentelemetry-proto ({}); set OTLP_PYTHON",
+        py.display(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
     assert!(
         out.status.success(),
         "decoder failed: {}",

@@ -102,3 +102,69 @@ impl PluginError {
         Self::new(ErrorKind::Unavailable, message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [ErrorKind; 9] = [
+        ErrorKind::Failed,
+        ErrorKind::Panicked,
+        ErrorKind::Timeout,
+        ErrorKind::NotFound,
+        ErrorKind::BadRequest,
+        ErrorKind::Unsupported,
+        ErrorKind::Conflict,
+        ErrorKind::Unauthorized,
+        ErrorKind::Unavailable,
+    ];
+
+    #[test]
+    fn discriminants_are_the_abi_order() {
+        let discriminants: Vec<u8> = ALL.iter().map(|k| *k as u8).collect();
+        assert_eq!(discriminants, (0..9).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn kind_names_are_distinct_snake_case_labels() {
+        let names: Vec<&str> = ALL.iter().map(|k| k.as_str()).collect();
+        for name in &names {
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name}"
+            );
+        }
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        assert_eq!(ErrorKind::NotFound.to_string(), "not_found");
+        assert_eq!(ErrorKind::BadRequest.to_string(), "bad_request");
+    }
+
+    #[test]
+    fn shorthands_pick_their_kind_and_keep_the_message() {
+        let cases = [
+            (PluginError::failed("a"), ErrorKind::Failed),
+            (PluginError::bad_request("a"), ErrorKind::BadRequest),
+            (PluginError::not_found("a"), ErrorKind::NotFound),
+            (PluginError::unsupported("a"), ErrorKind::Unsupported),
+            (PluginError::conflict("a"), ErrorKind::Conflict),
+            (PluginError::unavailable("a"), ErrorKind::Unavailable),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(error.kind, kind);
+            assert_eq!(error.message.as_str(), "a");
+        }
+    }
+
+    #[test]
+    fn display_is_kind_then_message() {
+        let e = PluginError::new(ErrorKind::Timeout, String::from("no answer in 5s"));
+        assert_eq!(e.to_string(), "timeout: no answer in 5s");
+        let as_std: &dyn std::error::Error = &e;
+        assert!(as_std.source().is_none());
+        assert_eq!(e.clone(), e);
+        assert_ne!(e, PluginError::new(ErrorKind::Failed, "no answer in 5s"));
+    }
+}

@@ -1,6 +1,6 @@
 //! The boundary itself: the root module, the host handle and the plugin object.
 //!
-//! Rules both sides follow (see DESIGN.md §2):
+//! Rules both sides follow (docs/ARCHITECTURE.md, section 'ABI rules'):
 //! - Every method body on either side runs under `catch_unwind`: a panic that
 //!   reaches an abi_stable shim aborts the whole process.
 //! - Hot-path methods borrow (`RStr`) rather than take owned strings.

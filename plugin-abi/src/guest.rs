@@ -5,7 +5,7 @@
 //! entry point in `catch_unwind`, so a panic becomes
 //! [`ErrorKind::Panicked`](crate::ErrorKind::Panicked) with the panic message
 //! and location, and never reaches an abi_stable shim (which would abort the
-//! host, DESIGN.md §2.1).
+//! host: docs/ARCHITECTURE.md, section 'ABI rules').
 
 use std::backtrace::Backtrace;
 use std::cell::RefCell;
@@ -500,3 +500,6 @@ macro_rules! export_plugin {
         }
     };
 }
+
+#[cfg(test)]
+mod tests;

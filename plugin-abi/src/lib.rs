@@ -46,3 +46,47 @@ pub const HTTP_ADMIN_CALLER: &str = "http:admin";
 /// route: `anonymous`, `api` or `admin`, the strongest host token the
 /// request carried. The host removes any such header a client sends.
 pub const ACCESS_HEADER: &str = "x-homeconsole-access";
+
+#[cfg(test)]
+mod tests {
+    use abi_stable::library::RootModule;
+    use abi_stable::sabi_types::VersionNumber;
+
+    use super::*;
+
+    #[test]
+    fn the_root_module_carries_the_crate_version() {
+        assert_eq!(ABI_VERSION, env!("CARGO_PKG_VERSION"));
+        let declared = PluginMod_Ref::VERSION_STRINGS.parsed().expect("semver");
+        let ours = VersionNumber::new(abi_stable::sabi_types::VersionStrings::new(ABI_VERSION))
+            .expect("semver");
+        assert_eq!(declared, ours);
+        assert_eq!(PluginMod_Ref::NAME, "homeconsole_plugin");
+    }
+
+    #[test]
+    fn a_plugin_of_another_minor_version_is_incompatible_and_a_patch_is_not() {
+        let ours = PluginMod_Ref::VERSION_STRINGS.parsed().unwrap();
+        let next_minor = VersionNumber {
+            minor: ours.minor + 1,
+            patch: 0,
+            ..ours
+        };
+        let next_patch = VersionNumber {
+            patch: ours.patch + 1,
+            ..ours
+        };
+        // The rule of 0.x crates, which abi_stable applies at load.
+        assert_eq!(ours.major, 0, "update this test when the ABI reaches 1.0");
+        assert!(!ours.is_loosely_compatible(next_minor));
+        assert!(ours.is_compatible(next_patch));
+    }
+
+    #[test]
+    fn caller_names_and_the_access_header_are_the_documented_strings() {
+        assert_eq!(HTTP_CALLER, "http");
+        assert_eq!(HTTP_ADMIN_CALLER, "http:admin");
+        assert!(HTTP_ADMIN_CALLER.starts_with(HTTP_CALLER));
+        assert_eq!(ACCESS_HEADER, ACCESS_HEADER.to_ascii_lowercase());
+    }
+}

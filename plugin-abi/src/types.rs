@@ -333,3 +333,115 @@ impl Observation {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(items: &[(&str, &str)]) -> RVec<Tuple2<RString, RString>> {
+        items
+            .iter()
+            .map(|(k, v)| Tuple2(RString::from(*k), RString::from(*v)))
+            .collect()
+    }
+
+    #[test]
+    fn request_headers_and_params_are_looked_up_by_name_first_match_wins() {
+        let request = HttpRequest {
+            method: "GET".into(),
+            path: "/api/v1/monitoring/traces/abc".into(),
+            params: pairs(&[("id", "abc")]),
+            headers: pairs(&[("accept", "text/plain"), ("x-a", "1"), ("x-a", "2")]),
+            ..HttpRequest::default()
+        };
+        assert_eq!(request.header("accept"), Some("text/plain"));
+        assert_eq!(request.header("x-a"), Some("1"));
+        assert_eq!(request.header("Accept"), None, "names are lower case");
+        assert_eq!(request.header("missing"), None);
+        assert_eq!(request.param("id"), Some("abc"));
+        assert_eq!(request.param("rest"), None);
+        assert!(request.trace_context.is_none());
+        assert!(request.body.is_empty());
+    }
+
+    #[test]
+    fn responses_carry_their_content_type_and_added_headers() {
+        let r = HttpResponse::new(201, "text/plain", "made").with_header("x-id", "7");
+        assert_eq!(r.status, 201);
+        assert_eq!(r.body.as_slice(), b"made");
+        let headers: Vec<(&str, &str)> = r
+            .headers
+            .iter()
+            .map(|h| (h.0.as_str(), h.1.as_str()))
+            .collect();
+        assert_eq!(headers, [("content-type", "text/plain"), ("x-id", "7")]);
+
+        let value = serde_json::json!({"error": "no such trace", "n": [1, 2]});
+        let j = HttpResponse::json(404, &value);
+        assert_eq!(j.status, 404);
+        assert_eq!(j.headers[0].1.as_str(), "application/json");
+        let back: serde_json::Value = serde_json::from_slice(j.body.as_slice()).unwrap();
+        assert_eq!(back, value);
+    }
+
+    #[test]
+    fn enum_names_match_the_json_and_metric_labels() {
+        let levels = [
+            LogLevel::Trace,
+            LogLevel::Debug,
+            LogLevel::Info,
+            LogLevel::Warn,
+            LogLevel::Error,
+        ];
+        let names: Vec<&str> = levels.iter().map(|l| l.as_str()).collect();
+        assert_eq!(names, ["trace", "debug", "info", "warn", "error"]);
+        assert!(
+            levels.windows(2).all(|w| w[0] < w[1]),
+            "ordered by severity"
+        );
+
+        assert_eq!(
+            [
+                HealthStatus::Healthy.as_str(),
+                HealthStatus::Degraded.as_str(),
+                HealthStatus::Unhealthy.as_str()
+            ],
+            ["healthy", "degraded", "unhealthy"]
+        );
+        assert!(HealthStatus::Healthy < HealthStatus::Unhealthy);
+        assert_eq!(
+            [
+                PluginState::Loaded.as_str(),
+                PluginState::Started.as_str(),
+                PluginState::Stopped.as_str(),
+                PluginState::Error.as_str()
+            ],
+            ["loaded", "started", "stopped", "error"]
+        );
+        assert_eq!(
+            [
+                CallStatus::Ok.as_str(),
+                CallStatus::Error.as_str(),
+                CallStatus::Timeout.as_str(),
+                CallStatus::NotFound.as_str()
+            ],
+            ["ok", "error", "timeout", "not_found"]
+        );
+    }
+
+    #[test]
+    fn a_healthy_report_has_no_message_and_an_empty_observation_only_its_kind() {
+        let h = HealthReport::healthy();
+        assert_eq!((h.status, h.message.as_str()), (HealthStatus::Healthy, ""));
+
+        let o = Observation::empty(ObservationKind::Stall);
+        assert_eq!(o.kind, ObservationKind::Stall);
+        assert_eq!(o.status, CallStatus::Ok);
+        for field in [&o.name, &o.caller, &o.namespace, &o.detail, &o.message] {
+            assert!(field.is_empty());
+        }
+        assert!(o.parent_span_id.is_empty());
+        assert_eq!((o.duration_ns, o.at_unix_ns), (0, 0));
+        assert!(o.trace_context.is_none());
+    }
+}

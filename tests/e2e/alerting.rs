@@ -3,20 +3,14 @@
 //! the bus event, a local webhook sink, persistence across a restart, a real
 //! Alertmanager, notifiers that are down, a broken rule file and the reload API.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::metrics::assert_lint_clean;
-use crate::support::{
-    free_port, peer_http, peer_installed, sample, wait_for, Killed, TestHost, MONITORING,
-};
+use crate::support::{peer_http, sample, wait_for, TestHost, MONITORING};
+use test_support::{closed_port, require_binary, Alertmanager, RecordingPeer};
 
 /// Generous: the test machines are shared and often heavily loaded.
 const WAIT: Duration = Duration::from_secs(60);
@@ -40,126 +34,34 @@ const RULES: &str = r#"groups:
           severity: info
 "#;
 
-/// A local HTTP sink recording every JSON body POSTed to it.
-struct Sink {
-    port: u16,
-    bodies: Arc<Mutex<Vec<(String, Value)>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+/// JSON bodies `sink` received on `path` (`null` for a body that is not JSON).
+fn received(sink: &RecordingPeer, path: &str) -> Vec<Value> {
+    sink.requests_to(path)
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+        .collect()
 }
 
-impl Sink {
-    fn start() -> Sink {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (b, s) = (bodies.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        if let Some(req) = read_request(stream) {
-                            b.lock().unwrap().push(req);
-                        }
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        });
-        Sink {
-            port,
-            bodies,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// Bodies received on `path`.
-    fn received(&self, path: &str) -> Vec<Value> {
-        self.bodies
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(p, _)| p == path)
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-
-    /// Alerts (status, alertname) of every payload received on `path`.
-    fn alerts(&self, path: &str) -> Vec<(String, String)> {
-        self.received(path)
-            .iter()
-            .flat_map(|p| p["alerts"].as_array().cloned().unwrap_or_default())
-            .map(|a| {
-                (
-                    a["status"].as_str().unwrap_or("").to_owned(),
-                    a["labels"]["alertname"].as_str().unwrap_or("").to_owned(),
-                )
-            })
-            .collect()
-    }
-
-    fn count(&self, path: &str, status: &str, alertname: &str) -> usize {
-        self.alerts(path)
-            .iter()
-            .filter(|(s, n)| s == status && n == alertname)
-            .count()
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Reads one HTTP request, answers 200, returns (path, JSON body).
-fn read_request(mut stream: TcpStream) -> Option<(String, Value)> {
-    stream.set_nonblocking(false).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        let n = stream.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
+/// Alerts (status, alertname) of every payload `sink` received on `path`.
+fn sink_alerts(sink: &RecordingPeer, path: &str) -> Vec<(String, String)> {
+    received(sink, path)
+        .iter()
+        .flat_map(|p| p["alerts"].as_array().cloned().unwrap_or_default())
+        .map(|a| {
+            (
+                a["status"].as_str().unwrap_or("").to_owned(),
+                a["labels"]["alertname"].as_str().unwrap_or("").to_owned(),
+            )
         })
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        let n = stream.read(&mut chunk).ok()?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-    let body = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
-    Some((path, body))
+        .collect()
+}
+
+/// How many alerts `alertname` with `status` `sink` received on `path`.
+fn count(sink: &RecordingPeer, path: &str, status: &str, alertname: &str) -> usize {
+    sink_alerts(sink, path)
+        .iter()
+        .filter(|(s, n)| s == status && n == alertname)
+        .count()
 }
 
 fn set_temperature(host: &TestHost, value: f64) {
@@ -202,7 +104,7 @@ fn metric_state(text: &str, name: &str, state: &str) -> Option<f64> {
 
 #[test]
 fn an_alert_goes_pending_firing_resolved_and_survives_a_restart() {
-    let sink = Sink::start();
+    let sink = RecordingPeer::start();
     let rules = tempfile::tempdir().unwrap();
     write_rules(rules.path(), "e2e.yml", RULES);
     let config = alerting_config(
@@ -295,10 +197,9 @@ fn an_alert_goes_pending_firing_resolved_and_survives_a_restart() {
         .filter(|&v| v >= 1.0)
     });
     wait_for("webhook got HotRoom firing", WAIT, || {
-        (sink.count("/hook", "firing", "HotRoom") == 1).then_some(())
+        (count(&sink, "/hook", "firing", "HotRoom") == 1).then_some(())
     });
-    let payload = sink
-        .received("/hook")
+    let payload = received(&sink, "/hook")
         .into_iter()
         .find(|p| p["alerts"][0]["labels"]["alertname"] == "HotRoom")
         .unwrap();
@@ -328,7 +229,7 @@ fn an_alert_goes_pending_firing_resolved_and_survives_a_restart() {
     });
     assert_lint_clean(&text);
     wait_for("webhook got HotRoom resolved", WAIT, || {
-        (sink.count("/hook", "resolved", "HotRoom") == 1).then_some(())
+        (count(&sink, "/hook", "resolved", "HotRoom") == 1).then_some(())
     });
     wait_for("resolved event on the bus", WAIT, || {
         sample(
@@ -357,7 +258,7 @@ fn an_alert_goes_pending_firing_resolved_and_survives_a_restart() {
     // Restart: AlwaysOn stays firing and is not notified again.
     wait_for("AlwaysOn firing and notified", WAIT, || {
         (api_state(&host, "AlwaysOn").as_deref() == Some("firing")
-            && sink.count("/hook", "firing", "AlwaysOn") == 1)
+            && count(&sink, "/hook", "firing", "AlwaysOn") == 1)
             .then_some(())
     });
     // Let the state of the last evaluation reach storage.
@@ -370,13 +271,13 @@ fn an_alert_goes_pending_firing_resolved_and_survives_a_restart() {
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(api_state(&host, "AlwaysOn").as_deref(), Some("firing"));
     assert_eq!(
-        sink.count("/hook", "firing", "AlwaysOn"),
+        count(&sink, "/hook", "firing", "AlwaysOn"),
         1,
         "no duplicate notification after restart: {:?}",
-        sink.alerts("/hook")
+        sink_alerts(&sink, "/hook")
     );
-    assert_eq!(sink.count("/hook", "firing", "HotRoom"), 1);
-    assert_eq!(sink.count("/hook", "resolved", "HotRoom"), 1);
+    assert_eq!(count(&sink, "/hook", "firing", "HotRoom"), 1);
+    assert_eq!(count(&sink, "/hook", "resolved", "HotRoom"), 1);
     // The alert history survived too.
     let history = host
         .get("/api/v1/monitoring/alerts/history?alertname=HotRoom")
@@ -386,38 +287,17 @@ fn an_alert_goes_pending_firing_resolved_and_survives_a_restart() {
 
 #[test]
 fn a_real_alertmanager_receives_the_alert_and_its_resolution() {
-    if !peer_installed("prometheus-alertmanager") {
-        return;
-    }
-    let sink = Sink::start();
-    let dir = tempfile::tempdir().unwrap();
-    let am_config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &am_config,
-        format!(
+    require_binary!("prometheus-alertmanager");
+    let sink = RecordingPeer::start();
+    let am = Alertmanager::start(
+        &format!(
             "route:\n  receiver: sink\n  group_by: ['alertname']\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: sink\n    webhook_configs:\n      - url: '{}'\n        send_resolved: true\n",
             sink.url("/am")
         ),
-    )
-    .unwrap();
-    let port = free_port();
-    let am = Command::new("prometheus-alertmanager")
-        .arg(format!("--config.file={}", am_config.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start alertmanager");
-    let _am = Killed(am);
-    let am_addr = format!("127.0.0.1:{port}");
-    wait_for("alertmanager ready", Duration::from_secs(60), || {
-        peer_http(&am_addr, "GET", "/-/ready").filter(|(s, _)| *s == 200)
-    });
+        &[],
+    );
+    am.wait_ready(Duration::from_secs(60));
+    let am_addr = format!("127.0.0.1:{}", am.port);
 
     let rules = tempfile::tempdir().unwrap();
     write_rules(rules.path(), "e2e.yml", RULES);
@@ -450,10 +330,9 @@ fn a_real_alertmanager_receives_the_alert_and_its_resolution() {
         "Room kitchen is at 40 degrees"
     );
     wait_for("sink got firing from Alertmanager", WAIT, || {
-        (sink.count("/am", "firing", "HotRoom") >= 1).then_some(())
+        (count(&sink, "/am", "firing", "HotRoom") >= 1).then_some(())
     });
-    let payload = sink
-        .received("/am")
+    let payload = received(&sink, "/am")
         .into_iter()
         .find(|p| p["groupLabels"]["alertname"] == "HotRoom")
         .unwrap();
@@ -461,7 +340,7 @@ fn a_real_alertmanager_receives_the_alert_and_its_resolution() {
 
     set_temperature(&host, 10.0);
     wait_for("sink got resolved from Alertmanager", WAIT, || {
-        (sink.count("/am", "resolved", "HotRoom") >= 1).then_some(())
+        (count(&sink, "/am", "resolved", "HotRoom") >= 1).then_some(())
     });
     // Alertmanager no longer lists it as active.
     wait_for("HotRoom no longer active in Alertmanager", WAIT, || {
@@ -499,7 +378,7 @@ fn down_notifiers_broken_rules_and_the_reload_api() {
     let rules = tempfile::tempdir().unwrap();
     write_rules(rules.path(), "e2e.yml", RULES);
     write_rules(rules.path(), "broken.yml", BROKEN);
-    let closed = free_port();
+    let closed = closed_port();
     let config = alerting_config(
         rules.path(),
         &format!(

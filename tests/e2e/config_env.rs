@@ -2,13 +2,13 @@
 //! key, the standard OpenTelemetry / Sentry / `RUST_LOG` variables, secrets
 //! from files, per-target log filters, and `--print-config`.
 
-use std::io::Read;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{sink, wait_for, TestHost, DEMO, MONITORING};
+use crate::support::{wait_for, TestHost, DEMO, MONITORING};
+use test_support::RecordingPeer;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -17,8 +17,9 @@ fn environment_variables_configure_the_host_and_the_plugin() {
     let secrets = tempfile::tempdir().unwrap();
     let token_file = secrets.path().join("admin_token");
     std::fs::write(&token_file, "from-a-file\n").unwrap();
-    let (sentry_port, sentry_rx) = sink("200 OK", "");
-    let (otlp_port, otlp_rx) = sink("200 OK", "");
+    let sentry_rx = RecordingPeer::start();
+    let otlp_rx = RecordingPeer::start();
+    let (sentry_port, otlp_port) = (sentry_rx.port(), otlp_rx.port());
     let host = TestHost::builder()
         .plugin(MONITORING)
         .plugin(DEMO)
@@ -69,14 +70,10 @@ fn environment_variables_configure_the_host_and_the_plugin() {
     // SENTRY_DSN and SENTRY_ENVIRONMENT.
     host.call("demo.fail", &json!({}));
     let event = wait_for("event forwarded to SENTRY_DSN", WAIT, || {
-        while let Ok(r) = sentry_rx.recv_timeout(Duration::from_millis(200)) {
-            let mut body = Vec::new();
-            flate2::read::GzDecoder::new(&r.body[..])
-                .read_to_end(&mut body)
-                .ok()?;
-            let text = String::from_utf8_lossy(&body).into_owned();
+        while let Some(r) = sentry_rx.next_request(Duration::from_millis(200)) {
+            let text = r.text();
             if text.contains("demo.fail always fails") {
-                assert_eq!(r.request_line, "POST /api/5/envelope/ HTTP/1.1");
+                assert_eq!(r.request_line(), "POST /api/5/envelope/ HTTP/1.1");
                 return text.lines().nth(2).map(str::to_owned);
             }
         }
@@ -91,9 +88,9 @@ fn environment_variables_configure_the_host_and_the_plugin() {
     // OTEL_EXPORTER_OTLP_ENDPOINT (+ /v1/traces), OTEL_SERVICE_NAME,
     // OTEL_RESOURCE_ATTRIBUTES.
     let export = wait_for("spans at the OTEL endpoint", WAIT, || {
-        otlp_rx.recv_timeout(Duration::from_millis(200)).ok()
+        otlp_rx.next_request(Duration::from_millis(200))
     });
-    assert_eq!(export.request_line, "POST /v1/traces HTTP/1.1");
+    assert_eq!(export.request_line(), "POST /v1/traces HTTP/1.1");
     let has = |needle: &[u8]| export.body.windows(needle.len()).any(|w| w == needle);
     assert!(
         has(b"env-named-service"),

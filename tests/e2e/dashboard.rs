@@ -7,16 +7,12 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::{wait_for, TestHost, DEMO, MONITORING};
+use test_support::{installed, require_peer};
 
 fn chromium() -> Option<&'static str> {
     ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
-        .find(|b| {
-            Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
+        .find(|b| installed(b))
 }
 
 fn busy_host() -> TestHost {
@@ -134,14 +130,7 @@ fn query_api_speaks_prometheus_json() {
 
 #[test]
 fn dashboard_renders_in_headless_chromium() {
-    let Some(browser) = chromium() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium must be installed in CI"
-        );
-        eprintln!("SKIPPED: chromium not installed");
-        return;
-    };
+    require_peer!(let Some(browser) = chromium(), "chromium not installed");
     let host = busy_host();
     host.call("demo.fail", &json!({}));
     // A little more history, so the charts draw lines rather than points.
@@ -270,14 +259,7 @@ fn assert_renders(browser: &str, url: &str, profile: &std::path::Path) -> String
 /// and the data it fetches carries the token given in the URL fragment.
 #[test]
 fn dashboard_works_with_an_api_token() {
-    let Some(browser) = chromium() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium must be installed in CI"
-        );
-        eprintln!("SKIPPED: chromium not installed");
-        return;
-    };
+    require_peer!(let Some(browser) = chromium(), "chromium not installed");
     let token = "dash-7c1e9a";
     let host = busy_host_with(
         &format!("[host.access]\napi_token = \"{token}\""),

@@ -241,18 +241,12 @@ fn broken_and_incompatible_files_are_contained() {
         host.plugins_dir.join("libchanged_layout.so"),
     )
     .unwrap();
-    // A real shared library that is not an abi_stable plugin (libm).
-    let libm = [
-        "/lib/x86_64-linux-gnu/libm.so.6",
-        "/usr/lib/x86_64-linux-gnu/libm.so.6",
-        "/lib64/libm.so.6",
-        "/usr/lib/libm.so.6",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists());
-    if let Some(libm) = libm {
-        std::fs::copy(libm, host.plugins_dir.join("libnot_a_plugin.so")).unwrap();
-    }
+    // A real shared library that is not an abi_stable plugin (the C library).
+    std::fs::copy(
+        test_support::system_library(),
+        host.plugins_dir.join("libnot_a_plugin.so"),
+    )
+    .unwrap();
 
     let wait_error = |stem: &str| {
         wait_for(&format!("{stem} in error"), Duration::from_secs(10), || {
@@ -271,11 +265,13 @@ fn broken_and_incompatible_files_are_contained() {
         "{msg}"
     );
 
-    if libm.is_some() {
-        let np = wait_error("libnot_a_plugin.so");
-        let msg = np["error"].as_str().unwrap();
-        assert!(msg.contains("not a HomeConsole plugin"), "{msg}");
-    }
+    let np = wait_error("libnot_a_plugin.so");
+    let msg = np["error"].as_str().unwrap();
+    assert!(
+        msg.contains("not a HomeConsole plugin")
+            && msg.contains(abi_stable::library::ROOT_MODULE_LOADER_NAME),
+        "the pre-flight names the missing root-module symbol: {msg}"
+    );
 
     let wrong = wait_error("libwrong_abi.so");
     let msg = wrong["error"].as_str().unwrap();

@@ -1,12 +1,12 @@
 //! Health checks end to end: states, the 200/503 mapping, custom checks,
 //! timeouts, storage failure, probes and access.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::support::{sample, wait_for, TestHost, DEMO, FAULTY, MONITORING};
+use test_support::require_peer;
 
 const QUIET_DEMO: &str = "[plugins.demo-devices]\ninterval_ms = 0\n";
 
@@ -299,45 +299,31 @@ fn health_details_can_require_the_token() {
     assert!(r.json()["checks"]["storage"].is_object());
 }
 
-/// Storage on a tiny tmpfs that we fill up: a real ENOSPC.
+/// Storage on a tiny tmpfs that we fill up: a real ENOSPC. The host runs in
+/// its own user and mount namespaces with the tmpfs mounted there, so no
+/// root is needed.
 #[test]
 fn unusable_storage_is_unhealthy_and_recovers() {
+    require_peer!(crate::support::user_namespaces());
     let mnt = tempfile::tempdir().unwrap();
     // Room for the plugin-cache copy of the (debug) plugin plus the database.
     let plugin_mb = std::fs::metadata(crate::support::plugin_lib(MONITORING))
         .unwrap()
         .len()
         / (1 << 20);
-    let size = format!("size={}m", plugin_mb * 2 + 64);
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &size, "tmpfs"])
-        .arg(mnt.path())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !mounted {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
-        return;
-    }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mnt.path().to_owned());
     let data = mnt.path().join("data");
     let host = TestHost::builder()
         .plugin(MONITORING)
         .data_dir(&data)
+        .tmpfs(mnt.path(), plugin_mb * 2 + 64)
         .start();
     assert_eq!(
         host.get("/api/v1/monitoring/health?refresh=true").status,
         200
     );
 
-    // Fill the file system.
-    let filler = mnt.path().join("filler");
+    // Fill the file system (the host's view of it).
+    let filler = host.host_path(&mnt.path().join("filler"));
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&filler).unwrap();

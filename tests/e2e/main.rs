@@ -14,6 +14,7 @@ mod foundation;
 mod hardening;
 mod health;
 mod idle;
+mod layout;
 mod metrics;
 mod openmetrics;
 mod profiling;

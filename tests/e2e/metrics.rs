@@ -1,62 +1,38 @@
 //! Metrics end to end: the seed's families move with real activity, the
 //! record_metric refusals, promtool's lint, and a real Prometheus scrape.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::support::{
-    peer_http, peer_installed, plugin_lib, sample, start_prometheus, wait_for, TestHost, DEMO,
-    MONITORING,
+    peer_http, plugin_lib, sample, start_prometheus, wait_for, TestHost, DEMO, MONITORING,
 };
+use test_support::{peer_missing, require_binary, Promtool};
 
 const QUIET_DEMO: &str = "[plugins.demo-devices]\ninterval_ms = 0\n";
 
-/// Runs `promtool check metrics` on `text`; `None` if promtool is missing.
-pub fn promtool_check(text: &str) -> Option<(i32, String)> {
-    let mut child = match Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(_) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "promtool must be installed in CI"
+/// `promtool check metrics` says nothing at all about `text` (skipped, or a
+/// failure under CI, without promtool).
+#[track_caller]
+pub fn assert_promtool_clean(text: &str) {
+    match Promtool::find() {
+        Some(promtool) => {
+            let out = promtool.check_metrics(text);
+            assert_eq!(
+                (out.code, out.report().as_str()),
+                (0, ""),
+                "promtool check metrics on:\n{text}"
             );
-            eprintln!("SKIPPED: promtool not installed");
-            return None;
         }
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some((out.status.code().unwrap_or(-1), report))
+        None => peer_missing("promtool not installed: `promtool check metrics` not run"),
+    }
 }
 
 /// `promtool check metrics` clean (no output at all) and no duplicate series.
+#[track_caller]
 pub fn assert_lint_clean(text: &str) {
-    if let Some((code, report)) = promtool_check(text) {
-        assert_eq!(
-            (code, report.as_str()),
-            (0, ""),
-            "promtool check metrics on:\n{text}"
-        );
-    }
+    assert_promtool_clean(text);
     // promtool does not detect duplicate series: check ourselves.
     let mut seen = std::collections::HashSet::new();
     for line in text
@@ -522,9 +498,7 @@ fn encode_query(q: &str) -> String {
 
 #[test]
 fn a_real_prometheus_scrapes_the_host() {
-    if !peer_installed("prometheus") {
-        return;
-    }
+    require_binary!("prometheus");
     let host = TestHost::builder()
         .plugin(MONITORING)
         .plugin(DEMO)

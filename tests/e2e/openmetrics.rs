@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::metrics::assert_lint_clean;
-use crate::support::{peer_installed, start_prometheus, wait_for, TestHost, DEMO, MONITORING};
+use crate::support::{start_prometheus, wait_for, TestHost, DEMO, MONITORING};
+use test_support::require_binary;
 
 const WAIT: Duration = Duration::from_secs(60);
 const METRICS: &str = "/api/v1/monitoring/metrics";
@@ -55,9 +56,21 @@ fn openmetrics_with_exemplars_by_negotiation_and_gzip() {
     let host = demo_host();
     let id = traced_call(&host, 1);
     let exemplar = format!("trace_id=\"{id}\"");
-    let om = wait_for("exemplar of the call", WAIT, || {
+    let families = [
+        "homeconsole_service_call_duration_seconds_bucket{service_name=\"demo.light.toggle\"",
+        "homeconsole_http_request_duration_seconds_bucket{route=\"/api/v1/services/{name}\",method=\"POST\"",
+    ];
+    // The HTTP and the service-call observations arrive separately: wait for both.
+    let om = wait_for("exemplars of the call on both families", WAIT, || {
         let r = host.request("GET", METRICS, None, &[("Accept", OPENMETRICS)]);
-        r.body.contains(&exemplar).then_some(r)
+        families
+            .iter()
+            .all(|f| {
+                r.body
+                    .lines()
+                    .any(|l| l.starts_with(f) && l.contains(&exemplar))
+            })
+            .then_some(r)
     });
     assert!(
         om.header("content-type")
@@ -71,17 +84,17 @@ fn openmetrics_with_exemplars_by_negotiation_and_gzip() {
         .body
         .contains("# TYPE homeconsole_service_calls counter\n"));
     assert!(!om.body.contains("# TYPE homeconsole_service_calls_total"));
-    for family in [
-        "homeconsole_service_call_duration_seconds_bucket{service_name=\"demo.light.toggle\"",
-        "homeconsole_http_request_duration_seconds_bucket{route=\"/api/v1/services/{name}\",method=\"POST\"",
-    ] {
+    for family in families {
         let line = om
             .body
             .lines()
             .find(|l| l.starts_with(family) && l.contains(&exemplar))
             .unwrap_or_else(|| panic!("no exemplar of {id} on {family}:\n{}", om.body));
         let (_, ex) = line.split_once(" # ").unwrap();
-        assert!(ex.starts_with(&format!("{{{exemplar},span_id=\"")), "{line}");
+        assert!(
+            ex.starts_with(&format!("{{{exemplar},span_id=\"")),
+            "{line}"
+        );
     }
 
     // The same exemplars as JSON (the built-in dashboard's trace links).
@@ -148,9 +161,7 @@ fn http_get(addr: &str, path: &str) -> Option<String> {
 
 #[test]
 fn prometheus_stores_our_exemplars_and_each_trace_is_found() {
-    if !peer_installed("prometheus") {
-        return;
-    }
+    require_binary!("prometheus");
     let host = demo_host();
     let prometheus = start_prometheus(
         &format!(

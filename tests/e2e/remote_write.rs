@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{
-    free_port, peer_installed, sample, start_prometheus, wait_for, TestHost, MONITORING,
-};
+use crate::support::{sample, start_prometheus, wait_for, TestHost, MONITORING};
+use test_support::{closed_port, require_binary};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -23,9 +22,7 @@ fn remote_write_status(host: &TestHost) -> Value {
 
 #[test]
 fn pushed_series_are_queryable_in_prometheus() {
-    if !peer_installed("prometheus") {
-        return;
-    }
+    require_binary!("prometheus");
     let prometheus = start_prometheus(
         "global:\n  scrape_interval: 15s\n",
         &["--web.enable-remote-write-receiver"],
@@ -82,7 +79,7 @@ fn pushed_series_are_queryable_in_prometheus() {
 
 #[test]
 fn a_receiver_that_is_down_is_counted_and_explained() {
-    let closed = free_port();
+    let closed = closed_port();
     let host = TestHost::builder()
         .plugin(MONITORING)
         .config(&format!(

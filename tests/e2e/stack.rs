@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{free_port, peer_installed, sink, wait_for, TestHost, MONITORING};
+use crate::support::{free_port, wait_for, TestHost, MONITORING};
+use test_support::require_binary;
+use test_support::RecordingPeer;
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -33,9 +35,8 @@ fn get_json(url: &str) -> Option<Value> {
 
 #[test]
 fn the_shipped_stack_scrapes_the_host_loads_the_rules_and_alerts() {
-    if !peer_installed("prometheus") || !peer_installed("prometheus-alertmanager") {
-        return;
-    }
+    require_binary!("prometheus");
+    require_binary!("prometheus-alertmanager");
     let host = TestHost::builder().plugin(MONITORING).start();
     let rules = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -44,7 +45,8 @@ fn the_shipped_stack_scrapes_the_host_loads_the_rules_and_alerts() {
     )
     .unwrap();
     let work = tempfile::tempdir().unwrap();
-    let (hook_port, hook_rx) = sink("200 OK", "");
+    let hook_rx = RecordingPeer::start();
+    let hook_port = hook_rx.port();
     let started = std::time::Instant::now();
     let (prom_port, am_port) = (free_port(), free_port());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/stack");
@@ -127,7 +129,7 @@ fn the_shipped_stack_scrapes_the_host_loads_the_rules_and_alerts() {
     eprintln!("stack: in alertmanager after {:?}", started.elapsed());
     // …and its shipped route delivers it to the receiver's webhook.
     let hook = wait_for("the webhook notification", WAIT, || {
-        let r = hook_rx.recv_timeout(Duration::from_millis(200)).ok()?;
+        let r = hook_rx.next_request(Duration::from_millis(200))?;
         let v: Value = serde_json::from_slice(&r.body).ok()?;
         (v["commonLabels"]["alertname"] == "StackTestAlert").then_some(v)
     });

@@ -1,5 +1,7 @@
 //! Test support: runs the real `host-harness` binary with a temp plugins
 //! dir, a temp data dir and a free port, and talks to it over real HTTP.
+//! Helpers the plugin's tests need too (the recording peer, `wait_for`,
+//! `require_peer!`, promtool) live in the `test-support` crate.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -9,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+pub use test_support::{free_port, wait_for, Killed};
 
 /// Directory holding the built binary and plugin libraries.
 pub fn target_dir() -> PathBuf {
@@ -47,6 +50,7 @@ pub struct HostBuilder {
     listen: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    prefix: Vec<String>,
 }
 
 impl HostBuilder {
@@ -93,6 +97,27 @@ impl HostBuilder {
         self
     }
 
+    /// Runs the host in its own user and mount namespaces (no root needed)
+    /// with a fresh tmpfs of `size_mb` MiB mounted on `mount_point`, which
+    /// only the host sees: reach it through [`TestHost::host_path`]. See
+    /// [`user_namespaces`] for whether this machine allows it.
+    pub fn tmpfs(mut self, mount_point: &Path, size_mb: u64) -> Self {
+        self.prefix = [
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            &format!("mount -t tmpfs -o size={size_mb}m tmpfs \"$0\" && exec \"$@\""),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .chain([mount_point.display().to_string()])
+        .collect();
+        self
+    }
+
     /// Starts the host and waits until it listens.
     pub fn start(self) -> TestHost {
         let root = tempfile::tempdir().expect("tempdir");
@@ -117,7 +142,11 @@ impl HostBuilder {
             plugins_dir,
             data_dir,
             config_path,
-            (self.listen, self.args),
+            Launch {
+                listen: self.listen,
+                args: self.args,
+                prefix: self.prefix,
+            },
             self.env,
         )
     }
@@ -146,10 +175,21 @@ pub struct TestHost {
     pub config_path: PathBuf,
     logs: Arc<Mutex<Vec<String>>>,
     readers: Vec<std::thread::JoinHandle<()>>,
-    /// `--listen` and the extra arguments it was started with.
-    launch: (String, Vec<String>),
+    /// How it was started.
+    launch: Launch,
     env: Vec<(String, String)>,
     _root: tempfile::TempDir,
+}
+
+/// How a host process is started, kept for [`TestHost::restart`].
+#[derive(Clone)]
+struct Launch {
+    /// `--listen` address.
+    listen: String,
+    /// Extra command-line arguments.
+    args: Vec<String>,
+    /// Command the binary runs under (empty: none), see [`HostBuilder::tmpfs`].
+    prefix: Vec<String>,
 }
 
 /// An HTTP response.
@@ -188,6 +228,7 @@ impl TestHost {
             listen: "127.0.0.1:0".to_owned(),
             args: Vec::new(),
             env: Vec::new(),
+            prefix: Vec::new(),
         }
     }
 
@@ -196,10 +237,18 @@ impl TestHost {
         plugins_dir: PathBuf,
         data_dir: PathBuf,
         config_path: PathBuf,
-        launch: (String, Vec<String>),
+        launch: Launch,
         env: Vec<(String, String)>,
     ) -> TestHost {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_host-harness"));
+        let binary = env!("CARGO_BIN_EXE_host-harness");
+        let mut command = match launch.prefix.split_first() {
+            None => Command::new(binary),
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(binary);
+                c
+            }
+        };
         for (name, _) in std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v))) {
             if is_config_var(&name) {
                 command.env_remove(name);
@@ -212,10 +261,10 @@ impl TestHost {
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--listen")
-            .arg(&launch.0)
+            .arg(&launch.listen)
             .arg("--config")
             .arg(&config_path)
-            .args(&launch.1)
+            .args(&launch.args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -403,6 +452,14 @@ impl TestHost {
         }
     }
 
+    /// `path` as the host process sees it: through its own root, so a
+    /// file system mounted in its namespace ([`HostBuilder::tmpfs`]) is
+    /// reachable from the test.
+    pub fn host_path(&self, path: &Path) -> PathBuf {
+        let relative = path.strip_prefix("/").unwrap_or(path);
+        PathBuf::from(format!("/proc/{}/root", self.pid())).join(relative)
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
@@ -437,8 +494,34 @@ impl Drop for TestHost {
     }
 }
 
-/// Parses a raw HTTP/1.1 response.
-pub fn parse_response(buf: &[u8]) -> Resp {
+/// An HTTP response with a binary body (a gzip profile, protobuf).
+#[derive(Debug, Clone)]
+pub struct BinResp {
+    /// Status code.
+    pub status: u16,
+    /// Headers (lower-case names).
+    pub headers: Vec<(String, String)>,
+    /// Body, de-chunked.
+    pub body: Vec<u8>,
+}
+
+impl BinResp {
+    /// A header value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Parses a raw HTTP/1.1 response, keeping the body as bytes.
+pub fn parse_binary_response(buf: &[u8]) -> BinResp {
     let split = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -462,10 +545,20 @@ pub fn parse_response(buf: &[u8]) -> Resp {
     {
         body = dechunk(&body);
     }
-    Resp {
+    BinResp {
         status,
         headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        body,
+    }
+}
+
+/// Parses a raw HTTP/1.1 response.
+pub fn parse_response(buf: &[u8]) -> Resp {
+    let r = parse_binary_response(buf);
+    Resp {
+        body: r.text(),
+        status: r.status,
+        headers: r.headers,
     }
 }
 
@@ -482,20 +575,6 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[(start + size + 2).min(data.len())..];
     }
     out
-}
-
-/// Polls `f` until it returns `Some`, up to `max`; panics with `what`.
-pub fn wait_for<T>(what: &str, max: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let until = Instant::now() + max;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > until {
-            panic!("timed out after {max:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The value of one sample in a metrics text, e.g.
@@ -555,41 +634,24 @@ fn parse_labels(text: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Whether an external peer binary (Prometheus, Alertmanager, Chromium…)
-/// runs here. Missing is an error under CI (which installs every peer) and
-/// a printed SKIPPED locally.
-pub fn peer_installed(binary: &str) -> bool {
-    if Command::new(binary)
-        .arg("--version")
+/// `Ok` when this machine lets a process mount a tmpfs in its own user
+/// and mount namespaces without root (see [`HostBuilder::tmpfs`]), else
+/// why not.
+pub fn user_namespaces() -> Result<(), String> {
+    let probe = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
+    let out = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg("mount -t tmpfs -o size=1m tmpfs \"$0\"")
+        .arg(probe.path())
         .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{binary} must be installed in CI"
-    );
-    eprintln!("SKIPPED: {binary} not installed");
-    false
-}
-
-/// A free loopback port (for peers that cannot take port 0).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A peer process, killed when dropped.
-pub struct Killed(pub Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        .map_err(|e| format!("cannot run unshare: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "cannot mount a tmpfs in a user namespace: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
@@ -605,108 +667,6 @@ pub fn peer_http(addr: &str, method: &str, path: &str) -> Option<(u16, String)> 
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     Some((status, body.to_owned()))
-}
-
-/// One request received by a recording sink.
-pub struct Received {
-    /// `POST /path HTTP/1.1`.
-    pub request_line: String,
-    /// Header names in lower case, with their values.
-    pub headers: Vec<(String, String)>,
-    /// The body as sent.
-    pub body: Vec<u8>,
-}
-
-impl Received {
-    /// The value of header `name` (lower case), if sent.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// A recording HTTP sink: answers every request with `status` and
-/// `extra_headers`, and hands what it received to the test. With `tls`, it
-/// speaks HTTPS with that server config.
-pub fn sink_with(
-    status: &'static str,
-    extra_headers: &'static str,
-    tls: Option<Arc<rustls::ServerConfig>>,
-) -> (u16, std::sync::mpsc::Receiver<Received>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-            let got = match &tls {
-                None => read_request(stream, status, extra_headers),
-                Some(config) => {
-                    let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
-                        continue;
-                    };
-                    read_request(
-                        rustls::StreamOwned::new(conn, stream),
-                        status,
-                        extra_headers,
-                    )
-                }
-            };
-            if let Some(r) = got {
-                if tx.send(r).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    (port, rx)
-}
-
-/// A plain-HTTP recording sink (see [`sink_with`]).
-pub fn sink(
-    status: &'static str,
-    extra_headers: &'static str,
-) -> (u16, std::sync::mpsc::Receiver<Received>) {
-    sink_with(status, extra_headers, None)
-}
-
-fn read_request<S: Read + Write>(mut stream: S, status: &str, extra: &str) -> Option<Received> {
-    let mut reader = std::io::BufReader::new(&mut stream);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line).ok()?;
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).ok()?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-        }
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).ok()?;
-    drop(reader);
-    let answer = format!(
-        "HTTP/1.1 {status}\r\nContent-Length: 2\r\nContent-Type: application/json\r\n{extra}Connection: close\r\n\r\n{{}}"
-    );
-    let _ = stream.write_all(answer.as_bytes());
-    let _ = stream.flush();
-    Some(Received {
-        request_line: request_line.trim_end().to_owned(),
-        headers,
-        body,
-    })
 }
 
 /// A real Prometheus started for one test, on a free loopback port; killed

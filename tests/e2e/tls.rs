@@ -4,15 +4,15 @@
 //! that does not trust the CA keeps the TLS error in `/status` and the log.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{
-    free_port, peer_installed, sink_with, wait_for, Killed, TestHost, DEMO, MONITORING,
-};
+use crate::support::{wait_for, TestHost, DEMO, MONITORING};
+use test_support::require_binary;
+use test_support::{require_peer, Alertmanager, RecordingPeer};
 
 /// Generous: the test machines are shared and often heavily loaded.
 const WAIT: Duration = Duration::from_secs(60);
@@ -47,20 +47,15 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 impl Pki {
-    /// Makes the CA and both certificates; `None` (SKIPPED, or a failure
-    /// under CI) without `openssl`.
-    pub fn new() -> Option<Pki> {
+    /// Makes the CA and both certificates; `Err` (for `require_peer!`)
+    /// without `openssl`.
+    pub fn new() -> Result<Pki, String> {
         let present = Command::new("openssl")
             .arg("version")
             .output()
             .is_ok_and(|o| o.status.success());
         if !present {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "openssl must be installed in CI"
-            );
-            eprintln!("SKIPPED: openssl not installed");
-            return None;
+            return Err("openssl not installed".to_owned());
         }
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -118,7 +113,7 @@ impl Pki {
                 ],
             );
         }
-        Some(Pki {
+        Ok(Pki {
             ca: d.join("ca.pem"),
             server_cert: d.join("server.pem"),
             server_key: d.join("server.key"),
@@ -205,17 +200,9 @@ fn notifier_status(host: &TestHost) -> Value {
 
 #[test]
 fn alertmanager_over_tls_with_a_client_certificate() {
-    if !peer_installed("prometheus-alertmanager") {
-        return;
-    }
-    let Some(pki) = Pki::new() else { return };
+    require_binary!("prometheus-alertmanager");
+    let pki = require_peer!(Pki::new());
     let dir = tempfile::tempdir().unwrap();
-    let am_config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &am_config,
-        "route:\n  receiver: none\nreceivers:\n  - name: none\n",
-    )
-    .unwrap();
     let web_config = dir.path().join("web.yml");
     std::fs::write(
         &web_config,
@@ -225,21 +212,11 @@ fn alertmanager_over_tls_with_a_client_certificate() {
         ),
     )
     .unwrap();
-    let port = free_port();
-    let am = Command::new("prometheus-alertmanager")
-        .arg(format!("--config.file={}", am_config.display()))
-        .arg(format!("--web.config.file={}", web_config.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start alertmanager");
-    let _am = Killed(am);
+    let am = Alertmanager::start(
+        "route:\n  receiver: none\nreceivers:\n  - name: none\n",
+        &[format!("--web.config.file={}", web_config.display())],
+    );
+    let port = am.port;
     let base = format!("https://127.0.0.1:{port}");
     let agent = pki.agent();
     wait_for("alertmanager ready over TLS", WAIT, || {
@@ -298,9 +275,10 @@ fn alertmanager_over_tls_with_a_client_certificate() {
 
 #[test]
 fn sentry_and_otlp_over_https() {
-    let Some(pki) = Pki::new() else { return };
-    let (sentry_port, sentry_rx) = sink_with("200 OK", "", Some(pki.server_config()));
-    let (otlp_port, otlp_rx) = sink_with("200 OK", "", Some(pki.server_config()));
+    let pki = require_peer!(Pki::new());
+    let sentry_rx = RecordingPeer::builder().tls(pki.server_config()).start();
+    let otlp_rx = RecordingPeer::builder().tls(pki.server_config()).start();
+    let (sentry_port, otlp_port) = (sentry_rx.port(), otlp_rx.port());
     let host = TestHost::builder()
         .plugin(MONITORING)
         .plugin(DEMO)
@@ -317,18 +295,15 @@ fn sentry_and_otlp_over_https() {
     host.call("demo.fail", &json!({}));
 
     let event = wait_for("the event over HTTPS", WAIT, || {
-        while let Ok(r) = sentry_rx.recv_timeout(Duration::from_millis(200)) {
-            let mut body = Vec::new();
-            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&r.body[..]), &mut body)
-                .ok()?;
-            let text = String::from_utf8_lossy(&body).into_owned();
+        while let Some(r) = sentry_rx.next_request(Duration::from_millis(200)) {
+            let text = r.text();
             if text.contains("demo.fail always fails") {
                 return Some((r, text));
             }
         }
         None
     });
-    assert_eq!(event.0.request_line, "POST /api/9/envelope/ HTTP/1.1");
+    assert_eq!(event.0.request_line(), "POST /api/9/envelope/ HTTP/1.1");
     assert!(event
         .0
         .header("x-sentry-auth")
@@ -336,9 +311,9 @@ fn sentry_and_otlp_over_https() {
         .contains("sentry_key=tlskey"));
 
     let export = wait_for("spans over HTTPS", WAIT, || {
-        otlp_rx.recv_timeout(Duration::from_millis(200)).ok()
+        otlp_rx.next_request(Duration::from_millis(200))
     });
-    assert_eq!(export.request_line, "POST /v1/traces HTTP/1.1");
+    assert_eq!(export.request_line(), "POST /v1/traces HTTP/1.1");
     assert_eq!(
         export.header("content-type"),
         Some("application/x-protobuf")

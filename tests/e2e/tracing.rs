@@ -5,16 +5,13 @@
 //! that slows nobody, the startup trace and trace ids in log lines.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::support::{sample, wait_for, Resp, TestHost, DEMO, FAULTY, MONITORING};
+use test_support::{closed_port, require_peer, RecordingPeer};
 
 const QUIET_DEMO: &str = "[plugins.demo-devices]\ninterval_ms = 0\n";
 /// The faulty fixture plays plugin B: its event handler calls a service.
@@ -255,11 +252,11 @@ fn an_incoming_traceparent_is_continued() {
 
 #[test]
 fn sampled_out_traces_propagate_but_are_not_recorded() {
-    let rx = OtlpReceiver::start();
+    let (rx, url) = otlp_receiver();
     let host = chain_host(&format!(
         "[host]\ntick_interval_ms = 200\ntrace_sample_ratio = 0.0\n\
          [plugins.monitoring.tracing]\notlp_endpoint = \"{}\"\notlp_flush_ms = 100\n",
-        rx.url
+        url
     ));
     let r = run_chain(&host, &[]);
     let trace_id = trace_id_of(&r);
@@ -297,7 +294,7 @@ fn sampled_out_traces_propagate_but_are_not_recorded() {
     assert!(kept.header("traceparent").unwrap().ends_with("-01"));
     wait_trace(&host, "11111111111111111111111111111111", CHAIN_END);
     std::thread::sleep(Duration::from_millis(500));
-    let exported = rx.spans_of_trace_raw(&trace_id);
+    let exported = spans_of_trace_raw(&rx, &trace_id);
     assert_eq!(exported, 0, "nothing of the sampled-out trace was exported");
 }
 
@@ -468,10 +465,7 @@ fn a_dead_collector_slows_no_caller_and_is_counted() {
         let host = chain_host("");
         median_call_latency(&host, 40)
     };
-    let dead = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    }; // closed again: connections are refused
+    let dead = format!("127.0.0.1:{}", closed_port()); // connections are refused
     let host = chain_host(&format!(
         "[plugins.monitoring.tracing]\notlp_endpoint = \"http://{dead}/v1/traces\"\n\
          otlp_flush_ms = 50\notlp_max_queue = 16\notlp_timeout_ms = 500\n"
@@ -577,69 +571,22 @@ fn startup_trace_and_log_lines_carry_trace_ids() {
     assert_eq!(line["span_id"], start["span_id"], "{line}");
 }
 
-// ---- a local OTLP/HTTP receiver, decoded with the official protobuf -------------
+// ---- the OTLP export, decoded with the official protobuf ------------------------
 
-struct Received {
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+/// A local OTLP/HTTP receiver (answers 200 to everything).
+fn otlp_receiver() -> (RecordingPeer, String) {
+    let peer = RecordingPeer::start();
+    let url = peer.url("/v1/traces");
+    (peer, url)
 }
 
-struct OtlpReceiver {
-    url: String,
-    got: Arc<Mutex<Vec<Received>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    addr: std::net::SocketAddr,
-}
-
-impl OtlpReceiver {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (g, s) = (got.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Acquire) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        let _ = conn.set_nonblocking(false);
-                        serve(conn, &g);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        OtlpReceiver {
-            url: format!("http://{addr}/v1/traces"),
-            got,
-            stop,
-            thread: Some(thread),
-            addr,
-        }
-    }
-
-    /// Number of raw bodies that mention the trace id's bytes.
-    fn spans_of_trace_raw(&self, trace_id: &str) -> usize {
-        let id = hex_bytes(trace_id);
-        self.got
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.body.windows(id.len()).any(|w| w == id.as_slice()))
-            .count()
-    }
-}
-
-impl Drop for OtlpReceiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        let _ = TcpStream::connect(self.addr);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// Number of raw bodies `rx` received that mention the trace id's bytes.
+fn spans_of_trace_raw(rx: &RecordingPeer, trace_id: &str) -> usize {
+    let id = hex_bytes(trace_id);
+    rx.requests()
+        .iter()
+        .filter(|r| r.body.windows(id.len()).any(|w| w == id.as_slice()))
+        .count()
 }
 
 fn hex_bytes(hex: &str) -> Vec<u8> {
@@ -648,49 +595,9 @@ fn hex_bytes(hex: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Reads HTTP/1.1 requests from one connection (keep-alive), answers 200.
-fn serve(conn: TcpStream, got: &Mutex<Vec<Received>>) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut writer = conn.try_clone().unwrap();
-    let mut reader = BufReader::new(conn);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut headers = Vec::new();
-        let mut len = 0usize;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_owned());
-                if k == "content-length" {
-                    len = v.parse().unwrap_or(0);
-                }
-                headers.push((k, v));
-            }
-        }
-        let mut body = vec![0u8; len];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        got.lock().unwrap().push(Received { headers, body });
-        let _ = writer.write_all(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n",
-        );
-    }
-}
-
 /// The Python with `opentelemetry-proto`: `HOMECONSOLE_PYTHON`, else the
-/// repository's `.venv`. `None` (test skipped) when missing outside CI.
-fn python() -> Option<PathBuf> {
+/// repository's `.venv`; `Err` (for `require_peer!`) says which one lacks it.
+fn python() -> Result<PathBuf, String> {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -707,18 +614,12 @@ fn python() -> Option<PathBuf> {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if ok {
-        return Some(py);
+        return Ok(py);
     }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{} with opentelemetry-proto is required in CI (set HOMECONSOLE_PYTHON)",
+    Err(format!(
+        "no Python with opentelemetry-proto at {} (set HOMECONSOLE_PYTHON)",
         py.display()
-    );
-    eprintln!(
-        "SKIPPED: no Python with opentelemetry-proto at {} (set HOMECONSOLE_PYTHON)",
-        py.display()
-    );
-    None
+    ))
 }
 
 fn decode(py: &PathBuf, body: &[u8]) -> Value {
@@ -743,14 +644,14 @@ fn decode(py: &PathBuf, body: &[u8]) -> Value {
 
 #[test]
 fn otlp_export_of_the_chain_decodes_with_the_official_protobuf() {
-    let Some(py) = python() else { return };
-    let rx = OtlpReceiver::start();
+    let py = require_peer!(python());
+    let (rx, url) = otlp_receiver();
     let host = chain_host(&format!(
         "[plugins.monitoring.tracing]\notlp_endpoint = \"{}\"\notlp_flush_ms = 100\n\
          service_name = \"hc-e2e\"\n\
          otlp_headers = {{ \"x-api-key\" = \"secret\" }}\n\
          resource_attributes = {{ \"deployment.environment\" = \"test\" }}\n",
-        rx.url
+        url
     ));
     let r = run_chain(&host, &[]);
     let trace_id = trace_id_of(&r);
@@ -770,16 +671,7 @@ fn otlp_export_of_the_chain_decodes_with_the_official_protobuf() {
         "the chain at the OTLP receiver",
         Duration::from_secs(30),
         || {
-            let bodies: Vec<Received> = rx
-                .got
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|r| Received {
-                    headers: r.headers.clone(),
-                    body: r.body.clone(),
-                })
-                .collect();
+            let bodies = rx.requests();
             let mut spans = Vec::new();
             let mut resource = Value::Null;
             for r in &bodies {

@@ -29,6 +29,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::config::ResilienceSettings;
+use crate::time::unix_ms;
 
 /// The state of a circuit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -180,12 +181,6 @@ pub struct Breaker {
     consecutive_late: AtomicU32,
     rejected: AtomicU64,
     inner: Mutex<Inner>,
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn tenths(d: Duration) -> String {

@@ -3,8 +3,9 @@
 //! Each plugin instance gets its own handle, bound to its name and instance
 //! id, so the host knows who registers, calls or publishes. Every method body
 //! runs under `catch_unwind` (a panic reaching the abi_stable shim would
-//! abort the process, DESIGN.md §2.1). A handle whose instance was stopped or
-//! replaced can no longer register anything.
+//! abort the process; see docs/ARCHITECTURE.md, section "ABI rules"). A
+//! handle whose instance was stopped or replaced can no longer register
+//! anything.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
@@ -72,10 +73,13 @@ fn opt(s: ROption<RStr<'_>>) -> Option<&str> {
 }
 
 impl HostApiImpl {
-    /// Applies the storage isolation rule (`config::namespace_allowed`).
+    /// Applies the storage isolation rule (`storage::namespace_allowed`).
     fn check_namespace(&self, core: &HostCore, namespace: &str) -> Result<(), PluginError> {
-        if crate::config::namespace_allowed(&self.name, namespace, &core.config.host.storage_grants)
-        {
+        if crate::storage::namespace_allowed(
+            &self.name,
+            namespace,
+            &core.config.host.storage_grants,
+        ) {
             Ok(())
         } else {
             Err(PluginError::new(

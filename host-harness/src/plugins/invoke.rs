@@ -27,7 +27,6 @@ use super::breaker::{BulkheadFull, OpenCircuit, Outcome, Permit, Ticket};
 use super::chain::{CallChain, TooDeep};
 use super::manager::PluginInstance;
 use crate::config::ResilienceSettings;
-use crate::core::HostCore;
 
 /// One plugin callback in progress.
 #[derive(Debug, Clone)]
@@ -386,84 +385,162 @@ pub struct Call<'a> {
     pub timeout: Duration,
 }
 
+/// What a call needs from the host that sends it: the in-flight set it is
+/// recorded in, the runtime whose blocking pool runs it, and where a call
+/// found hung is reported. The host core implements it, so this file does
+/// not name it (`core/reports.rs`).
+pub trait CallHost: Send + Sync {
+    /// The callbacks in progress.
+    fn inflight(&self) -> &Arc<InFlight>;
+    /// The runtime whose blocking pool runs plugin callbacks.
+    fn runtime(&self) -> &tokio::runtime::Handle;
+    /// A call was found busy past its deadline.
+    fn report_hung(&self, hung: &HungCall);
+}
+
 /// The blocking-pool thread name recorded for calls sent there.
 const POOL_THREAD: &str = "blocking pool";
 
-/// Runs an admitted call on the blocking pool and waits up to its deadline
-/// (sync callers: plugin threads, the plugin manager).
+/// Records an admitted call in [`InFlight`] and runs it on the blocking
+/// pool; `reply` gets its result (after the in-flight entry is gone, so
+/// the time spent is booked before the caller sees the answer). Returns
+/// the call's in-flight id. The one sending half of [`invoke_sync`] and
+/// [`invoke_async`].
+fn send<R: Send + 'static>(
+    host: &dyn CallHost,
+    call: &Call<'_>,
+    admission: Admission,
+    f: Callback<R>,
+    reply: impl FnOnce(Result<R, PluginError>) + Send + 'static,
+) -> u64 {
+    let guard = host.inflight().enter(
+        call.instance,
+        call.callback,
+        call.detail,
+        call.timeout,
+        Some(POOL_THREAD),
+    );
+    let id = guard.id();
+    let (inst, limit) = (call.instance.clone(), call.timeout);
+    host.runtime().spawn_blocking(move || {
+        let result = run_admitted(&inst, admission, limit, f);
+        drop(guard);
+        reply(result);
+    });
+    id
+}
+
+/// The caller stopped waiting for call `id` at its deadline: marks it hung
+/// if it still runs (its circuit opens), reports it, and returns the
+/// `Timeout` error the caller sees. The one timeout half of [`invoke_sync`]
+/// and [`invoke_async`].
+fn timed_out(host: &dyn CallHost, call: &Call<'_>, id: u64) -> PluginError {
+    if let Some(hung) = host.inflight().mark_hung(id) {
+        host.report_hung(&hung);
+    }
+    timeout_error(&call.instance.name, call.callback, call.timeout)
+}
+
+/// The error when the thread running a call ended without an answer.
+fn lost_answer() -> PluginError {
+    PluginError::new(
+        ErrorKind::Panicked,
+        "host task failed: the callback's thread ended without an answer",
+    )
+}
+
+/// Runs an admitted call on the blocking pool and waits up to its deadline,
+/// blocking the current thread (sync callers: plugin threads, the plugin
+/// manager).
 pub fn invoke_sync<R: Send + 'static>(
-    core: &HostCore,
+    host: &dyn CallHost,
     call: Call<'_>,
     admission: Admission,
     f: Callback<R>,
 ) -> Result<R, PluginError> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    let guard = core.inflight.enter(
-        call.instance,
-        call.callback,
-        call.detail,
-        call.timeout,
-        Some(POOL_THREAD),
-    );
-    let id = guard.id();
-    let (inst, limit) = (call.instance.clone(), call.timeout);
-    core.runtime.spawn_blocking(move || {
-        let result = run_admitted(&inst, admission, limit, f);
+    let id = send(host, &call, admission, f, move |result| {
         let _ = tx.send(result);
-        drop(guard);
     });
     match rx.recv_timeout(call.timeout) {
         Ok(result) => result,
-        Err(_) => {
-            if let Some(hung) = core.inflight.mark_hung(id) {
-                core.report_hung(&hung);
-            }
-            Err(timeout_error(
-                &call.instance.name,
-                call.callback,
-                call.timeout,
-            ))
-        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(lost_answer()),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(timed_out(host, &call, id)),
     }
 }
 
 /// Runs an admitted call on the blocking pool and waits up to its deadline
-/// (async callers: the HTTP API).
+/// without blocking the executor (async callers: the HTTP API).
 pub async fn invoke_async<R: Send + 'static>(
-    core: &HostCore,
+    host: &dyn CallHost,
     call: Call<'_>,
     admission: Admission,
     f: Callback<R>,
 ) -> Result<R, PluginError> {
-    let guard = core.inflight.enter(
-        call.instance,
-        call.callback,
-        call.detail,
-        call.timeout,
-        Some(POOL_THREAD),
-    );
-    let id = guard.id();
-    let (inst, limit) = (call.instance.clone(), call.timeout);
-    let task = tokio::task::spawn_blocking(move || {
-        let result = run_admitted(&inst, admission, limit, f);
-        drop(guard);
-        result
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let id = send(host, &call, admission, f, move |result| {
+        let _ = tx.send(result);
     });
-    match tokio::time::timeout(call.timeout, task).await {
+    match tokio::time::timeout(call.timeout, rx).await {
         Ok(Ok(result)) => result,
-        Ok(Err(join)) => Err(PluginError::new(
-            ErrorKind::Panicked,
-            format!("host task failed: {join}"),
-        )),
-        Err(_) => {
-            if let Some(hung) = core.inflight.mark_hung(id) {
-                core.report_hung(&hung);
-            }
-            Err(timeout_error(
-                &call.instance.name,
-                call.callback,
-                call.timeout,
-            ))
+        Ok(Err(_)) => Err(lost_answer()),
+        Err(_) => Err(timed_out(host, &call, id)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_read_in_whole_seconds_or_milliseconds() {
+        assert_eq!(humanize(Duration::from_secs(5)), "5s");
+        assert_eq!(humanize(Duration::from_millis(250)), "250ms");
+        assert_eq!(humanize(Duration::from_millis(1500)), "1500ms");
+        let e = timeout_error("demo", "handle_service", Duration::from_millis(200));
+        assert_eq!(e.kind, ErrorKind::Timeout);
+        assert_eq!(
+            e.message.as_str(),
+            "plugin demo did not answer handle_service within 200ms"
+        );
+    }
+
+    #[test]
+    fn the_breaker_ignores_only_life_cycle_callbacks() {
+        for cb in ["start", "stop"] {
+            assert!(!breaker_applies(cb), "{cb}");
         }
+        for cb in [
+            "handle_service",
+            "handle_http",
+            "on_event",
+            "tick",
+            "health",
+        ] {
+            assert!(breaker_applies(cb), "{cb}");
+        }
+    }
+
+    #[test]
+    fn a_late_or_panicked_answer_is_told_to_the_breaker_as_such() {
+        let limit = Duration::from_millis(100);
+        let ok: Result<(), PluginError> = Ok(());
+        let panicked: Result<(), PluginError> = Err(PluginError::new(ErrorKind::Panicked, "boom"));
+        assert!(matches!(
+            outcome_of(&ok, limit / 2, limit),
+            Outcome::Answered
+        ));
+        assert!(matches!(outcome_of(&ok, limit * 2, limit), Outcome::Late));
+        assert!(matches!(
+            outcome_of(&panicked, limit / 2, limit),
+            Outcome::Panicked
+        ));
+    }
+
+    #[test]
+    fn a_lost_answer_is_a_panicked_host_task() {
+        let e = lost_answer();
+        assert_eq!(e.kind, ErrorKind::Panicked);
+        assert!(e.message.starts_with("host task failed"), "{}", e.message);
     }
 }

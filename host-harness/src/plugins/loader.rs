@@ -2,16 +2,20 @@
 //!
 //! dlopen returns the already-loaded library for a path it has seen (and for
 //! hard links and symlinks to it), so every load first byte-copies the file
-//! to a unique path in the plugin cache (DESIGN.md §2.3). abi_stable's
-//! `RootModule::load_from_file` caches one module per type, so each file is
-//! loaded with `lib_header_from_path` + `init_root_module` (§2.2). Errors are
-//! turned into one short paragraph naming the file and, for version
-//! mismatches, the expected and found versions (§2.5).
+//! to a unique path in the plugin cache. A pre-flight opens the copy with
+//! `libloading` and checks the root-module symbol before abi_stable is
+//! asked, so a shared library that is not a plugin is refused by name.
+//! abi_stable's `RootModule::load_from_file` caches one module per type, so
+//! each file is loaded with `lib_header_from_path` + `init_root_module`.
+//! Errors are turned into one short paragraph naming the file and, for
+//! version mismatches, the expected and found versions.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use abi_stable::library::{lib_header_from_path, LibraryError};
+use abi_stable::library::{
+    lib_header_from_path, LibraryError, ROOT_MODULE_LOADER_NAME, ROOT_MODULE_LOADER_NAME_WITH_NUL,
+};
 use plugin_abi::{PluginInfo, PluginMod_Ref};
 
 /// Why a file could not be loaded as a plugin.
@@ -32,6 +36,15 @@ pub enum LoadError {
         file: String,
         /// The loader's reason, shortened.
         reason: String,
+    },
+    /// A library that does not export the root-module symbol every
+    /// plugin exports (found by the pre-flight, before abi_stable is asked).
+    #[error("{file}: not a HomeConsole plugin: the library does not export the root-module symbol `{symbol}` that every plugin built with plugin-abi's `export_plugin!` exports (a different shared library, or a plugin built against another abi_stable)")]
+    MissingRootModule {
+        /// The plugin file.
+        file: String,
+        /// The symbol looked for.
+        symbol: &'static str,
     },
     /// A library, but without an abi_stable root module.
     #[error("{file}: not a HomeConsole plugin (no abi_stable root module): {reason}")]
@@ -109,10 +122,7 @@ fn cache_copy(file: &Path, cache_dir: &Path) -> Result<PathBuf, LoadError> {
         .unwrap_or("plugin");
     let ext = file.extension().and_then(|s| s.to_str()).unwrap_or("so");
     let seq = COPY_SEQ.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = crate::time::now_unix_ns();
     let copy = cache_dir.join(format!("{stem}.{}.{nanos}.{seq}.{ext}", std::process::id()));
     std::fs::copy(file, &copy).map_err(copy_err)?;
     Ok(copy)
@@ -200,10 +210,46 @@ fn describe(file: &Path, err: LibraryError) -> LoadError {
     }
 }
 
-/// Copies `file` into `cache_dir`, dlopens the copy and checks its root
-/// module. Never panics; every failure is a [`LoadError`].
+/// The pre-flight: opens `library` with `libloading` and checks that it
+/// exports abi_stable's root-module loader symbol, before abi_stable is
+/// asked; a shared library that is not a HomeConsole plugin is refused with
+/// an error naming the symbol and `file` (the name reported). The handle is
+/// closed again before returning, so abi_stable's own dlopen of the same
+/// path starts from the library's reference count before the pre-flight.
+#[allow(unsafe_code)] // dlopen and dlsym; see the SAFETY notes.
+pub fn preflight(file: &Path, library: &Path) -> Result<(), LoadError> {
+    let name = || file.display().to_string();
+    // SAFETY: dlopen runs the library's initialisers. The pre-flight opens
+    // exactly the file the loader is about to dlopen through abi_stable
+    // anyway, so it runs no code the load itself would not.
+    let lib = unsafe { libloading::Library::new(library) }.map_err(|e| LoadError::NotALibrary {
+        file: name(),
+        reason: shorten(&e.to_string(), 200),
+    })?;
+    // SAFETY: the symbol's address is only tested for presence; it is
+    // neither called nor dereferenced.
+    let found =
+        unsafe { lib.get::<*const ()>(ROOT_MODULE_LOADER_NAME_WITH_NUL.as_bytes()) }.is_ok();
+    let _ = lib.close();
+    if found {
+        Ok(())
+    } else {
+        Err(LoadError::MissingRootModule {
+            file: name(),
+            symbol: ROOT_MODULE_LOADER_NAME,
+        })
+    }
+}
+
+/// Copies `file` into `cache_dir`, pre-flights the copy ([`preflight`]),
+/// dlopens it through abi_stable and checks its root module. Never panics;
+/// every failure is a [`LoadError`].
 pub fn load(file: &Path, cache_dir: &Path) -> Result<LoadedLibrary, LoadError> {
     let copy = cache_copy(file, cache_dir)?;
+    if let Err(e) = preflight(file, &copy) {
+        let _ = std::fs::remove_file(&copy);
+        return Err(e);
+    }
     let result =
         lib_header_from_path(&copy).and_then(|header| header.init_root_module::<PluginMod_Ref>());
     let module = match result {
@@ -241,6 +287,38 @@ mod tests {
         assert!(matches!(err, LoadError::NotALibrary { .. }), "{text}");
         assert!(text.contains("garbage.so"), "{text}");
         assert!(text.len() < 400, "{text}");
+    }
+
+    #[test]
+    fn preflight_refuses_a_library_without_the_root_module_naming_the_symbol() {
+        let lib = test_support::system_library();
+        let err = preflight(Path::new("plugins/libnot_a_plugin.so"), &lib)
+            .expect_err("a system library is not a plugin");
+        let text = err.to_string();
+        assert!(matches!(err, LoadError::MissingRootModule { .. }), "{text}");
+        assert!(text.contains(ROOT_MODULE_LOADER_NAME), "{text}");
+        assert!(text.contains("plugins/libnot_a_plugin.so"), "{text}");
+        assert!(text.contains("not a HomeConsole plugin"), "{text}");
+    }
+
+    #[test]
+    fn load_of_a_non_plugin_library_fails_in_the_preflight_and_removes_its_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("libnot_a_plugin.so");
+        std::fs::copy(test_support::system_library(), &file).unwrap();
+        let cache = dir.path().join("cache");
+        let err = load(&file, &cache).err().expect("must fail");
+        assert!(matches!(err, LoadError::MissingRootModule { .. }), "{err}");
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn preflight_refuses_a_file_that_is_not_a_library() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("garbage.so");
+        std::fs::write(&f, b"this is not an ELF file").unwrap();
+        let err = preflight(&f, &f).expect_err("must fail");
+        assert!(matches!(err, LoadError::NotALibrary { .. }), "{err}");
     }
 
     #[test]

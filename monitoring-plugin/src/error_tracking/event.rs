@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::time::now_ms;
+use crate::time::now_ms;
 
 /// Severity of an event or breadcrumb (Sentry's fixed set of five).
 #[derive(

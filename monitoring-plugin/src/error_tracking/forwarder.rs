@@ -22,12 +22,10 @@ use serde_json::{json, Map};
 use super::envelope::{write_envelope, EnvelopeItem};
 use super::event::ErrorEvent;
 use super::protocol::to_sentry_event;
-use super::time::{format_rfc3339, now_ms};
+use crate::time::{format_rfc3339, now_ms};
 
 /// The data category of error events in Sentry rate limits.
 const CATEGORY: &str = "error";
-/// Pause when a 429 carries neither header.
-const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Forwarder errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -280,12 +278,13 @@ impl RateLimits {
     }
 }
 
-/// Parses `Retry-After` (seconds or an HTTP date, by the shared rule); a
-/// missing or unreadable value pauses for a minute.
-pub fn parse_retry_after(value: Option<&str>) -> Duration {
-    value
+/// How long a 429 pauses every category: the shared `Retry-After` rule,
+/// and when the header is missing or unreadable the longest pause that rule
+/// allows (Sentry's advice is to back off for a minute).
+pub fn pause_after_429(retry_after: Option<&str>) -> Duration {
+    retry_after
         .and_then(|v| crate::outbound::parse_retry_after(v, std::time::SystemTime::now()))
-        .unwrap_or(DEFAULT_RETRY_AFTER)
+        .unwrap_or(crate::outbound::retry::MAX_RETRY_AFTER)
 }
 
 /// Builds the envelope body for one event.
@@ -405,7 +404,7 @@ impl Worker {
             429 => {
                 if rate_header.is_none() {
                     self.limits
-                        .apply_retry_after(parse_retry_after(retry_after.as_deref()), now);
+                        .apply_retry_after(pause_after_429(retry_after.as_deref()), now);
                 }
                 Attempt::RateLimited
             }
@@ -649,10 +648,15 @@ mod tests {
         all.apply_header("10::organization", now);
         assert!(all.is_limited("session", now));
         let mut r = RateLimits::default();
-        r.apply_retry_after(parse_retry_after(Some("2")), now);
+        r.apply_retry_after(pause_after_429(Some("2")), now);
         assert!(r.is_limited("error", now + Duration::from_secs(1)));
         assert!(!r.is_limited("error", now + Duration::from_secs(3)));
-        assert_eq!(parse_retry_after(Some("soon")), DEFAULT_RETRY_AFTER);
-        assert_eq!(parse_retry_after(Some("1.5")), Duration::from_millis(1500));
+        assert_eq!(
+            pause_after_429(Some("soon")),
+            crate::outbound::retry::MAX_RETRY_AFTER
+        );
+        assert_eq!(pause_after_429(None), Duration::from_secs(60));
+        assert_eq!(pause_after_429(Some("1.5")), Duration::from_millis(1500));
+        assert_eq!(pause_after_429(Some("86400")), Duration::from_secs(60));
     }
 }

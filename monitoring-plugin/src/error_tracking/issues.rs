@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 
 use super::event::{truncate_chars, ErrorEvent, Level};
 use super::grouping::{fingerprint, group_id};
-use super::time::{now_ms, DAY_MS};
 use crate::store::KvStore;
+use crate::time::{now_ms, DAY_MS};
 
 const ISSUE_PREFIX: &str = "issue/";
 const SAMPLES_PREFIX: &str = "samples/";

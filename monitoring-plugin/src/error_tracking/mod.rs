@@ -16,11 +16,18 @@
 //! * [`envelope`], [`protocol`], [`ingest`] — the Sentry wire format in;
 //! * [`forwarder`] — the Sentry wire format out, from a background thread;
 //! * [`memory_store`] — an in-memory `KvStore` for tests and storage-less runs;
-//! * [`time`] — timestamp conversions without a date-time dependency.
+//! * [`capability`] — the one part that touches the host: the `/errors` and
+//!   Sentry ingest routes, the services, and the intake of error observations.
 //!
-//! [`ErrorTracker`] ties them together for the plugin.
+//! [`ErrorTracker`] ties the engine together for the capability; timestamps
+//! come from [`crate::time`].
+//!
+//! The folder is `error_tracking`, not `errors`: by Rust convention an
+//! `errors` module holds a crate's error types, and this one holds a
+//! capability (issues built from errors), so the name says what it does.
 
 pub mod breadcrumbs;
+pub mod capability;
 pub mod envelope;
 pub mod event;
 pub mod forwarder;
@@ -29,7 +36,6 @@ pub mod ingest;
 pub mod issues;
 pub mod memory_store;
 pub mod protocol;
-pub mod time;
 
 use parking_lot::Mutex;
 

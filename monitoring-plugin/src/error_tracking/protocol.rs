@@ -19,7 +19,7 @@ use super::event::{
     new_event_id, Breadcrumb, ErrorEvent, EventSource, ExceptionInfo, Frame, Level, SdkInfo,
     UserInfo,
 };
-use super::time::{format_rfc3339, from_float_seconds, now_ms, parse_rfc3339};
+use crate::time::{format_rfc3339, from_float_seconds, now_ms, parse_rfc3339};
 
 fn text(v: Option<&Value>) -> Option<String> {
     match v? {

@@ -14,28 +14,12 @@ use std::sync::Arc;
 
 use parking_lot::{RwLock, RwLockUpgradableReadGuard};
 
-use super::encode::push_escaped_label_value;
 use super::error::{clip, ConflictKind, MetricError, MetricKind};
+use super::text::push_escaped_label_value;
 use super::validate::check_label_value;
-use super::value::{Cell, Counter, CounterCell, Gauge, GaugeCell, Histogram, HistogramCell};
-
-/// One series: its label values, their pre-rendered exposition form and its value.
-pub(crate) struct Series<C> {
-    /// Label values, in the family's label-name order.
-    pub(super) values: Box<[Box<str>]>,
-    /// Rendered labels without braces, e.g. `a="x",b="y"` (empty for no labels).
-    pub(super) labels: Box<str>,
-    pub(super) cell: C,
-}
-
-impl<C: fmt::Debug> fmt::Debug for Series<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Series")
-            .field("labels", &self.labels)
-            .field("cell", &self.cell)
-            .finish()
-    }
-}
+use super::value::{
+    Cell, Counter, CounterCell, Gauge, GaugeCell, Histogram, HistogramCell, Series,
+};
 
 /// A view of label values used as a hash key, so that a lookup with borrowed
 /// `&[&str]` finds a series stored under owned strings without allocating.

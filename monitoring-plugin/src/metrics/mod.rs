@@ -12,13 +12,18 @@
 //!
 //! Submodules: `error` (errors and refusal reasons), `validate` (name/label/help
 //! rules), `value` (atomic series values and handles), `family` (series lookup,
-//! limits, sorted snapshots), `store` (the store and `record`), `encode` (the
-//! text writer).
+//! limits, sorted snapshots), `store` (the store and `record`), `text` (label
+//! escaping and float spelling), `encode` (the text writer).
 
+pub mod capability;
+pub mod collector;
 mod encode;
 mod error;
 mod family;
+pub mod names;
+pub mod remote_write;
 mod store;
+mod text;
 mod validate;
 mod value;
 
@@ -26,12 +31,12 @@ mod value;
 mod tests;
 
 pub use self::encode::to_openmetrics;
-pub use self::encode::{push_escaped_label_value, push_float};
 pub use self::error::{ConflictKind, MetricError, MetricKind, REASONS};
 pub use self::family::{CounterFamily, GaugeFamily, HistogramFamily};
 pub use self::store::{
     MetricStore, RecordRequest, StoreConfig, DEFAULT_RECORD_HELP, DEFAULT_SECONDS_BUCKETS,
     FALLBACK_HELP,
 };
+pub use self::text::{push_escaped_label_value, push_float};
 pub use self::validate::{MAX_HELP_LEN, MAX_LABEL_NAME_LEN, MAX_NAME_LEN};
 pub use self::value::{Counter, Exemplar, Gauge, Histogram};

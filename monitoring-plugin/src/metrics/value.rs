@@ -3,10 +3,27 @@
 //! Exists to keep the hot path tiny: a handle is an `Arc` to one series, and an
 //! update is one or two relaxed atomic operations, never a lock or a lookup.
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use super::family::Series;
+/// One series: its label values, their pre-rendered exposition form and its value.
+pub(crate) struct Series<C> {
+    /// Label values, in the family's label-name order.
+    pub(super) values: Box<[Box<str>]>,
+    /// Rendered labels without braces, e.g. `a="x",b="y"` (empty for no labels).
+    pub(super) labels: Box<str>,
+    pub(super) cell: C,
+}
+
+impl<C: fmt::Debug> fmt::Debug for Series<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Series")
+            .field("labels", &self.labels)
+            .field("cell", &self.cell)
+            .finish()
+    }
+}
 
 /// An `f64` stored as bits in an `AtomicU64`.
 #[derive(Debug, Default)]
@@ -138,9 +155,7 @@ impl Exemplar {
             trace_id: [0; 32],
             span_id: [0; 16],
             value,
-            timestamp_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            timestamp_ms: crate::time::now_ms(),
         };
         e.trace_id.copy_from_slice(&b[3..35]);
         e.span_id.copy_from_slice(&b[36..52]);

@@ -1,6 +1,8 @@
-//! The one retry rule of outbound clients: exponential backoff with jitter,
-//! overridden by the server's `Retry-After` (delta-seconds or an HTTP date),
-//! which is capped so that a hostile header cannot park a sender for days.
+//! The one retry rule of outbound clients (OTLP exporter, Sentry forwarder,
+//! Alertmanager/webhook notifier, remote_write): exponential backoff with
+//! jitter, overridden by the server's `Retry-After` (delta-seconds or an
+//! HTTP date), which is capped so that a hostile header cannot park a
+//! sender for days.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -41,20 +43,28 @@ fn jitter(d: Duration) -> Duration {
     d / 2 + d / 2 * r / 1023
 }
 
-/// `Retry-After` as delta-seconds (fractions accepted) or an IMF-fixdate
-/// (`Sun, 06 Nov 1994 08:49:37 GMT`, a date in the past meaning zero).
+/// The one `Retry-After` rule of every exporter: how long to wait after a
+/// response that carries `value`. Delta-seconds (fractions accepted, as
+/// some collectors send them) or an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37
+/// GMT`; a date in the past means zero), capped at [`MAX_RETRY_AFTER`] so a
+/// hostile header cannot park a sender for days. `None` for anything
+/// unreadable: the caller's own backoff decides then.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let v = value.trim();
-    if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0)
-            .then(|| Duration::from_secs_f64(secs.min(86_400.0)));
-    }
-    let when = parse_imf_fixdate(v)?;
-    let now = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
-    Some(Duration::from_secs(when.saturating_sub(now)))
+    let wait = if let Ok(secs) = v.parse::<f64>() {
+        if !(secs.is_finite() && secs >= 0.0) {
+            return None;
+        }
+        Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64()))
+    } else {
+        let when = parse_imf_fixdate(v)?;
+        let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Duration::from_secs(u64::try_from(when).unwrap_or(0).saturating_sub(now))
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
-/// The `Retry-After` header of a response, parsed.
+/// The `Retry-After` header of a response, by [`parse_retry_after`].
 pub fn retry_after_of(resp: &ureq::http::Response<ureq::Body>) -> Option<Duration> {
     resp.headers()
         .get("retry-after")
@@ -62,51 +72,22 @@ pub fn retry_after_of(resp: &ureq::http::Response<ureq::Body>) -> Option<Duratio
         .and_then(|v| parse_retry_after(v, SystemTime::now()))
 }
 
-fn parse_imf_fixdate(v: &str) -> Option<u64> {
-    // "Sun, 06 Nov 1994 08:49:37 GMT"
-    let mut parts = v.split_ascii_whitespace();
-    let _weekday = parts.next()?.strip_suffix(',')?;
-    let day: u64 = parts.next()?.parse().ok()?;
-    let month = match parts.next()? {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let year: i64 = parts.next()?.parse().ok()?;
-    let mut hms = parts.next()?.split(':').map(|x| x.parse::<u64>().ok());
-    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-    if parts.next()? != "GMT" || parts.next().is_some() || hms.next().is_some() {
-        return None;
-    }
-    if !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 || year < 1970 {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days)
-        .ok()
-        .map(|d| d * 86_400 + h * 3600 + m * 60 + s)
+/// Seconds since the epoch of an IMF-fixdate (RFC 9110). The weekday is not
+/// checked against the date (the old rule did not either).
+fn parse_imf_fixdate(v: &str) -> Option<i64> {
+    let (_weekday, rest) = v.split_once(", ")?;
+    let at = chrono::NaiveDateTime::parse_from_str(rest, "%d %b %Y %H:%M:%S GMT").ok()?;
+    Some(at.and_utc().timestamp())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sun, 06 Nov 1994 08:49:37 GMT.
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(784_111_777)
+    }
 
     #[test]
     fn imf_fixdates() {
@@ -117,27 +98,58 @@ mod tests {
         );
         assert_eq!(parse_imf_fixdate("Sun, 06 Nov 1994 08:49:37 UTC"), None);
         assert_eq!(parse_imf_fixdate("Sun, 32 Nov 1994 08:49:37 GMT"), None);
+        assert_eq!(parse_imf_fixdate("Wed, 29 Feb 2023 08:49:37 GMT"), None);
     }
 
     #[test]
-    fn retry_after_seconds_and_dates() {
-        let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
-        assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
+    fn retry_after_seconds_and_fractions() {
+        assert_eq!(parse_retry_after("3", now()), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after(" 0 ", now()), Some(Duration::ZERO));
         assert_eq!(
-            parse_retry_after("1.5", now),
+            parse_retry_after("1.5", now()),
             Some(Duration::from_millis(1500))
         );
+    }
+
+    #[test]
+    fn retry_after_dates_future_and_past() {
         assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
+            parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now()),
             Some(Duration::from_secs(10))
         );
         assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now()),
             Some(Duration::ZERO)
         );
-        for bad in ["", "-1", "soon", "Sun, 06 Nov 1994 25:00:00 GMT", "NaN"] {
-            assert_eq!(parse_retry_after(bad, now), None, "{bad}");
+        assert_eq!(
+            parse_retry_after("Mon, 01 Jan 1968 00:00:00 GMT", now()),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn retry_after_garbage_is_none() {
+        for bad in [
+            "",
+            "-1",
+            "soon",
+            "Sun, 06 Nov 1994 25:00:00 GMT",
+            "NaN",
+            "inf",
+            "06 Nov 1994 08:49:47 GMT",
+        ] {
+            assert_eq!(parse_retry_after(bad, now()), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn retry_after_is_capped() {
+        assert_eq!(parse_retry_after("7200", now()), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("1e300", now()), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now()),
+            Some(MAX_RETRY_AFTER)
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! * [`report`] — symbolization with library attribution, [`top_libraries`];
 //! * [`render`] — flamegraph SVG and `profile.pb.gz` output.
 
+pub mod capability;
 pub mod maps;
 pub mod render;
 pub mod report;

@@ -1,0 +1,303 @@
+//! The service registry seen from plugins and the HTTP API: registering,
+//! unregistering, and calling a service (resolve, admit, invoke with a
+//! deadline, observe, report failures).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use abi_stable::std_types::{ROption, RString};
+use plugin_abi::{CallStatus, ErrorKind, ObservationKind, PluginError, PluginState};
+use serde_json::json;
+
+use super::HostCore;
+use crate::logger;
+use crate::observer::Name;
+use crate::observer::Report;
+use crate::plugins::chain::CallChain;
+use crate::plugins::invoke::{
+    admit, invoke_async, invoke_sync, Admission, Call, Callback, Refused,
+};
+use crate::plugins::PluginInstance;
+use crate::registry::ServiceEntry;
+use crate::tracecontext::{self, SpanContext, TRACEPARENT_LEN};
+
+/// Runs a plugin's `handle_service` with `span` as the thread's current
+/// context and its `traceparent` (formatted on the stack) as argument.
+fn serve(
+    inst: &PluginInstance,
+    service: &str,
+    input: &str,
+    caller: &str,
+    span: SpanContext,
+) -> abi_stable::std_types::RResult<String, PluginError> {
+    let _current = tracecontext::enter(Some(span));
+    let mut buf = [0u8; TRACEPARENT_LEN];
+    let header = span.write_header(&mut buf);
+    inst.plugin
+        .handle_service(
+            service.into(),
+            input.into(),
+            caller.into(),
+            ROption::RSome(header.into()),
+        )
+        .map(RString::into_string)
+}
+
+/// A service call between its two halves: what the caller resolved and
+/// when and in which span it started.
+struct ServiceCall {
+    entry: ServiceEntry,
+    instance: Arc<PluginInstance>,
+    started: Instant,
+    span: SpanContext,
+    parent: Option<SpanContext>,
+}
+
+impl ServiceCall {
+    /// The plugin callback to run: `handle_service` with the service
+    /// deadline.
+    fn target<'a>(&'a self, core: &HostCore, name: &'a str) -> Call<'a> {
+        Call {
+            instance: &self.instance,
+            callback: "handle_service",
+            detail: name,
+            timeout: core.config.service_timeout(),
+        }
+    }
+}
+
+impl HostCore {
+    /// Registers a service for a plugin instance.
+    pub fn register_service(
+        &self,
+        instance: u64,
+        plugin: &str,
+        name: &str,
+        description: &str,
+    ) -> Result<(), PluginError> {
+        self.registry
+            .register(name, plugin, instance, description)
+            .map_err(|e| match e {
+                crate::registry::RegistryError::Duplicate { .. } => {
+                    PluginError::conflict(e.to_string())
+                }
+                other => PluginError::bad_request(other.to_string()),
+            })?;
+        self.publish_internal(
+            "internal.service.registered",
+            json!({"service": name, "plugin": plugin}),
+        );
+        Ok(())
+    }
+
+    /// Unregisters a service of a plugin instance.
+    pub fn unregister_service(
+        &self,
+        instance: u64,
+        plugin: &str,
+        name: &str,
+    ) -> Result<(), PluginError> {
+        self.registry
+            .unregister(name, instance)
+            .map_err(|e| PluginError::not_found(e.to_string()))?;
+        self.publish_internal(
+            "internal.service.unregistered",
+            json!({"service": name, "plugin": plugin}),
+        );
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)] // one report, all its fields
+    fn observe_call(
+        &self,
+        name: Name,
+        caller: Name,
+        served_by: Option<&Name>,
+        started: Instant,
+        span: SpanContext,
+        parent: Option<&SpanContext>,
+        result: Result<(), &PluginError>,
+    ) {
+        if self.observers.is_active() {
+            let status = match result {
+                Ok(()) => CallStatus::Ok,
+                Err(e) if e.kind == ErrorKind::Timeout => CallStatus::Timeout,
+                Err(e) if e.kind == ErrorKind::NotFound && served_by.is_none() => {
+                    CallStatus::NotFound
+                }
+                Err(_) => CallStatus::Error,
+            };
+            let mut r = Report::new(ObservationKind::ServiceCall, status, name, caller)
+                .with_span(Some(span), parent);
+            r.duration_ns = started.elapsed().as_nanos() as u64;
+            r.detail = served_by.cloned();
+            if let Err(e) = result {
+                r.message = Some(e.message.to_string());
+            }
+            self.observers.report(r);
+        }
+    }
+
+    fn after_call_failure(&self, instance: &PluginInstance, service: &str, err: &PluginError) {
+        match err.kind {
+            // A timeout is the circuit breaker's business (the plugin stays
+            // `started`, its circuit opens while the call is hung).
+            ErrorKind::Panicked | ErrorKind::Timeout => {
+                let msg = format!("service {service}: {}", err.message);
+                if err.kind == ErrorKind::Panicked
+                    && instance.set_state(PluginState::Error, Some(msg.clone()))
+                {
+                    self.plugin_state_changed(instance, "error");
+                }
+                logger::error(
+                    "service_registry",
+                    "service call failed",
+                    json!({"service": service, "plugin": &*instance.name, "error": msg}),
+                );
+                self.report_error("service_call", &instance.name, &msg);
+            }
+            _ => self.report_error(
+                "service_call",
+                &instance.name,
+                &format!("service {service}: {}", err.message),
+            ),
+        }
+    }
+
+    /// Calls a service from a synchronous context (a plugin thread): the
+    /// caller's thread waits. The chain of nested callbacks is the one the
+    /// calling thread runs in.
+    pub fn call_service(
+        &self,
+        caller: &Name,
+        name: &str,
+        input: &str,
+        trace: Option<&str>,
+    ) -> Result<String, PluginError> {
+        let parent = tracecontext::parent_of(trace);
+        let chain = CallChain::current();
+        let (call, admission, f) =
+            self.prepare_call(caller, name, input.to_owned(), parent, &chain)?;
+        let result = invoke_sync(self, call.target(self, name), admission, f);
+        self.finish_call(&call, caller, name, result)
+    }
+
+    /// Calls a service from async code (the HTTP API): the task waits
+    /// without blocking the executor. `parent` is the caller's span (the
+    /// HTTP server span); async code has no thread-local current context,
+    /// so it is passed explicitly. The call starts a new chain.
+    pub async fn call_service_async(
+        &self,
+        caller: &Name,
+        name: &str,
+        input: String,
+        parent: Option<SpanContext>,
+    ) -> Result<String, PluginError> {
+        let chain = CallChain::default();
+        let (call, admission, f) = self.prepare_call(caller, name, input, parent, &chain)?;
+        let result = invoke_async(self, call.target(self, name), admission, f).await;
+        self.finish_call(&call, caller, name, result)
+    }
+
+    /// The first half of every service call, sync or async: starts its
+    /// span, resolves the service to a live instance, admits the call
+    /// (depth limit, bulkhead, breaker) and builds the plugin callback. A
+    /// call that ends here (unknown service, refused) is observed and its
+    /// error returned.
+    fn prepare_call(
+        &self,
+        caller: &Name,
+        name: &str,
+        input: String,
+        parent: Option<SpanContext>,
+        chain: &CallChain,
+    ) -> Result<(ServiceCall, Admission, Callback<String>), PluginError> {
+        let started = Instant::now();
+        let span = self.new_span(parent.as_ref());
+        let Some((entry, instance)) = self.resolve_service(name) else {
+            let err = PluginError::not_found(format!("no service named {name:?}"));
+            self.observe_call(
+                Name::Shared(Arc::from(name)),
+                caller.clone(),
+                None,
+                started,
+                span,
+                parent.as_ref(),
+                Err(&err),
+            );
+            return Err(err);
+        };
+        let call = ServiceCall {
+            entry,
+            instance,
+            started,
+            span,
+            parent,
+        };
+        let admission = admit(&self.config.host.resilience, &call.instance, chain, name)
+            .map_err(|refused| self.refused_call(&call, caller, &refused))?;
+        let (svc, who) = (call.entry.key.clone(), caller.clone());
+        let f: Callback<String> =
+            Box::new(move |inst: &PluginInstance| serve(inst, &svc, &input, &who, span));
+        Ok((call, admission, f))
+    }
+
+    /// The last half of every service call, sync or async: observes the
+    /// call and reports a failure as the plugin's error.
+    fn finish_call(
+        &self,
+        call: &ServiceCall,
+        caller: &Name,
+        name: &str,
+        result: Result<String, PluginError>,
+    ) -> Result<String, PluginError> {
+        self.observe_service_call(call, caller, result.as_ref().map(|_| ()));
+        if let Err(e) = &result {
+            self.after_call_failure(&call.instance, name, e);
+        }
+        result
+    }
+
+    /// Reports a call that reached its service's plugin (or was refused by
+    /// it) as a `ServiceCall` observation.
+    fn observe_service_call(
+        &self,
+        call: &ServiceCall,
+        caller: &Name,
+        result: Result<(), &PluginError>,
+    ) {
+        self.observe_call(
+            call.entry.key.clone(),
+            caller.clone(),
+            Some(&call.instance.key),
+            call.started,
+            call.span,
+            call.parent.as_ref(),
+            result,
+        );
+    }
+
+    /// A call refused before it reached the plugin (depth limit, open
+    /// circuit, full bulkhead): observed as a failed call, counted by the
+    /// breaker or bulkhead, not reported as the plugin's error.
+    fn refused_call(&self, call: &ServiceCall, caller: &Name, refused: &Refused) -> PluginError {
+        let err = refused.to_plugin_error();
+        self.observe_service_call(call, caller, Err(&err));
+        if logger::enabled(plugin_abi::LogLevel::Debug) {
+            logger::log(
+                plugin_abi::LogLevel::Debug,
+                "service_registry",
+                "service call refused",
+                None,
+                json!({"service": &*call.entry.key, "plugin": &*call.instance.name, "error": err.message.as_str()}),
+            );
+        }
+        err
+    }
+
+    fn resolve_service(&self, name: &str) -> Option<(ServiceEntry, Arc<PluginInstance>)> {
+        let entry = self.registry.get(name)?;
+        let instance = self.plugins.live(entry.instance)?;
+        Some((entry, instance))
+    }
+}
