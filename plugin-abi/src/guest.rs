@@ -14,7 +14,7 @@ use std::sync::{Once, OnceLock};
 
 use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
+use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString};
 
 use crate::error::{ErrorKind, PluginError};
 use crate::ffi::{HostHandle, Plugin, PluginBox, PluginMod, PluginMod_Ref, Plugin_TO};
@@ -369,7 +369,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Runs `f`, turning a panic into `ErrorKind::Panicked` naming the callback.
-pub fn guard<R>(
+pub(crate) fn guard<R>(
     callback: &str,
     f: impl FnOnce() -> Result<R, PluginError>,
 ) -> RResult<R, PluginError> {
@@ -390,7 +390,7 @@ pub fn guard<R>(
 }
 
 /// Adapts a [`PluginImpl`] to the FFI [`Plugin`] trait, guarding every call.
-pub struct Guarded<T>(pub T);
+pub(crate) struct Guarded<T>(pub(crate) T);
 
 impl<T: PluginImpl> Plugin for Guarded<T> {
     fn start(&self) -> RResult<(), PluginError> {
@@ -472,12 +472,10 @@ pub fn root_module<T: PluginImpl>() -> PluginMod_Ref {
     .leak_into_prefix()
 }
 
-/// Helper for plugins: a JSON error body as `RVec<u8>`.
-pub fn json_bytes(value: &serde_json::Value) -> RVec<u8> {
-    RVec::from(value.to_string().into_bytes())
-}
-
 /// Exports a [`PluginImpl`] as this library's root module.
+///
+/// The expansion names only `plugin_abi` paths, so a plugin needs no other
+/// ABI dependency (no `abi_stable` in its `Cargo.toml`).
 ///
 /// ```ignore
 /// plugin_abi::export_plugin!(MyPlugin);
@@ -485,19 +483,13 @@ pub fn json_bytes(value: &serde_json::Value) -> RVec<u8> {
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
-        /// The exported root module of this plugin library.
+        /// The library header abi_stable's loader reads at load; its name is
+        /// `plugin_abi::__private::ROOT_MODULE_SYMBOL`.
         #[doc(hidden)]
-        #[allow(missing_docs)]
-        pub mod __homeconsole_plugin_export {
-            #[allow(unused_imports)]
-            use super::*;
-
-            /// The root module of this plugin library, read by the host at load.
-            #[$crate::abi_stable::export_root_module]
-            pub fn homeconsole_plugin_root_module() -> $crate::PluginMod_Ref {
-                $crate::guest::root_module::<$plugin>()
-            }
-        }
+        #[no_mangle]
+        #[allow(non_upper_case_globals)]
+        pub static _1as_0lib_1header_0root_bmodule_bloader: $crate::__private::LibHeader =
+            $crate::__private::lib_header::<$plugin>();
     };
 }
 

@@ -14,6 +14,7 @@
 //!   aborting the host.
 
 pub mod error;
+mod export;
 pub mod ffi;
 pub mod guest;
 pub mod telemetry;
@@ -24,6 +25,13 @@ pub mod types;
 mod incompatible_fixture;
 
 pub use abi_stable;
+
+/// What `export_plugin!` expands to; not part of the documented surface.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::export::{erased_root_module, lib_header, ROOT_MODULE_SYMBOL};
+    pub use abi_stable::library::LibHeader;
+}
 pub use error::{ErrorKind, PluginError};
 pub use ffi::{
     HostApi, HostApi_TO, HostHandle, Plugin, PluginBox, PluginMod, PluginMod_Ref, Plugin_TO,

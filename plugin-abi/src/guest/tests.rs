@@ -299,15 +299,6 @@ fn guard_turns_a_panic_into_panicked_naming_callback_message_and_location() {
     );
 }
 
-#[test]
-fn json_bytes_round_trips() {
-    let value = serde_json::json!({"error": "bad \"input\"", "list": [1, 2.5, null], "ü": true});
-    let bytes = json_bytes(&value);
-    assert_eq!(bytes.as_slice(), value.to_string().as_bytes());
-    let back: serde_json::Value = serde_json::from_slice(bytes.as_slice()).unwrap();
-    assert_eq!(back, value);
-}
-
 /// A plugin with a few behaviours of its own; the rest are the defaults.
 struct Probe {
     host: Host,
