@@ -15,6 +15,7 @@ use abi_stable::std_types::{RArc, RBox, ROption, RResult, RSlice, RStr, RString,
 use abi_stable::{declare_root_module_statics, package_version_strings, sabi_trait, StableAbi};
 
 use crate::error::PluginError;
+use crate::telemetry::{ProviderBox, TelemetrySlot};
 use crate::types::{
     Event, HealthReport, HttpRequest, HttpResponse, LogLevel, Observation, PluginInfo,
 };
@@ -120,6 +121,19 @@ pub trait HostApi: Send + Sync + Clone {
     /// JSON facts about the host: versions, start time, observer drops.
     #[sabi(last_prefix_field)]
     fn host_info(&self) -> RString;
+
+    /// The host-owned telemetry slot every plugin's handles read their
+    /// provider from (docs/telemetry-design.md, section 3). The same slot
+    /// for every plugin and every call.
+    fn telemetry_slot(&self) -> RArc<TelemetrySlot>;
+
+    /// Installs `provider` as the telemetry provider of the host: the slot's
+    /// generation moves on and every handle rebinds at its next use; the
+    /// provider it replaces is closed by the host. Only the plugin named by
+    /// the host may install one (`Unauthorized` otherwise); the host removes
+    /// and closes it when the installing instance stops, unless a newer
+    /// instance has installed its own by then.
+    fn install_telemetry_provider(&self, provider: ProviderBox) -> RResult<(), PluginError>;
 }
 
 /// The host handle given to a plugin at construction.

@@ -126,6 +126,24 @@ impl Host {
         &self.inner
     }
 
+    /// The telemetry API of this plugin: instruments, spans, error capture
+    /// and health checks, each a no-op while no provider is installed
+    /// (docs/telemetry-design.md). Cheap; keep the result and the handles it
+    /// creates rather than calling it per measurement.
+    pub fn telemetry(&self) -> crate::telemetry::Telemetry {
+        crate::telemetry::Telemetry::new(self.inner.telemetry_slot())
+    }
+
+    /// See [`crate::HostApi::install_telemetry_provider`].
+    pub fn install_telemetry_provider(
+        &self,
+        provider: crate::telemetry::ProviderBox,
+    ) -> Result<(), PluginError> {
+        self.inner
+            .install_telemetry_provider(provider)
+            .into_result()
+    }
+
     /// The name of the plugin this handle belongs to.
     pub fn plugin_name(&self) -> String {
         self.inner.plugin_name().into_string()

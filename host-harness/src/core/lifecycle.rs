@@ -172,5 +172,6 @@ impl HostCore {
         self.routes.remove_instance(instance.id);
         self.bus.remove_owner(instance.id);
         self.observers.remove(instance.id);
+        self.telemetry.release(instance.id);
     }
 }

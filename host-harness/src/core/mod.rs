@@ -31,12 +31,14 @@ mod plugin_http;
 mod reports;
 mod services;
 mod storage;
+mod telemetry;
 #[cfg(test)]
 mod tests;
 
 pub use info::MODULES;
 use lifecycle::StartupTrace;
 pub use plugin_http::PluginHttpRequest;
+pub use telemetry::{TelemetryHost, PROVIDER_PLUGIN};
 
 /// Caller name used for calls that come in over HTTP.
 pub static HTTP_CALLER: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("http"));
@@ -73,6 +75,8 @@ pub struct HostCore {
     pub inflight: Arc<InFlight>,
     /// Root sampling of new traces (`host.trace_sample_ratio`).
     pub sampler: Sampler,
+    /// The telemetry slot and the instance whose provider it holds.
+    pub telemetry: TelemetryHost,
     /// Circuit state changes of every plugin, in order, until the
     /// watchdog publishes them.
     circuit_changes: (
@@ -108,6 +112,7 @@ impl HostCore {
             plugins: PluginManager::default(),
             inflight: Arc::new(InFlight::default()),
             sampler: Sampler::new(config_ratio),
+            telemetry: TelemetryHost::default(),
             circuit_changes: crossbeam_channel::unbounded(),
             startup: parking_lot::Mutex::new(None),
         }))

@@ -10,7 +10,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
 
-use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
+use abi_stable::std_types::{RArc, ROption, RResult, RStr, RString, RVec};
+use plugin_abi::telemetry::{ProviderBox, TelemetrySlot};
 use plugin_abi::{ErrorKind, HostApi, LogLevel, PluginError};
 
 use crate::core::HostCore;
@@ -292,5 +293,17 @@ impl HostApi for HostApiImpl {
         self.with_core(|core| Ok(core.host_info().to_string()))
             .map(RString::from)
             .unwrap_or_else(|_| RString::from("{}"))
+    }
+
+    fn telemetry_slot(&self) -> RArc<TelemetrySlot> {
+        match self.core.upgrade() {
+            Some(core) => core.telemetry_slot(),
+            // The host is going away: an empty slot, every handle a no-op.
+            None => RArc::new(TelemetrySlot::new()),
+        }
+    }
+
+    fn install_telemetry_provider(&self, provider: ProviderBox) -> RResult<(), PluginError> {
+        self.with_live(|core| core.telemetry.install(&self.name, self.instance, provider))
     }
 }

@@ -9,6 +9,7 @@ use abi_stable::std_types::{RArc, ROption, RResult, RStr, RString, RVec};
 
 use super::*;
 use crate::ffi::{HostApi, HostApi_TO};
+use crate::telemetry::{InstrumentOpts, ProviderBox, TelemetrySlot};
 
 /// What the plugin asked of the fake host, one line per call.
 type Calls = Arc<Mutex<Vec<String>>>;
@@ -19,6 +20,8 @@ struct FakeHost {
     calls: Calls,
     /// What `list_modules`, `get_module`, `list_plugins` and `host_info` answer.
     json: &'static str,
+    /// The slot `telemetry_slot` answers.
+    slot: RArc<TelemetrySlot>,
 }
 
 impl FakeHost {
@@ -158,6 +161,18 @@ impl HostApi for FakeHost {
     fn host_info(&self) -> RString {
         self.json.into()
     }
+
+    fn telemetry_slot(&self) -> RArc<TelemetrySlot> {
+        self.slot.clone()
+    }
+
+    fn install_telemetry_provider(&self, provider: ProviderBox) -> RResult<(), PluginError> {
+        self.note("install_telemetry_provider".to_owned());
+        if let Some(old) = self.slot.install(provider) {
+            old.close();
+        }
+        RResult::ROk(())
+    }
 }
 
 /// A fake host answering `json` to the JSON queries, and its call record.
@@ -166,8 +181,28 @@ fn fake_host(json: &'static str) -> (HostHandle, Calls) {
     let host = FakeHost {
         calls: calls.clone(),
         json,
+        slot: RArc::new(TelemetrySlot::new()),
     };
     (HostApi_TO::from_ptr(RArc::new(host), TD_Opaque), calls)
+}
+
+#[test]
+fn telemetry_reads_the_hosts_slot_and_is_a_no_op_without_a_provider() {
+    let (handle, calls) = fake_host("{}");
+    let host = Host::new(handle);
+    let telemetry = host.telemetry();
+    assert!(!telemetry.has_provider());
+    let counter = telemetry
+        .counter(InstrumentOpts::new("greetings_total", "Greetings."))
+        .unwrap();
+    counter.inc();
+    assert!(!counter.is_live());
+    // The same slot for every call: a second `telemetry()` agrees.
+    assert!(!host.telemetry().has_provider());
+    assert!(
+        taken(&calls).is_empty(),
+        "reading the slot is not a host call"
+    );
 }
 
 fn taken(calls: &Calls) -> Vec<String> {
