@@ -21,9 +21,6 @@ pub mod telemetry;
 pub mod trace_context;
 pub mod types;
 
-#[cfg(feature = "incompatible-fixture")]
-mod incompatible_fixture;
-
 pub use abi_stable;
 
 /// What `export_plugin!` expands to; not part of the documented surface.

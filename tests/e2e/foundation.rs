@@ -20,7 +20,7 @@ fn loads_plugins_and_serves_the_api() {
         let p = host.plugin(name).unwrap_or_else(|| panic!("{name} listed"));
         assert_eq!(p["state"], "started", "{p}");
         assert_eq!(p["generation"], 1);
-        assert_eq!(p["abi_version"], "0.1.0");
+        assert_eq!(p["abi_version"], "0.2.0");
     }
     let modules = host.get("/api/v1/modules").json();
     let names: Vec<&str> = modules["modules"]
@@ -277,7 +277,7 @@ fn broken_and_incompatible_files_are_contained() {
     let msg = wrong["error"].as_str().unwrap();
     assert!(msg.contains("incompatible ABI version"), "{msg}");
     assert!(
-        msg.contains("0.1.0") && msg.contains("0.2.0"),
+        msg.contains("0.2.0") && msg.contains("0.3.0"),
         "expected and found versions: {msg}"
     );
     assert!(msg.len() < 500, "short message: {msg}");
