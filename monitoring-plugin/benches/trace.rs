@@ -63,7 +63,8 @@ fn bench(c: &mut Criterion) {
     c.bench_function("traceparent_parse", |b| {
         b.iter(|| TraceContext::parse(black_box(header)))
     });
-    let ctx = TraceContext::parse(header).unwrap_or_else(|_| TraceContext::new_root(true));
+    let ctx = TraceContext::parse(header)
+        .unwrap_or_else(|_| TraceContext::new_root(&Sampler::always_on()));
     c.bench_function("traceparent_format", |b| {
         b.iter(|| black_box(&ctx).to_header())
     });

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use test_support::{closed_port, require_peer, wait_until, RecordingPeer, Reply};
 
-use monitoring_plugin::tracing::context::{to_hex, TraceContext};
+use monitoring_plugin::tracing::context::{to_hex, Sampler, TraceContext};
 use monitoring_plugin::tracing::export::{ExportConfig, ExportOutcome, OtlpExporter};
 use monitoring_plugin::tracing::span::{AttrValue, SpanKind, SpanRecord, SpanStatus};
 
@@ -41,7 +41,7 @@ fn span(trace: [u8; 16], id: u8, parent: Option<u8>, name: &str) -> SpanRecord {
 fn retries_on_503_then_delivers_the_batch_once() {
     let (rx, url) = receiver(|n| Reply::status(if n < 2 { 503 } else { 200 }));
     let exp = OtlpExporter::new(fast_config(&url)).unwrap();
-    let trace = TraceContext::new_root(true).trace_id;
+    let trace = TraceContext::new_root(&Sampler::always_on()).trace_id;
     for i in 1..=5 {
         assert_eq!(
             exp.export(span(trace, i, None, "op")),
@@ -174,7 +174,7 @@ fn three_span_chain_decodes_as_one_trace_with_the_official_decoder() {
         .insert("service.name".into(), "ignored".into());
     let exp = OtlpExporter::new(c).unwrap();
 
-    let root_ctx = TraceContext::new_root(true);
+    let root_ctx = TraceContext::new_root(&Sampler::always_on());
     let child_ctx = root_ctx.child();
     let grandchild_ctx = child_ctx.child();
     let t = root_ctx.trace_id;

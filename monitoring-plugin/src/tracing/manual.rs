@@ -16,7 +16,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::context::{
-    new_span_id, new_trace_id, parse_span_id, to_hex, ContextError, Sampler, TraceContext,
+    new_span_id, new_trace_id, parse_span_id, to_hex, Sampler, TraceContext, TraceContextError,
     FLAG_SAMPLED,
 };
 use super::span::{AttrValue, SpanKind, SpanRecord, SpanStatus};
@@ -65,7 +65,7 @@ pub enum ManualSpanError {
         /// The parent as given (truncated).
         parent: String,
         /// What was wrong with it.
-        reason: ContextError,
+        reason: TraceContextError,
     },
     /// The parent is a span id that is not an open manual span.
     #[error("parent span {0} is not an open span; pass its traceparent instead")]
@@ -76,7 +76,7 @@ pub enum ManualSpanError {
         /// The id as given (truncated).
         id: String,
         /// What was wrong with it.
-        reason: ContextError,
+        reason: TraceContextError,
     },
     /// No span with this id was ever started here (or it ended too long ago to remember).
     #[error("unknown span id {0}")]
