@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use abi_stable::std_types::RString;
 use plugin_abi::guest::{root_module, Host, PluginImpl, ServiceCall};
@@ -18,6 +18,8 @@ use crate::config::Config;
 use crate::observer::Name;
 use crate::plugins::breaker::CircuitState;
 use crate::plugins::loader::{LoadError, LoadedLibrary};
+use crate::plugins::manager::PluginInstance;
+use test_support::wait_until;
 
 /// A gate the `calltest.hang` service waits at until the test opens it.
 #[derive(Default)]
@@ -178,13 +180,20 @@ fn load(core: &Arc<HostCore>, file: &str) {
 
 const CALLER: Name = Name::Static("test");
 
-/// Polls `f` until it is true; panics after a generous deadline.
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+/// How long a test waits for something that must happen (generous: the
+/// machines are shared).
+const WAIT: Duration = Duration::from_secs(30);
+
+/// After a hung call returned, a trial call past the cooldown closes the
+/// plugin's circuit again.
+#[track_caller]
+fn trial_call_closes_the_circuit(fx: &Fixture, instance: &PluginInstance) {
+    wait_until("a trial call to close the circuit", WAIT, || {
+        fx.core
+            .call_service(&CALLER, "calltest.echo", "2", None)
+            .is_ok()
+    });
+    assert_eq!(instance.breaker.state(), CircuitState::Closed);
 }
 
 #[test]
@@ -275,12 +284,7 @@ fn an_async_call_past_its_deadline_times_out_and_opens_the_circuit_until_it_retu
     // The hung call returns; after the cooldown a trial call closes the
     // circuit again.
     fx.gate.open();
-    wait_until("a trial call to close the circuit", || {
-        fx.core
-            .call_service(&CALLER, "calltest.echo", "2", None)
-            .is_ok()
-    });
-    assert_eq!(instance.breaker.state(), CircuitState::Closed);
+    trial_call_closes_the_circuit(&fx, &instance);
 }
 
 #[test]
@@ -313,7 +317,7 @@ fn a_hung_in_line_callee_opens_its_circuit_for_others_while_its_caller_waits() {
     let core = fx.core.clone();
     let first =
         std::thread::spawn(move || core.call_service(&CALLER, "calltest.hang", "null", None));
-    wait_until("the hung call to be in flight", || {
+    wait_until("the hung call to be in flight", WAIT, || {
         fx.core.inflight.snapshot().len() == 1
     });
     // The in-line call runs on its caller's thread, not the blocking pool.
@@ -321,7 +325,7 @@ fn a_hung_in_line_callee_opens_its_circuit_for_others_while_its_caller_waits() {
     let instance = fx.core.plugins.live_instances().pop().unwrap();
     // The watchdog (driven here by hand) finds it past its deadline and
     // opens the circuit.
-    wait_until("the watchdog to open the circuit", || {
+    wait_until("the watchdog to open the circuit", WAIT, || {
         fx.core.watchdog_pass(Duration::from_millis(100));
         instance.breaker.state() == CircuitState::Open
     });
@@ -340,12 +344,7 @@ fn a_hung_in_line_callee_opens_its_circuit_for_others_while_its_caller_waits() {
     // call after the cooldown closes the circuit again.
     fx.gate.open();
     assert_eq!(first.join().unwrap().unwrap().as_str(), "\"late\"");
-    wait_until("a trial call to close the circuit", || {
-        fx.core
-            .call_service(&CALLER, "calltest.echo", "2", None)
-            .is_ok()
-    });
-    assert_eq!(instance.breaker.state(), CircuitState::Closed);
+    trial_call_closes_the_circuit(&fx, &instance);
 }
 
 #[test]
@@ -390,7 +389,7 @@ fn a_full_bulkhead_refuses_the_next_call_without_waiting() {
     let core = fx.core.clone();
     let first =
         std::thread::spawn(move || core.call_service(&CALLER, "calltest.hang", "null", None));
-    wait_until("the first call to be in flight", || {
+    wait_until("the first call to be in flight", WAIT, || {
         fx.core.inflight.snapshot().len() == 1
     });
     let e = fx
