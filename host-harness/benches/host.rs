@@ -1,5 +1,7 @@
 //! Host hot paths: a service call through the registry (with and without
-//! the monitoring plugin observing), the observer report itself, event
+//! the monitoring plugin observing; a plugin calling a plugin in-line, and
+//! the HTTP path's hop to the blocking pool with a deadline beside it;
+//! `monitoring.record_metric` from a plugin), the observer report itself, event
 //! publish → delivery, a full scrape of 10,000 series over HTTP, and the
 //! health endpoint with 100 custom checks, and the admission every plugin
 //! call passes (call depth, bulkhead, circuit breaker).
@@ -12,7 +14,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -22,8 +24,10 @@ use host_harness::core::HostCore;
 use host_harness::observer::{ObserverHub, Report};
 use host_harness::plugins::breaker::{Breaker, Bulkhead, Outcome};
 use host_harness::plugins::chain::CallChain;
+use host_harness::plugins::loader::LoadedLibrary;
 use host_harness::{App, Config};
-use plugin_abi::{CallStatus, ObservationKind};
+use plugin_abi::guest::{root_module, Host, PluginImpl};
+use plugin_abi::{CallStatus, ObservationKind, PluginError};
 use serde_json::json;
 
 fn lib_dir() -> PathBuf {
@@ -103,11 +107,50 @@ fn http_get(addr: SocketAddr, path: &str) -> usize {
     buf.len()
 }
 
+/// The `Host` handle the in-process bench plugin received: the bench calls
+/// services through it exactly as a plugin does (guest wrapper, FFI, host,
+/// callee), on the bench thread.
+static CALLER_HOST: Mutex<Option<Host>> = Mutex::new(None);
+
+/// A plugin that only keeps its host handle.
+struct BenchCaller;
+
+impl PluginImpl for BenchCaller {
+    const NAME: &'static str = "bench-caller";
+    const VERSION: &'static str = "1.0.0";
+
+    fn new(host: Host, _config: &str) -> Result<Self, PluginError> {
+        *CALLER_HOST.lock().unwrap() = Some(host);
+        Ok(BenchCaller)
+    }
+}
+
+/// Loads [`BenchCaller`] into `host` (in-process, through the real
+/// supervisor, as `core/tests.rs` does) and returns its host handle.
+fn caller_plugin(host: &RunningHost) -> Host {
+    host.core
+        .plugins
+        .load_from(&host.core, Path::new("/bench/libbench_caller.so"), |file| {
+            let module = root_module::<BenchCaller>();
+            Ok(LoadedLibrary {
+                module,
+                info: (module.info())(),
+                copy: PathBuf::from(file),
+            })
+        });
+    CALLER_HOST
+        .lock()
+        .unwrap()
+        .take()
+        .expect("bench-caller loaded")
+}
+
 fn service_calls(c: &mut Criterion) {
     let input = json!({"ms": 0}).to_string();
     let caller = host_harness::observer::intern("bench");
     let mut group = c.benchmark_group("service_call");
     let plain = start_host(&["demo_devices"], "");
+    let plugin = caller_plugin(&plain);
     group.bench_function("registry_without_monitoring", |b| {
         b.iter(|| {
             plain
@@ -116,13 +159,59 @@ fn service_calls(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    // A plugin calling a plugin: in-line on the caller's thread.
+    group.bench_function("plugin_to_plugin_without_monitoring", |b| {
+        b.iter(|| plugin.call_service("demo.sleep", &input, None).unwrap())
+    });
+    // The deadline-bearing variant (HTTP API): a hop to the blocking pool
+    // and back, what every plugin → plugin call paid before.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    group.bench_function("blocking_pool_hop_without_monitoring", |b| {
+        b.iter(|| {
+            rt.block_on(
+                plain
+                    .core
+                    .call_service_async(&caller, "demo.sleep", input.clone(), None),
+            )
+            .unwrap()
+        })
+    });
     drop(plain);
     let observed = start_host(&["demo_devices", "monitoring_plugin"], "");
+    let plugin = caller_plugin(&observed);
     group.bench_function("registry_with_monitoring", |b| {
         b.iter(|| {
             observed
                 .core
                 .call_service(&caller, "demo.sleep", &input, None)
+                .unwrap()
+        })
+    });
+    group.bench_function("plugin_to_plugin_with_monitoring", |b| {
+        b.iter(|| plugin.call_service("demo.sleep", &input, None).unwrap())
+    });
+    group.bench_function("blocking_pool_hop_with_monitoring", |b| {
+        b.iter(|| {
+            rt.block_on(observed.core.call_service_async(
+                &caller,
+                "demo.sleep",
+                input.clone(),
+                None,
+            ))
+            .unwrap()
+        })
+    });
+    // `monitoring.record_metric` in the seed's shape, from a plugin.
+    let record = json!({"name": "bench_room_temperature_celsius", "value": 21.5,
+                        "labels": {"room": "hall"}})
+    .to_string();
+    group.bench_function("record_metric_from_plugin", |b| {
+        b.iter(|| {
+            plugin
+                .call_service("monitoring.record_metric", &record, None)
                 .unwrap()
         })
     });

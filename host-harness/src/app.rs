@@ -209,20 +209,7 @@ fn spawn_watchdog(
             let stall = Duration::from_millis(core.config.host.stall_threshold_ms);
             while !stop.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(100));
-                for call in core.inflight.take_stalled(stall) {
-                    let busy = call.started.elapsed();
-                    logger::warn(
-                        "watchdog",
-                        "plugin callback stalled",
-                        json!({"plugin": &*call.plugin, "callback": call.callback, "detail": call.detail,
-                               "thread": call.thread, "busy_ms": busy.as_millis() as u64,
-                               "threshold_ms": stall.as_millis() as u64}),
-                    );
-                    core.report_stall(&call, busy);
-                }
-                for hung in core.inflight.take_hung() {
-                    core.report_hung(&hung);
-                }
+                core.watchdog_pass(stall);
                 core.publish_circuit_changes();
             }
         })

@@ -4,12 +4,20 @@
 //! is refused with a message naming the owner. Calling a service (with its
 //! deadline and observer report) is done by the host core, which looks the
 //! owner up here.
+//!
+//! Every service call looks its name up, while services are registered and
+//! unregistered only when plugins start and stop. So the table is an
+//! immutable snapshot behind an [`ArcSwap`]: a lookup is a lock-free load
+//! and one reference-count increment, never blocked by a writer; a change
+//! copies the table (a few dozen entries) under a writers' mutex and swaps
+//! the new snapshot in.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use parking_lot::RwLock;
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
 
 /// Why a registration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,7 +81,10 @@ pub fn validate_name(name: &str) -> Result<(), RegistryError> {
 /// The registry.
 #[derive(Default)]
 pub struct ServiceRegistry {
-    services: RwLock<BTreeMap<String, ServiceEntry>>,
+    /// The current table: read without a lock.
+    services: ArcSwap<HashMap<Arc<str>, Arc<ServiceEntry>>>,
+    /// Serialises changes (copy, change, swap).
+    writer: Mutex<()>,
 }
 
 impl ServiceRegistry {
@@ -86,70 +97,94 @@ impl ServiceRegistry {
         description: &str,
     ) -> Result<(), RegistryError> {
         validate_name(name)?;
-        let mut services = self.services.write();
-        if let Some(existing) = services.get(name) {
-            return Err(RegistryError::Duplicate {
-                name: name.to_owned(),
-                owner: existing.plugin.clone(),
-            });
-        }
-        let registered_at_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        services.insert(
-            name.to_owned(),
-            ServiceEntry {
-                name: Arc::from(name),
-                key: crate::observer::intern(name),
-                plugin: plugin.to_owned(),
-                instance,
-                description: description.to_owned(),
-                registered_at_ms,
-            },
-        );
-        Ok(())
+        self.change(|services| {
+            if let Some(existing) = services.get(name) {
+                return Err(RegistryError::Duplicate {
+                    name: name.to_owned(),
+                    owner: existing.plugin.clone(),
+                });
+            }
+            let registered_at_ms = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            let name: Arc<str> = Arc::from(name);
+            services.insert(
+                name.clone(),
+                Arc::new(ServiceEntry {
+                    key: crate::observer::intern(&name),
+                    name,
+                    plugin: plugin.to_owned(),
+                    instance,
+                    description: description.to_owned(),
+                    registered_at_ms,
+                }),
+            );
+            Ok(())
+        })
     }
 
     /// Removes a service owned by `instance`.
     pub fn unregister(&self, name: &str, instance: u64) -> Result<(), RegistryError> {
-        let mut services = self.services.write();
-        match services.get(name) {
+        self.change(|services| match services.get(name) {
             Some(e) if e.instance == instance => {
                 services.remove(name);
                 Ok(())
             }
             _ => Err(RegistryError::NotOwner(name.to_owned())),
-        }
+        })
     }
 
     /// Removes every service of `instance`; returns their names.
     pub fn remove_instance(&self, instance: u64) -> Vec<String> {
-        let mut services = self.services.write();
-        let names: Vec<String> = services
-            .values()
-            .filter(|e| e.instance == instance)
-            .map(|e| e.name.to_string())
-            .collect();
-        for n in &names {
-            services.remove(n);
-        }
+        let mut names = Vec::new();
+        let _ = self.change(|services| {
+            services.retain(|name, e| {
+                let theirs = e.instance == instance;
+                if theirs {
+                    names.push(name.to_string());
+                }
+                !theirs
+            });
+            Ok::<_, RegistryError>(())
+        });
+        names.sort();
         names
     }
 
-    /// Looks a service up.
-    pub fn get(&self, name: &str) -> Option<ServiceEntry> {
-        self.services.read().get(name).cloned()
+    /// Applies `f` to a copy of the table and swaps the copy in if `f`
+    /// succeeds; writers take turns, readers never wait.
+    fn change<R>(
+        &self,
+        f: impl FnOnce(&mut HashMap<Arc<str>, Arc<ServiceEntry>>) -> Result<R, RegistryError>,
+    ) -> Result<R, RegistryError> {
+        let _writer = self.writer.lock();
+        let mut next = HashMap::clone(&self.services.load());
+        let r = f(&mut next)?;
+        self.services.store(Arc::new(next));
+        Ok(r)
+    }
+
+    /// Looks a service up: lock-free.
+    pub fn get(&self, name: &str) -> Option<Arc<ServiceEntry>> {
+        self.services.load().get(name).cloned()
     }
 
     /// All services, sorted by name.
     pub fn list(&self) -> Vec<ServiceEntry> {
-        self.services.read().values().cloned().collect()
+        let mut all: Vec<ServiceEntry> = self
+            .services
+            .load()
+            .values()
+            .map(|e| ServiceEntry::clone(e))
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 
     /// Number of services.
     pub fn len(&self) -> usize {
-        self.services.read().len()
+        self.services.load().len()
     }
 
     /// Whether there are no services.
@@ -177,6 +212,15 @@ mod tests {
         ));
         assert!(r.unregister("demo.toggle", 2).is_err());
         r.register("demo.other", "demo", 1, "").unwrap();
+        r.register("b.other", "other", 2, "").unwrap();
+        let names: Vec<_> = r.list().into_iter().map(|e| e.name).collect();
+        assert_eq!(
+            names.iter().map(|n| &**n).collect::<Vec<_>>(),
+            ["b.other", "demo.other", "demo.toggle"]
+        );
+        assert_eq!(r.get("demo.toggle").unwrap().plugin, "demo");
+        r.unregister("b.other", 2).unwrap();
+        assert!(r.get("b.other").is_none());
         assert_eq!(r.remove_instance(1).len(), 2);
         assert!(r.is_empty());
     }

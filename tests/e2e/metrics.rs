@@ -208,6 +208,30 @@ fn record(host: &TestHost, body: Value) -> (u16, Value) {
     (r.status, v)
 }
 
+/// The seed's shape `{name, value, labels}` (no `kind`) records a gauge:
+/// the second value replaces the first.
+#[test]
+fn record_metric_without_a_kind_sets_a_gauge() {
+    let host = TestHost::builder().plugin(MONITORING).start();
+    for value in [21.5, 19.0] {
+        let (status, v) = record(
+            &host,
+            json!({"name": "room_temperature_celsius", "value": value, "labels": {"room": "hall"}}),
+        );
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["recorded"], "room_temperature_celsius", "{v}");
+    }
+    let text = host.metrics();
+    assert!(
+        text.contains("# TYPE room_temperature_celsius gauge"),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "room_temperature_celsius", &[("room", "hall")]),
+        Some(19.0)
+    );
+}
+
 #[test]
 fn record_metric_creates_metrics_and_refuses_bad_input() {
     let host = TestHost::builder()

@@ -33,6 +33,28 @@ impl HostCore {
         }
     }
 
+    /// One pass of the watchdog over the callbacks in flight: a call busy
+    /// longer than `stall` is logged and reported once; one busy past its
+    /// own deadline is reported as hung and its plugin's circuit opens
+    /// until it returns. The only place an in-line service call's overrun
+    /// is found.
+    pub fn watchdog_pass(&self, stall: std::time::Duration) {
+        for call in self.inflight.take_stalled(stall) {
+            let busy = call.started.elapsed();
+            logger::warn(
+                "watchdog",
+                "plugin callback stalled",
+                json!({"plugin": &*call.plugin, "callback": call.callback, "detail": call.detail,
+                       "thread": call.thread, "busy_ms": busy.as_millis() as u64,
+                       "threshold_ms": stall.as_millis() as u64}),
+            );
+            self.report_stall(&call, busy);
+        }
+        for hung in self.inflight.take_hung() {
+            self.report_hung(&hung);
+        }
+    }
+
     /// A call was found hung past its deadline (by its caller's timeout or
     /// the watchdog): logged and reported; its circuit is already open.
     pub fn report_hung(&self, hung: &HungCall) {

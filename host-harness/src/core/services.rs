@@ -1,6 +1,7 @@
 //! The service registry seen from plugins and the HTTP API: registering,
-//! unregistering, and calling a service (resolve, admit, invoke with a
-//! deadline, observe, report failures).
+//! unregistering, and calling a service (resolve, admit, invoke — in-line
+//! for plugins, on the blocking pool with a deadline for the HTTP API —
+//! observe, report failures).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,38 +16,38 @@ use crate::observer::Name;
 use crate::observer::Report;
 use crate::plugins::chain::CallChain;
 use crate::plugins::invoke::{
-    admit, invoke_async, invoke_sync, Admission, Call, Callback, Refused,
+    admit, invoke_async, invoke_inline, Admission, Call, Callback, Refused,
 };
 use crate::plugins::PluginInstance;
 use crate::registry::ServiceEntry;
 use crate::tracecontext::{self, SpanContext, TRACEPARENT_LEN};
 
 /// Runs a plugin's `handle_service` with `span` as the thread's current
-/// context and its `traceparent` (formatted on the stack) as argument.
+/// context and its `traceparent` (formatted on the stack) as argument. The
+/// input is borrowed and the callee's `RString` is handed on as it is: no
+/// copy on the way in or out.
 fn serve(
     inst: &PluginInstance,
     service: &str,
     input: &str,
     caller: &str,
     span: SpanContext,
-) -> abi_stable::std_types::RResult<String, PluginError> {
+) -> abi_stable::std_types::RResult<RString, PluginError> {
     let _current = tracecontext::enter(Some(span));
     let mut buf = [0u8; TRACEPARENT_LEN];
     let header = span.write_header(&mut buf);
-    inst.plugin
-        .handle_service(
-            service.into(),
-            input.into(),
-            caller.into(),
-            ROption::RSome(header.into()),
-        )
-        .map(RString::into_string)
+    inst.plugin.handle_service(
+        service.into(),
+        input.into(),
+        caller.into(),
+        ROption::RSome(header.into()),
+    )
 }
 
 /// A service call between its two halves: what the caller resolved and
 /// when and in which span it started.
 struct ServiceCall {
-    entry: ServiceEntry,
+    entry: Arc<ServiceEntry>,
     instance: Arc<PluginInstance>,
     started: Instant,
     span: SpanContext,
@@ -164,28 +165,35 @@ impl HostCore {
         }
     }
 
-    /// Calls a service from a synchronous context (a plugin thread): the
-    /// caller's thread waits. The chain of nested callbacks is the one the
-    /// calling thread runs in.
+    /// Calls a service from a plugin's thread, in-line: the callee runs on
+    /// the caller's thread (no hop to the blocking pool, no channel), with
+    /// the input borrowed and the callee's result handed back as it is.
+    /// The call is admitted (depth via the thread's chain, bulkhead,
+    /// breaker) and recorded in flight, so the watchdog reports an overrun
+    /// and opens the callee's circuit; this caller waits until the callee
+    /// returns (see `docs/ARCHITECTURE.md`, section 'A service call').
     pub fn call_service(
         &self,
         caller: &Name,
         name: &str,
         input: &str,
         trace: Option<&str>,
-    ) -> Result<String, PluginError> {
+    ) -> Result<RString, PluginError> {
         let parent = tracecontext::parent_of(trace);
         let chain = CallChain::current();
-        let (call, admission, f) =
-            self.prepare_call(caller, name, input.to_owned(), parent, &chain)?;
-        let result = invoke_sync(self, call.target(self, name), admission, f);
+        let (call, admission) = self.prepare_call(caller, name, parent, &chain)?;
+        let result = invoke_inline(self, call.target(self, name), admission, |inst| {
+            serve(inst, &call.entry.key, input, caller, call.span)
+        });
         self.finish_call(&call, caller, name, result)
     }
 
-    /// Calls a service from async code (the HTTP API): the task waits
-    /// without blocking the executor. `parent` is the caller's span (the
-    /// HTTP server span); async code has no thread-local current context,
-    /// so it is passed explicitly. The call starts a new chain.
+    /// Calls a service from async code (the HTTP API) with the service
+    /// deadline: the callee runs on the blocking pool and the task waits
+    /// without blocking the executor, up to the deadline (`Timeout`
+    /// after it). `parent` is the caller's span (the HTTP server span);
+    /// async code has no thread-local current context, so it is passed
+    /// explicitly. The call starts a new chain.
     pub async fn call_service_async(
         &self,
         caller: &Name,
@@ -194,24 +202,26 @@ impl HostCore {
         parent: Option<SpanContext>,
     ) -> Result<String, PluginError> {
         let chain = CallChain::default();
-        let (call, admission, f) = self.prepare_call(caller, name, input, parent, &chain)?;
+        let (call, admission) = self.prepare_call(caller, name, parent, &chain)?;
+        let (svc, who, span) = (call.entry.key.clone(), caller.clone(), call.span);
+        let f: Callback<RString> =
+            Box::new(move |inst: &PluginInstance| serve(inst, &svc, &input, &who, span));
         let result = invoke_async(self, call.target(self, name), admission, f).await;
         self.finish_call(&call, caller, name, result)
+            .map(RString::into_string)
     }
 
-    /// The first half of every service call, sync or async: starts its
-    /// span, resolves the service to a live instance, admits the call
-    /// (depth limit, bulkhead, breaker) and builds the plugin callback. A
-    /// call that ends here (unknown service, refused) is observed and its
-    /// error returned.
+    /// The first half of every service call, in-line or async: starts its
+    /// span, resolves the service to a live instance and admits the call
+    /// (depth limit, bulkhead, breaker). A call that ends here (unknown
+    /// service, refused) is observed and its error returned.
     fn prepare_call(
         &self,
         caller: &Name,
         name: &str,
-        input: String,
         parent: Option<SpanContext>,
         chain: &CallChain,
-    ) -> Result<(ServiceCall, Admission, Callback<String>), PluginError> {
+    ) -> Result<(ServiceCall, Admission), PluginError> {
         let started = Instant::now();
         let span = self.new_span(parent.as_ref());
         let Some((entry, instance)) = self.resolve_service(name) else {
@@ -236,10 +246,7 @@ impl HostCore {
         };
         let admission = admit(&self.config.host.resilience, &call.instance, chain, name)
             .map_err(|refused| self.refused_call(&call, caller, &refused))?;
-        let (svc, who) = (call.entry.key.clone(), caller.clone());
-        let f: Callback<String> =
-            Box::new(move |inst: &PluginInstance| serve(inst, &svc, &input, &who, span));
-        Ok((call, admission, f))
+        Ok((call, admission))
     }
 
     /// The last half of every service call, sync or async: observes the
@@ -249,8 +256,8 @@ impl HostCore {
         call: &ServiceCall,
         caller: &Name,
         name: &str,
-        result: Result<String, PluginError>,
-    ) -> Result<String, PluginError> {
+        result: Result<RString, PluginError>,
+    ) -> Result<RString, PluginError> {
         self.observe_service_call(call, caller, result.as_ref().map(|_| ()));
         if let Err(e) = &result {
             self.after_call_failure(&call.instance, name, e);
@@ -295,7 +302,8 @@ impl HostCore {
         err
     }
 
-    fn resolve_service(&self, name: &str) -> Option<(ServiceEntry, Arc<PluginInstance>)> {
+    /// The service's entry and its live instance: two lock-free lookups.
+    fn resolve_service(&self, name: &str) -> Option<(Arc<ServiceEntry>, Arc<PluginInstance>)> {
         let entry = self.registry.get(name)?;
         let instance = self.plugins.live(entry.instance)?;
         Some((entry, instance))

@@ -7,8 +7,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use abi_stable::std_types::RString;
 use plugin_abi::guest::{root_module, Host, PluginImpl, ServiceCall};
 use plugin_abi::{ErrorKind, PluginError};
 
@@ -17,6 +18,8 @@ use crate::config::Config;
 use crate::observer::Name;
 use crate::plugins::breaker::CircuitState;
 use crate::plugins::loader::{LoadError, LoadedLibrary};
+use crate::plugins::manager::PluginInstance;
+use test_support::wait_until;
 
 /// A gate the `calltest.hang` service waits at until the test opens it.
 #[derive(Default)]
@@ -53,7 +56,11 @@ fn gate(key: &str) -> Arc<Gate> {
 }
 
 /// The plugin under test: `calltest.echo` answers its input,
-/// `calltest.fail` a conflict, `calltest.hang` waits at its gate.
+/// `calltest.fail` a conflict, `calltest.hang` waits at its gate,
+/// `calltest.thread` the id of the thread it runs on, `calltest.panic`
+/// panics, and `calltest.relay` calls the service its input names (with
+/// the same input) through the host, as a plugin calling a plugin, and
+/// answers `[its thread, the answer]`.
 struct CallTest {
     host: Host,
     gate: Arc<Gate>,
@@ -74,7 +81,14 @@ impl PluginImpl for CallTest {
     }
 
     fn start(&self) -> Result<(), PluginError> {
-        for name in ["calltest.echo", "calltest.fail", "calltest.hang"] {
+        for name in [
+            "calltest.echo",
+            "calltest.fail",
+            "calltest.hang",
+            "calltest.thread",
+            "calltest.panic",
+            "calltest.relay",
+        ] {
             self.host.register_service(name, "test")?;
         }
         Ok(())
@@ -88,9 +102,25 @@ impl PluginImpl for CallTest {
                 self.gate.wait();
                 Ok("\"late\"".into())
             }
+            "calltest.thread" => Ok(serde_json::to_string(&thread_id()).unwrap()),
+            "calltest.panic" => panic!("calltest.panic was called"),
+            "calltest.relay" => {
+                let target: String = serde_json::from_str(call.input)
+                    .map_err(|e| PluginError::bad_request(e.to_string()))?;
+                let answer = self.host.call_service(&target, call.input, None)?;
+                Ok(format!(
+                    "[{}, {answer}]",
+                    serde_json::to_string(&thread_id()).unwrap()
+                ))
+            }
             other => Err(PluginError::not_found(format!("no {other}"))),
         }
     }
+}
+
+/// The current thread's id, as text.
+fn thread_id() -> String {
+    format!("{:?}", std::thread::current().id())
 }
 
 /// A host core with `calltest` loaded and started; the gate opens when it
@@ -150,13 +180,20 @@ fn load(core: &Arc<HostCore>, file: &str) {
 
 const CALLER: Name = Name::Static("test");
 
-/// Polls `f` until it is true; panics after a generous deadline.
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+/// How long a test waits for something that must happen (generous: the
+/// machines are shared).
+const WAIT: Duration = Duration::from_secs(30);
+
+/// After a hung call returned, a trial call past the cooldown closes the
+/// plugin's circuit again.
+#[track_caller]
+fn trial_call_closes_the_circuit(fx: &Fixture, instance: &PluginInstance) {
+    wait_until("a trial call to close the circuit", WAIT, || {
+        fx.core
+            .call_service(&CALLER, "calltest.echo", "2", None)
+            .is_ok()
+    });
+    assert_eq!(instance.breaker.state(), CircuitState::Closed);
 }
 
 #[test]
@@ -181,7 +218,10 @@ fn a_service_answers_sync_and_async_callers_alike() {
 #[test]
 fn an_unknown_service_is_not_found_for_both_callers() {
     let fx = fixture(|_| {});
-    let sync = fx.core.call_service(&CALLER, "nope", "null", None);
+    let sync = fx
+        .core
+        .call_service(&CALLER, "nope", "null", None)
+        .map(RString::into_string);
     let asynch =
         fx.runtime.block_on(
             fx.core
@@ -207,14 +247,17 @@ fn a_plugin_error_keeps_its_kind_and_message() {
 }
 
 #[test]
-fn a_call_past_its_deadline_times_out_and_opens_the_circuit_until_it_returns() {
+fn an_async_call_past_its_deadline_times_out_and_opens_the_circuit_until_it_returns() {
     let fx = fixture(|c| {
         c.host.service_timeout_ms = 200;
         c.host.resilience.cooldown_ms = 1;
     });
     let e = fx
-        .core
-        .call_service(&CALLER, "calltest.hang", "null", None)
+        .runtime
+        .block_on(
+            fx.core
+                .call_service_async(&CALLER, "calltest.hang", "null".into(), None),
+        )
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Timeout);
     assert_eq!(
@@ -224,7 +267,10 @@ fn a_call_past_its_deadline_times_out_and_opens_the_circuit_until_it_returns() {
     let instance = fx.core.plugins.live_instances().pop().unwrap();
     assert_eq!(instance.breaker.state(), CircuitState::Open);
     // While the hung call runs, every caller is refused at once.
-    let sync = fx.core.call_service(&CALLER, "calltest.echo", "1", None);
+    let sync = fx
+        .core
+        .call_service(&CALLER, "calltest.echo", "1", None)
+        .map(RString::into_string);
     let asynch =
         fx.runtime.block_on(
             fx.core
@@ -238,12 +284,103 @@ fn a_call_past_its_deadline_times_out_and_opens_the_circuit_until_it_returns() {
     // The hung call returns; after the cooldown a trial call closes the
     // circuit again.
     fx.gate.open();
-    wait_until("a trial call to close the circuit", || {
-        fx.core
-            .call_service(&CALLER, "calltest.echo", "2", None)
-            .is_ok()
+    trial_call_closes_the_circuit(&fx, &instance);
+}
+
+#[test]
+fn a_plugin_calling_a_plugin_runs_the_callee_on_its_own_thread() {
+    let fx = fixture(|_| {});
+    // The relay runs on a blocking-pool thread (the async caller's hop)
+    // and calls `calltest.thread` through the host as a plugin would.
+    let answer = fx
+        .runtime
+        .block_on(fx.core.call_service_async(
+            &CALLER,
+            "calltest.relay",
+            r#""calltest.thread""#.into(),
+            None,
+        ))
+        .unwrap();
+    let [caller, callee]: [String; 2] = serde_json::from_str(&answer).unwrap();
+    assert_eq!(caller, callee, "the callee ran on another thread");
+    // Both calls were booked on the instance.
+    let stats = &fx.core.plugins.list()[0].callbacks["handle_service"];
+    assert_eq!(stats["calls"], 2, "{stats}");
+}
+
+#[test]
+fn a_hung_in_line_callee_opens_its_circuit_for_others_while_its_caller_waits() {
+    let fx = fixture(|c| {
+        c.host.service_timeout_ms = 200;
+        c.host.resilience.cooldown_ms = 1;
     });
-    assert_eq!(instance.breaker.state(), CircuitState::Closed);
+    let core = fx.core.clone();
+    let first =
+        std::thread::spawn(move || core.call_service(&CALLER, "calltest.hang", "null", None));
+    wait_until("the hung call to be in flight", WAIT, || {
+        fx.core.inflight.snapshot().len() == 1
+    });
+    // The in-line call runs on its caller's thread, not the blocking pool.
+    assert_ne!(fx.core.inflight.snapshot()[0].thread, "blocking pool");
+    let instance = fx.core.plugins.live_instances().pop().unwrap();
+    // The watchdog (driven here by hand) finds it past its deadline and
+    // opens the circuit.
+    wait_until("the watchdog to open the circuit", WAIT, || {
+        fx.core.watchdog_pass(Duration::from_millis(100));
+        instance.breaker.state() == CircuitState::Open
+    });
+    // Every other caller is refused at once; the first one still waits.
+    let e = fx
+        .core
+        .call_service(&CALLER, "calltest.echo", "1", None)
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+    assert!(e.message.contains("circuit"), "{e}");
+    assert!(
+        !first.is_finished(),
+        "an in-line caller cannot be interrupted"
+    );
+    // The callee returns: its caller gets the (late) answer and a trial
+    // call after the cooldown closes the circuit again.
+    fx.gate.open();
+    assert_eq!(first.join().unwrap().unwrap().as_str(), "\"late\"");
+    trial_call_closes_the_circuit(&fx, &instance);
+}
+
+#[test]
+fn a_panicking_in_line_callee_gives_panicked_and_the_host_lives() {
+    let fx = fixture(|_| {});
+    let e = fx
+        .core
+        .call_service(&CALLER, "calltest.relay", r#""calltest.panic""#, None)
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Panicked, "{e}");
+    assert!(e.message.contains("calltest.panic was called"), "{e}");
+    // The host still answers: the registry and the plugin table are there.
+    assert_eq!(fx.core.plugins.list()[0].state, "error");
+    let e = fx
+        .core
+        .call_service(&CALLER, "nope", "null", None)
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+}
+
+#[test]
+fn the_depth_limit_refuses_a_re_entrant_in_line_chain() {
+    let fx = fixture(|c| c.host.resilience.max_call_depth = 4);
+    // The relay calls itself until the limit refuses the next call.
+    let e = fx
+        .core
+        .call_service(&CALLER, "calltest.relay", r#""calltest.relay""#, None)
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Failed, "{e}");
+    assert!(
+        e.message
+            .starts_with("call depth limit 4 reached calling calltest.relay"),
+        "{e}"
+    );
+    // The chain unwound: nothing is left in flight.
+    assert!(fx.core.inflight.snapshot().is_empty());
 }
 
 #[test]
@@ -252,7 +389,7 @@ fn a_full_bulkhead_refuses_the_next_call_without_waiting() {
     let core = fx.core.clone();
     let first =
         std::thread::spawn(move || core.call_service(&CALLER, "calltest.hang", "null", None));
-    wait_until("the first call to be in flight", || {
+    wait_until("the first call to be in flight", WAIT, || {
         fx.core.inflight.snapshot().len() == 1
     });
     let e = fx
@@ -283,7 +420,7 @@ fn the_supervisor_starts_an_instance_and_stop_all_revokes_its_services() {
         (list[0].name.as_str(), list[0].state, list[0].generation),
         ("calltest", "started", 1)
     );
-    assert_eq!(fx.core.registry.len(), 3);
+    assert_eq!(fx.core.registry.len(), 6);
     fx.core.plugins.stop_all(&fx.core);
     assert_eq!(fx.core.plugins.list()[0].state, "stopped");
     assert_eq!(fx.core.registry.len(), 0);

@@ -122,7 +122,6 @@ impl HostApi for HostApiImpl {
     ) -> RResult<RString, PluginError> {
         self.with_core(|core| {
             core.call_service(&self.key, name.as_str(), input.as_str(), opt(trace_context))
-                .map(RString::from)
         })
     }
 

@@ -1,11 +1,15 @@
 //! Calling into plugins: admission (call depth, bulkhead, circuit breaker),
-//! then the callback on a blocking thread with a deadline, tracked while in
-//! flight.
+//! then the callback — in-line on the caller's thread or on a blocking
+//! thread with a deadline — tracked while in flight.
 //!
-//! tokio cannot cross the ABI, so every host → plugin call runs
-//! synchronously on tokio's blocking pool; the caller waits with a deadline
-//! and gets `Timeout` if the plugin does not answer. A thread stuck in a
-//! hung plugin cannot be killed: it stays behind until the plugin returns.
+//! tokio cannot cross the ABI, so a call from async code (the HTTP API) or
+//! the plugin manager runs synchronously on tokio's blocking pool; the
+//! caller waits with a deadline and gets `Timeout` if the plugin does not
+//! answer ([`invoke_async`], [`invoke_sync`]). A plugin calling another
+//! plugin already runs on a thread that may block, so its call runs in-line
+//! on that thread ([`invoke_inline`]): no hop, no channel; the watchdog
+//! (not the caller) finds an overrun. A thread stuck in a hung plugin
+//! cannot be killed: it stays behind until the plugin returns.
 //! So before a call is sent, [`admit`] checks the caller's chain of nested
 //! callbacks against the depth limit, takes a slot of the plugin's
 //! bulkhead (the threads one plugin may pin) and asks its circuit breaker
@@ -447,6 +451,30 @@ fn lost_answer() -> PluginError {
         ErrorKind::Panicked,
         "host task failed: the callback's thread ended without an answer",
     )
+}
+
+/// Runs an admitted call in-line on the current thread (a plugin calling a
+/// plugin): recorded in [`InFlight`] under this thread's name, so the
+/// watchdog reports an overrun (stall, then hung) and opens the callee's
+/// circuit for every other caller; this caller waits until the callee
+/// returns — an in-line call cannot be interrupted. No thread hop, no
+/// channel, no boxed callback.
+pub fn invoke_inline<R>(
+    host: &dyn CallHost,
+    call: Call<'_>,
+    admission: Admission,
+    f: impl FnOnce(&PluginInstance) -> RResult<R, PluginError>,
+) -> Result<R, PluginError> {
+    let guard = host.inflight().enter(
+        call.instance,
+        call.callback,
+        call.detail,
+        call.timeout,
+        None,
+    );
+    let result = run_admitted(call.instance, admission, call.timeout, f);
+    drop(guard);
+    result
 }
 
 /// Runs an admitted call on the blocking pool and waits up to its deadline,

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use parking_lot::{Mutex, RwLock};
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
 use plugin_abi::{HealthStatus, PluginBox, PluginState};
 use serde_json::json;
 
@@ -202,7 +203,10 @@ pub struct PluginSummary {
 #[derive(Default)]
 pub struct PluginManager {
     pub(super) entries: Mutex<BTreeMap<PathBuf, FileEntry>>,
-    pub(super) live: RwLock<HashMap<u64, Arc<PluginInstance>>>,
+    /// The live instances, looked up on every call: an immutable snapshot
+    /// read without a lock, replaced by a changed copy (`rcu`, which
+    /// retries a racing change) when an instance starts or is revoked.
+    pub(super) live: ArcSwap<HashMap<u64, Arc<PluginInstance>>>,
     pub(super) next_id: AtomicU64,
     pub(super) seq: AtomicU64,
     pub(super) load_lock: Mutex<()>,
@@ -215,12 +219,12 @@ pub(super) fn ms(d: Duration) -> f64 {
 impl PluginManager {
     /// A live (not revoked) instance by id.
     pub fn live(&self, id: u64) -> Option<Arc<PluginInstance>> {
-        self.live.read().get(&id).cloned()
+        self.live.load().get(&id).cloned()
     }
 
     /// Every live instance.
     pub fn live_instances(&self) -> Vec<Arc<PluginInstance>> {
-        self.live.read().values().cloned().collect()
+        self.live.load().values().cloned().collect()
     }
 
     /// The fingerprint the current entry of `file` was loaded (or failed) with.

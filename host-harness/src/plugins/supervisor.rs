@@ -9,6 +9,7 @@
 //! start the new one. Libraries are never unloaded: each replacement leaves
 //! one mapped copy behind (see `plugins/loader.rs`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -191,7 +192,11 @@ impl PluginManager {
                 self.stop_instance(core, &old, "replaced by a new generation");
             }
         }
-        self.live.write().insert(id, instance.clone());
+        self.live.rcu(|live| {
+            let mut live = HashMap::clone(live);
+            live.insert(id, instance.clone());
+            live
+        });
         core.plugin_state_changed(&instance, "loaded");
         logger::info(
             "plugin_manager",
@@ -373,7 +378,11 @@ impl PluginManager {
 
     /// Revokes services, routes, subscriptions and observer of an instance.
     fn revoke(&self, core: &Arc<HostCore>, instance: &Arc<PluginInstance>) {
-        self.live.write().remove(&instance.id);
+        self.live.rcu(|live| {
+            let mut live = HashMap::clone(live);
+            live.remove(&instance.id);
+            live
+        });
         core.revoke_instance(instance);
     }
 

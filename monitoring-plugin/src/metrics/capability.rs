@@ -18,6 +18,10 @@ use crate::http::{error, query_param, require_metrics_token, OPENMETRICS_TEXT, P
 const ROUTE_METRICS: &str = "/api/v1/monitoring/metrics";
 const ROUTE_EXEMPLARS: &str = "/api/v1/monitoring/exemplars";
 
+/// The kind of a `monitoring.record_metric` request without one (the
+/// seed's `{name, value, labels}`): a gauge, set to the value.
+const DEFAULT_KIND: &str = "gauge";
+
 /// Histograms whose buckets carry exemplars.
 const EXEMPLAR_METRICS: &[&str] = &[names::SERVICE_CALL_DURATION, names::HTTP_REQUEST_DURATION];
 
@@ -28,9 +32,44 @@ struct RecordInput {
     value: f64,
     #[serde(default)]
     labels: BTreeMap<String, String>,
-    kind: String,
+    /// `counter`, `gauge` or `histogram`; the seed's shape `{name, value,
+    /// labels}` has none and means "set to value": a gauge.
+    #[serde(default)]
+    kind: Option<String>,
     #[serde(default)]
     help: Option<String>,
+}
+
+/// Reads a `monitoring.record_metric` request: `{name, value, labels?,
+/// kind?, help?}`, the kind [`DEFAULT_KIND`] when absent; the label
+/// `plugin` is the caller's and may not be set.
+fn parse_record(call: &ServiceCall<'_>) -> Result<RecordRequest, PluginError> {
+    let input: RecordInput = serde_json::from_str(call.input)
+        .map_err(|e| PluginError::bad_request(format!("invalid input for {}: {e}", call.name)))?;
+    let kind = match input.kind.as_deref().unwrap_or(DEFAULT_KIND) {
+        "counter" => MetricKind::Counter,
+        "gauge" => MetricKind::Gauge,
+        "histogram" => MetricKind::Histogram,
+        other => {
+            return Err(PluginError::bad_request(format!(
+                "unknown metric kind {other:?}: use counter, gauge or histogram"
+            )))
+        }
+    };
+    if input.labels.contains_key("plugin") {
+        return Err(PluginError::bad_request(
+            "label \"plugin\" is reserved: it is set to the calling plugin's name",
+        ));
+    }
+    let mut labels = input.labels;
+    labels.insert("plugin".to_owned(), call.caller.to_owned());
+    Ok(RecordRequest {
+        name: input.name,
+        value: input.value,
+        labels,
+        kind,
+        help: input.help,
+    })
 }
 
 /// The metrics capability.
@@ -55,33 +94,7 @@ impl Metrics {
     }
 
     fn record_metric(&self, call: &ServiceCall<'_>) -> Result<Value, PluginError> {
-        let input: RecordInput = serde_json::from_str(call.input).map_err(|e| {
-            PluginError::bad_request(format!("invalid input for {}: {e}", call.name))
-        })?;
-        let kind = match input.kind.as_str() {
-            "counter" => MetricKind::Counter,
-            "gauge" => MetricKind::Gauge,
-            "histogram" => MetricKind::Histogram,
-            other => {
-                return Err(PluginError::bad_request(format!(
-                    "unknown metric kind {other:?}: use counter, gauge or histogram"
-                )))
-            }
-        };
-        if input.labels.contains_key("plugin") {
-            return Err(PluginError::bad_request(
-                "label \"plugin\" is reserved: it is set to the calling plugin's name",
-            ));
-        }
-        let mut labels = input.labels;
-        labels.insert("plugin".to_owned(), call.caller.to_owned());
-        let request = RecordRequest {
-            name: input.name,
-            value: input.value,
-            labels,
-            kind,
-            help: input.help,
-        };
+        let request = parse_record(call)?;
         self.ctx
             .collector
             .store()
@@ -175,7 +188,7 @@ impl Capability for Metrics {
     fn services(&self) -> Vec<(&'static str, &'static str)> {
         vec![(
             "monitoring.record_metric",
-            "record a custom metric: {name, value, labels, kind, help?}",
+            "record a custom metric: {name, value, labels?, kind? (default gauge), help?}",
         )]
     }
 
@@ -237,5 +250,56 @@ impl Capability for Metrics {
             json!(self.ctx.collector.host_family_names()),
         );
         fields
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(input: &str) -> Result<RecordRequest, PluginError> {
+        parse_record(&ServiceCall {
+            name: "monitoring.record_metric",
+            input,
+            caller: "demo",
+            trace_context: None,
+        })
+    }
+
+    #[test]
+    fn the_seeds_shape_without_a_kind_records_a_gauge() {
+        let r =
+            parse(r#"{"name":"room_temperature_celsius","value":21.5,"labels":{"room":"hall"}}"#)
+                .unwrap();
+        assert_eq!(r.kind, MetricKind::Gauge);
+        assert_eq!(r.value, 21.5);
+        let labels: Vec<_> = r
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(labels, [("plugin", "demo"), ("room", "hall")]);
+        // Labels may be left out too.
+        let r = parse(r#"{"name":"queue_depth","value":3}"#).unwrap();
+        assert_eq!(r.kind, MetricKind::Gauge);
+    }
+
+    #[test]
+    fn an_explicit_kind_is_kept_and_an_unknown_one_refused() {
+        for (kind, want) in [
+            ("counter", MetricKind::Counter),
+            ("gauge", MetricKind::Gauge),
+            ("histogram", MetricKind::Histogram),
+        ] {
+            let input = format!(r#"{{"name":"x_total","value":1,"kind":"{kind}"}}"#);
+            assert_eq!(parse(&input).unwrap().kind, want, "{kind}");
+        }
+        let e = parse(r#"{"name":"x","value":1,"kind":"summary"}"#).unwrap_err();
+        assert_eq!(
+            e.message.as_str(),
+            "unknown metric kind \"summary\": use counter, gauge or histogram"
+        );
+        let e = parse(r#"{"name":"x","value":1,"labels":{"plugin":"other"}}"#).unwrap_err();
+        assert!(e.message.contains("\"plugin\" is reserved"), "{e}");
     }
 }
