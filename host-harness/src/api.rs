@@ -133,7 +133,7 @@ async fn observe_request(
     let mut response = next.run(request).await;
     add_trace_headers(&mut response, &span, header, tracestate);
     let status = response.status();
-    let mut r = crate::observer::Report::new(
+    let mut r = crate::observer::Report::timed(
         plugin_abi::ObservationKind::HttpRequest,
         if status.is_server_error() {
             plugin_abi::CallStatus::Error
@@ -142,12 +142,12 @@ async fn observe_request(
         },
         Arc::from(route.as_str()),
         HTTP_CALLER.clone(),
+        started,
     );
     r.detail = Some(crate::observer::Name::Shared(Arc::from(format!(
         "{method} {}",
         status.as_u16()
     ))));
-    r.duration_ns = started.elapsed().as_nanos() as u64;
     r = r.with_span(Some(span), incoming.as_ref());
     core.observers.report(r);
     if status.is_server_error() {

@@ -52,7 +52,8 @@ pub struct HostSettings {
     /// Bytes of events each subscriber's queue may hold (topic, payload and
     /// bookkeeping); an event that does not fit is dropped and counted.
     pub event_queue_bytes: usize,
-    /// Capacity of each observer's report queue.
+    /// Reports each observer holds per reporting thread (each thread that
+    /// reports gets its own ring of this capacity per observer).
     pub observer_queue_capacity: usize,
     /// Bytes of report messages (error texts, log lines) each observer's
     /// queue may hold; a report that does not fit is dropped and counted.
@@ -96,7 +97,7 @@ impl Default for HostSettings {
             callback_timeout_ms: 5_000,
             tick_interval_ms: 1_000,
             event_queue_capacity: 1_024,
-            observer_queue_capacity: 65_536,
+            observer_queue_capacity: 8_192,
             event_queue_bytes: 16 << 20,
             observer_queue_bytes: 8 << 20,
             observer_flush_ms: 20,

@@ -2,19 +2,35 @@
 //! published event, plugin state change and error, for plugins that ask
 //! (the monitoring plugin).
 //!
-//! Reporting costs the caller one lock-free queue push per observer and
-//! never blocks: each observer has a bounded queue, and a full queue drops
-//! the report and counts it. A drain thread per observer wakes on a fixed
-//! interval and hands the batch over in one call (waking a thread per
-//! report would cost 10–27 µs; see docs/ARCHITECTURE.md, section "Costs").
+//! Reporting costs the caller one wait-free push per observer and never
+//! blocks: each observer has a bounded single-producer ring per reporting
+//! thread (`rtrb`), and a full ring drops the report and counts it. A drain
+//! thread per observer wakes on a fixed interval, empties every ring and
+//! hands the batch over in one call (waking a thread per report would cost
+//! 10–27 µs; see docs/ARCHITECTURE.md, section "Costs").
+//!
+//! Why a ring per thread rather than one shared queue: a push into a
+//! shared multi-producer queue is a compare-and-swap on its tail plus a
+//! read of the slot's stamp that the draining core wrote last, two
+//! cross-core cache misses per report. A thread's own ring costs a slot
+//! write and a release store of its tail; the drain thread reads the tail
+//! once per round. Reports of one thread stay in order; reports of
+//! different threads are delivered ring by ring, in no order across
+//! threads (as they were made, concurrently).
+//!
+//! The caller reads the clock only for the operation's own timing: a timed
+//! report ([`Report::timed`]) takes its end time from the same read that
+//! gives its duration, and keeps it as an `Instant`; the drain thread turns
+//! it into Unix time against a clock pair it reads once per batch. Every
+//! other conversion (names, `traceparent`) happens there too.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use abi_stable::std_types::{ROption, RString};
-use crossbeam_queue::ArrayQueue;
 use parking_lot::{Mutex, RwLock};
 use plugin_abi::{CallStatus, Observation, ObservationKind};
 
@@ -98,8 +114,9 @@ pub struct Report {
     pub message: Option<String>,
     /// Duration in nanoseconds.
     pub duration_ns: u64,
-    /// Unix epoch nanoseconds.
-    pub at_unix_ns: u64,
+    /// When the report was made (a timed report: when the operation
+    /// ended); Unix time is computed on the drain thread.
+    pub at: Instant,
     /// The operation's own span (formatted as a `traceparent` on the drain
     /// thread, off the caller's hot path).
     pub trace_context: Option<SpanContext>,
@@ -131,6 +148,32 @@ impl Report {
         name: impl Into<Name>,
         caller: impl Into<Name>,
     ) -> Self {
+        Report::new_at(kind, status, name, caller, Instant::now())
+    }
+
+    /// A report of an operation that began at `started` and ends now: one
+    /// clock read gives both its duration and its time.
+    #[inline]
+    pub fn timed(
+        kind: ObservationKind,
+        status: CallStatus,
+        name: impl Into<Name>,
+        caller: impl Into<Name>,
+        started: Instant,
+    ) -> Self {
+        let mut r = Report::new_at(kind, status, name, caller, Instant::now());
+        r.duration_ns = r.at.saturating_duration_since(started).as_nanos() as u64;
+        r
+    }
+
+    #[inline]
+    fn new_at(
+        kind: ObservationKind,
+        status: CallStatus,
+        name: impl Into<Name>,
+        caller: impl Into<Name>,
+        at: Instant,
+    ) -> Self {
         Report {
             kind,
             status,
@@ -140,44 +183,94 @@ impl Report {
             detail: None,
             message: None,
             duration_ns: 0,
-            at_unix_ns: crate::time::now_unix_ns(),
+            at,
             trace_context: None,
             parent_span_id: None,
         }
     }
 
-    fn to_ffi(&self) -> Observation {
-        let s = |v: &Option<String>| v.as_deref().map(RString::from).unwrap_or_default();
-        Observation {
-            kind: self.kind,
-            status: self.status,
-            name: RString::from(&*self.name),
-            caller: RString::from(&*self.caller),
-            namespace: self
-                .namespace
-                .as_deref()
-                .map(RString::from)
-                .unwrap_or_default(),
-            detail: self
-                .detail
-                .as_deref()
-                .map(RString::from)
-                .unwrap_or_default(),
-            message: s(&self.message),
-            duration_ns: self.duration_ns,
-            at_unix_ns: self.at_unix_ns,
-            trace_context: match &self.trace_context {
-                Some(t) => {
-                    let mut buf = [0u8; TRACEPARENT_LEN];
-                    ROption::RSome(RString::from(t.write_header(&mut buf)))
-                }
-                None => ROption::RNone,
-            },
-            parent_span_id: self
-                .parent_span_id
-                .map(|p| RString::from(to_hex(&p)))
-                .unwrap_or_default(),
+    /// Writes the report into `out`, reusing its strings' buffers (the
+    /// drain thread keeps its batch between rounds, so converting a report
+    /// allocates nothing once the batch is warm).
+    fn write_ffi(&self, clock: &ClockPair, out: &mut Observation) {
+        fn set(dst: &mut RString, src: Option<&str>) {
+            dst.clear();
+            if let Some(src) = src {
+                dst.push_str(src);
+            }
         }
+        out.kind = self.kind;
+        out.status = self.status;
+        set(&mut out.name, Some(&self.name));
+        set(&mut out.caller, Some(&self.caller));
+        set(&mut out.namespace, self.namespace.as_deref());
+        set(&mut out.detail, self.detail.as_deref());
+        set(&mut out.message, self.message.as_deref());
+        out.duration_ns = self.duration_ns;
+        out.at_unix_ns = clock.unix_ns(self.at);
+        match &self.trace_context {
+            Some(t) => {
+                let mut buf = [0u8; TRACEPARENT_LEN];
+                let header = t.write_header(&mut buf);
+                match &mut out.trace_context {
+                    ROption::RSome(s) => set(s, Some(header)),
+                    none => *none = ROption::RSome(RString::from(header)),
+                }
+            }
+            None => out.trace_context = ROption::RNone,
+        }
+        out.parent_span_id.clear();
+        if let Some(p) = self.parent_span_id {
+            out.parent_span_id.push_str(&to_hex(&p));
+        }
+    }
+}
+
+/// A batch of observations whose entries (and their string buffers) are
+/// reused from round to round.
+struct Batch {
+    items: Vec<Observation>,
+    len: usize,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Batch {
+            items: Vec::with_capacity(256),
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, r: &Report, clock: &ClockPair) {
+        if self.len == self.items.len() {
+            self.items.push(Observation::empty(r.kind));
+        }
+        r.write_ffi(clock, &mut self.items[self.len]);
+        self.len += 1;
+    }
+}
+
+/// The wall clock and the monotonic clock read together, to turn a
+/// report's `Instant` into Unix time off the caller's path.
+#[derive(Debug, Clone, Copy)]
+struct ClockPair {
+    unix_ns: u64,
+    instant: Instant,
+}
+
+impl ClockPair {
+    fn now() -> Self {
+        ClockPair {
+            instant: Instant::now(),
+            unix_ns: crate::time::now_unix_ns(),
+        }
+    }
+
+    /// Unix nanoseconds of `at`, by its distance from this pair.
+    fn unix_ns(&self, at: Instant) -> u64 {
+        let before = self.instant.saturating_duration_since(at).as_nanos() as u64;
+        let after = at.saturating_duration_since(self.instant).as_nanos() as u64;
+        self.unix_ns.saturating_sub(before).saturating_add(after)
     }
 }
 
@@ -189,15 +282,52 @@ impl Observer {
     fn reserve(&self, bytes: usize, max: usize) -> bool {
         crate::byte_budget::try_reserve(&self.queued_bytes, bytes, max)
     }
+
+    /// A new ring for the calling thread: the consumer end stays here for
+    /// the drain thread, the producer end goes to the thread.
+    #[cold]
+    fn new_ring(&self) -> rtrb::Producer<Report> {
+        let (producer, consumer) = rtrb::RingBuffer::new(self.ring_capacity);
+        self.rings.lock().push(consumer);
+        self.ring_count.fetch_add(1, Ordering::Relaxed);
+        producer
+    }
+
+    /// Reports waiting in every ring.
+    fn queued(&self) -> usize {
+        self.rings.lock().iter().map(rtrb::Consumer::slots).sum()
+    }
 }
 
 /// Hands a batch to an observer; runs on the observer's drain thread.
 pub type SinkFn = Arc<dyn Fn(&[Observation]) + Send + Sync>;
 
+/// Distinguishes hubs, for the thread-local caches.
+static NEXT_HUB_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One thread's view of one hub: the observers as of `generation`, each
+/// with this thread's producer end of its ring.
+struct LocalHub {
+    hub: u64,
+    generation: u64,
+    observers: Vec<(Arc<Observer>, rtrb::Producer<Report>)>,
+}
+
+thread_local! {
+    /// The hubs this thread reported to.
+    static LOCAL: RefCell<Vec<LocalHub>> = const { RefCell::new(Vec::new()) };
+}
+
 struct Observer {
     owner: u64,
     owner_name: String,
-    queue: ArrayQueue<Report>,
+    /// Capacity of each thread's ring.
+    ring_capacity: usize,
+    /// The consumer ends, one per thread that reported; the drain thread
+    /// empties them, and drops a ring whose thread exited once it is empty.
+    rings: Mutex<Vec<rtrb::Consumer<Report>>>,
+    /// How many rings exist (taken out of `rings` while being drained).
+    ring_count: AtomicUsize,
     /// Bytes of the messages of the queued reports (the only part of a
     /// report whose size a caller chooses).
     queued_bytes: AtomicUsize,
@@ -222,6 +352,11 @@ pub struct ObserverStats {
 
 /// All observers.
 pub struct ObserverHub {
+    /// Unique per hub, keys the thread-local caches.
+    id: u64,
+    /// Bumped by every `add` / `remove`: threads refresh their cached
+    /// observer list when it moved (one plain load on the hot path).
+    generation: AtomicU64,
     capacity: usize,
     max_bytes: usize,
     flush: Duration,
@@ -231,10 +366,13 @@ pub struct ObserverHub {
 }
 
 impl ObserverHub {
-    /// A hub whose observer queues hold `capacity` reports, drained every `flush`.
-    /// Messages of queued reports may hold [`DEFAULT_QUEUE_BYTES`] per observer.
+    /// A hub whose observers hold `capacity` reports per reporting thread
+    /// (a ring each), drained every `flush`. Messages of
+    /// queued reports may hold [`DEFAULT_QUEUE_BYTES`] per observer.
     pub fn new(capacity: usize, flush: Duration) -> Self {
         ObserverHub {
+            id: NEXT_HUB_ID.fetch_add(1, Ordering::Relaxed),
+            generation: AtomicU64::new(0),
             capacity,
             max_bytes: DEFAULT_QUEUE_BYTES,
             flush,
@@ -259,36 +397,101 @@ impl ObserverHub {
     }
 
     /// Queues a report for every observer. Never blocks.
+    #[inline]
     pub fn report(&self, report: Report) {
-        // No clone of the observer list, and the report itself is moved to
-        // the last observer: with the usual single observer the caller
-        // touches no reference count at all (each atomic on a cache line
-        // the drain thread also touches costs ~50–100 ns here).
-        let observers = self.observers.read();
-        let mut report = Some(report);
-        let last = observers.len().saturating_sub(1);
-        for (i, obs) in observers.iter().enumerate() {
-            let r = if i == last {
-                report.take()
-            } else {
-                report.clone()
+        // The thread's cached observer list and rings: no lock, no
+        // reference count, no read-modify-write on the way in (each atomic
+        // RMW or cache line shared with the drain thread costs ~20–100 ns
+        // here). The report itself is moved to the last observer.
+        let delivered = LOCAL.try_with(|local| {
+            let mut local = local.borrow_mut();
+            let generation = self.generation.load(Ordering::Acquire);
+            let index = match local.iter().position(|l| l.hub == self.id) {
+                Some(i) if local[i].generation == generation => i,
+                found => self.refresh(&mut local, found),
             };
-            let Some(r) = r else { break };
-            let bytes = r.message_bytes();
-            let fits = bytes == 0 || obs.reserve(bytes, self.max_bytes);
-            let queued = fits
-                && match obs.queue.push(r) {
-                    Ok(()) => true,
-                    Err(_) => {
-                        obs.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-                        false
+            match local[index].observers.as_mut_slice() {
+                [] => {}
+                // The usual case: the report moves straight into the ring.
+                [(obs, ring)] => self.push(obs, ring, report),
+                [first @ .., (obs, ring)] => {
+                    for (o, r) in first {
+                        self.push(o, r, report.clone());
                     }
-                };
-            if !queued {
-                obs.dropped.fetch_add(1, Ordering::Relaxed);
-                self.dropped_total.fetch_add(1, Ordering::Relaxed);
+                    self.push(obs, ring, report);
+                }
             }
+        });
+        if delivered.is_err() {
+            // The thread is exiting and its cache is gone.
+            self.dropped_total.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    #[inline]
+    fn push(&self, obs: &Observer, ring: &mut rtrb::Producer<Report>, r: Report) {
+        let bytes = r.message_bytes();
+        let fits = bytes == 0 || obs.reserve(bytes, self.max_bytes);
+        let queued = fits
+            && match ring.push(r) {
+                Ok(()) => true,
+                Err(_) => {
+                    obs.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                    false
+                }
+            };
+        if !queued {
+            obs.dropped.fetch_add(1, Ordering::Relaxed);
+            self.dropped_total.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Brings the thread's view of this hub up to date (its first report,
+    /// or observers added or removed since): keeps the rings of observers
+    /// still there, makes rings for new ones, drops the rest (their
+    /// consumer ends are then dropped by the drain thread once empty).
+    #[cold]
+    fn refresh(&self, local: &mut Vec<LocalHub>, found: Option<usize>) -> usize {
+        let observers = self.observers.read();
+        let generation = self.generation.load(Ordering::Acquire);
+        let mut old = match found {
+            Some(i) => std::mem::take(&mut local[i].observers),
+            None => Vec::new(),
+        };
+        let fresh = observers
+            .iter()
+            .map(|obs| {
+                let ring = match old.iter().position(|(o, _)| Arc::ptr_eq(o, obs)) {
+                    Some(i) => old.swap_remove(i).1,
+                    None => obs.new_ring(),
+                };
+                (obs.clone(), ring)
+            })
+            .collect();
+        let view = LocalHub {
+            hub: self.id,
+            generation,
+            observers: fresh,
+        };
+        // Forget hubs whose observers are all gone (dropped hubs, mostly tests).
+        let index = match found {
+            Some(i) => {
+                local[i] = view;
+                i
+            }
+            None => {
+                local.push(view);
+                local.len() - 1
+            }
+        };
+        let hub = self.id;
+        local.retain(|l| {
+            l.hub == hub
+                || l.observers
+                    .iter()
+                    .any(|(o, _)| !o.stop.load(Ordering::Relaxed))
+        });
+        local.iter().position(|l| l.hub == hub).unwrap_or(index)
     }
 
     /// Adds an observer (idempotent per owner).
@@ -300,7 +503,9 @@ impl ObserverHub {
         let obs = Arc::new(Observer {
             owner,
             owner_name: owner_name.to_owned(),
-            queue: ArrayQueue::new(self.capacity),
+            ring_capacity: self.capacity.max(1),
+            rings: Mutex::new(Vec::new()),
+            ring_count: AtomicUsize::new(0),
             queued_bytes: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
@@ -327,6 +532,7 @@ impl ObserverHub {
         next.push(obs);
         *list = Arc::new(next);
         self.active.store(list.len(), Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Removes an observer. Its queued reports are delivered first; its
@@ -339,6 +545,7 @@ impl ObserverHub {
                 list.iter().cloned().partition(|o| o.owner == owner);
             *list = Arc::new(keep);
             self.active.store(list.len(), Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
             gone
         };
         for obs in removed {
@@ -371,7 +578,7 @@ impl ObserverHub {
                 plugin: o.owner_name.clone(),
                 delivered: o.delivered.load(Ordering::Relaxed),
                 dropped: o.dropped.load(Ordering::Relaxed),
-                queued: o.queue.len(),
+                queued: o.queued(),
             })
             .collect()
     }
@@ -380,20 +587,32 @@ impl ObserverHub {
 const MAX_BATCH: usize = 4_096;
 
 fn drain_loop(obs: &Observer, flush: Duration, sink: &SinkFn) {
-    let mut batch: Vec<Observation> = Vec::with_capacity(256);
+    let mut batch = Batch::new();
     loop {
         let stopping = obs.stop.load(Ordering::Acquire);
-        while let Some(r) = obs.queue.pop() {
-            let bytes = r.message_bytes();
-            if bytes > 0 {
-                obs.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-            }
-            batch.push(r.to_ffi());
-            if batch.len() == MAX_BATCH {
-                deliver(obs, sink, &mut batch);
+        let clock = ClockPair::now();
+        // Take the rings out so reporting threads that make their first
+        // report meanwhile (and lock `rings`) never wait for the sink.
+        let mut rings = std::mem::take(&mut *obs.rings.lock());
+        for ring in &mut rings {
+            while let Ok(r) = ring.pop() {
+                let bytes = r.message_bytes();
+                if bytes > 0 {
+                    obs.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                }
+                batch.push(&r, &clock);
+                if batch.len == MAX_BATCH {
+                    deliver(obs, sink, &mut batch);
+                }
             }
         }
         deliver(obs, sink, &mut batch);
+        // A ring whose thread exited is empty now: drop it.
+        let before = rings.len();
+        rings.retain(|ring| !ring.is_abandoned() || !ring.is_empty());
+        obs.ring_count
+            .fetch_sub(before - rings.len(), Ordering::Relaxed);
+        obs.rings.lock().append(&mut rings);
         if stopping {
             return;
         }
@@ -401,14 +620,13 @@ fn drain_loop(obs: &Observer, flush: Duration, sink: &SinkFn) {
     }
 }
 
-fn deliver(obs: &Observer, sink: &SinkFn, batch: &mut Vec<Observation>) {
-    if batch.is_empty() {
+fn deliver(obs: &Observer, sink: &SinkFn, batch: &mut Batch) {
+    if batch.len == 0 {
         return;
     }
-    sink(batch);
-    obs.delivered
-        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-    batch.clear();
+    sink(&batch.items[..batch.len]);
+    obs.delivered.fetch_add(batch.len as u64, Ordering::Relaxed);
+    batch.len = 0;
 }
 
 #[cfg(test)]
@@ -466,6 +684,126 @@ mod tests {
         }
         assert_eq!(hub.dropped_total(), 10);
         assert_eq!(hub.stats()[0].queued, 15);
+    }
+
+    #[test]
+    fn a_timed_report_gets_its_duration_and_unix_time_from_one_clock_read() {
+        let hub = ObserverHub::new(16, Duration::from_millis(5));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        hub.add(
+            1,
+            "obs",
+            Arc::new(move |b: &[Observation]| {
+                s.lock()
+                    .extend(b.iter().map(|o| (o.duration_ns, o.at_unix_ns)));
+            }),
+        );
+        let before = crate::time::now_unix_ns();
+        let started = Instant::now() - Duration::from_millis(30);
+        let r = Report::timed(
+            ObservationKind::ServiceCall,
+            CallStatus::Ok,
+            "a",
+            "b",
+            started,
+        );
+        assert_eq!(r.duration_ns, (r.at - started).as_nanos() as u64);
+        assert!(r.duration_ns >= 30_000_000, "{}", r.duration_ns);
+        hub.report(r);
+        let after = crate::time::now_unix_ns();
+        let delivered = test_support::wait_for("delivered", Duration::from_secs(10), || {
+            seen.lock().first().copied()
+        });
+        // The drain thread's conversion lands between the two wall-clock
+        // reads around the report (generous: clocks may be slewed).
+        let slack = 1_000_000_000;
+        assert!(
+            delivered.1 + slack >= before && delivered.1 <= after + slack,
+            "{delivered:?} not in [{before}, {after}]"
+        );
+        hub.remove(1);
+    }
+
+    #[test]
+    fn every_threads_reports_arrive_and_an_exited_threads_ring_is_dropped() {
+        let hub = Arc::new(ObserverHub::new(2_048, Duration::from_millis(2)));
+        let seen = Arc::new(AtomicU64::new(0));
+        let s = seen.clone();
+        hub.add(
+            1,
+            "obs",
+            Arc::new(move |b: &[Observation]| {
+                s.fetch_add(b.len() as u64, Ordering::Relaxed);
+            }),
+        );
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let hub = hub.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1_000 {
+                        hub.report(call_report());
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        test_support::wait_for("8,000 reports", Duration::from_secs(10), || {
+            (seen.load(Ordering::Relaxed) == 8_000).then_some(())
+        });
+        assert_eq!(hub.dropped_total(), 0);
+        // The threads are gone: their rings are dropped once drained.
+        test_support::wait_for("rings dropped", Duration::from_secs(10), || {
+            (hub.observers.read()[0].ring_count.load(Ordering::Relaxed) == 0).then_some(())
+        });
+        // This thread still reports (a new ring).
+        hub.report(call_report());
+        test_support::wait_for("one more", Duration::from_secs(10), || {
+            (seen.load(Ordering::Relaxed) == 8_001).then_some(())
+        });
+        hub.remove(1);
+    }
+
+    #[test]
+    fn a_reused_batch_entry_keeps_nothing_of_the_previous_report() {
+        let hub = ObserverHub::new(16, Duration::from_millis(2));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        hub.add(
+            1,
+            "obs",
+            Arc::new(move |b: &[Observation]| {
+                s.lock().extend(b.iter().map(|o| {
+                    (
+                        o.name.to_string(),
+                        o.namespace.to_string(),
+                        o.message.to_string(),
+                    )
+                }));
+            }),
+        );
+        let mut first = Report::new(
+            ObservationKind::StorageOperation,
+            CallStatus::Error,
+            "set",
+            "p",
+        );
+        first.namespace = Some(Arc::from("ns"));
+        first.message = Some("disk full".into());
+        hub.report(first);
+        test_support::wait_for("first", Duration::from_secs(10), || {
+            (seen.lock().len() == 1).then_some(())
+        });
+        hub.report(call_report());
+        test_support::wait_for("second", Duration::from_secs(10), || {
+            (seen.lock().len() == 2).then_some(())
+        });
+        let seen = seen.lock();
+        assert_eq!(seen[0], ("set".into(), "ns".into(), "disk full".into()));
+        assert_eq!(seen[1], ("a".into(), String::new(), String::new()));
+        hub.remove(1);
     }
 
     #[test]

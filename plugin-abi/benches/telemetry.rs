@@ -12,7 +12,6 @@
 mod provider;
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +23,7 @@ use plugin_abi::telemetry::{InstrumentOpts, SpanKind, Telemetry, TelemetrySlot};
 use plugin_abi::trace_context::TRACEPARENT_LEN;
 use plugin_abi::TraceContext;
 use provider::TestProvider;
+use test_support::bench::{self, Ratio};
 
 const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -166,53 +166,29 @@ criterion_group! {
     targets = counter, histogram, span, traceparent, cached_read
 }
 
-/// Where criterion wrote its estimates (its own rule, minus `cargo metadata`).
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return home.into();
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("criterion")
-}
-
-/// The median of one benchmark in nanoseconds, if it ran.
-fn median_ns(group: &str, bench: &str) -> Option<f64> {
-    let path = criterion_dir()
-        .join(group)
-        .join(bench)
-        .join("new/estimates.json");
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
-}
-
 fn print_ratios() {
-    println!("\nratios of medians (goal in brackets):");
-    for (group, ours, peer, goal) in [
-        ("counter_inc", "api", "prometheus", "<= 2.0"),
-        ("histogram_observe", "api", "prometheus", "<= 2.0"),
-        ("span_start_end", "api", "opentelemetry_sdk", "<= 1.0"),
-        (
+    let ratio = |group, ours, peer, goal| Ratio {
+        group,
+        ours,
+        peer,
+        goal,
+    };
+    bench::print_ratios(&[
+        ratio("counter_inc", "api", "prometheus", "<= 2.0"),
+        ratio("histogram_observe", "api", "prometheus", "<= 2.0"),
+        ratio("span_start_end", "api", "opentelemetry_sdk", "<= 1.0"),
+        ratio(
             "span_start_end",
             "api_2_attributes",
             "opentelemetry_sdk_2_attributes",
             "<= 1.0",
         ),
-        ("cached_read", "boxcar", "arc_swap", "-"),
-        ("cached_read", "boxcar", "parking_lot_rwlock", "-"),
-    ] {
-        match (median_ns(group, ours), median_ns(group, peer)) {
-            (Some(a), Some(p)) => println!(
-                "  {group}: {ours} {a:.1} ns / {peer} {p:.1} ns = {:.2} [{goal}]",
-                a / p
-            ),
-            _ => println!("  {group}: {ours} / {peer}: not measured in this run"),
-        }
-    }
-    for (group, bench) in [("traceparent", "parse"), ("traceparent", "format")] {
-        if let Some(ns) = median_ns(group, bench) {
-            println!("  {group} {bench}: {ns:.1} ns");
+        ratio("cached_read", "boxcar", "arc_swap", "-"),
+        ratio("cached_read", "boxcar", "parking_lot_rwlock", "-"),
+    ]);
+    for (group, name) in [("traceparent", "parse"), ("traceparent", "format")] {
+        if let Some(ns) = bench::median_ns(group, name) {
+            println!("  {group} {name}: {ns:.1} ns");
         }
     }
 }

@@ -15,9 +15,12 @@
 //!   for "nobody listens here" cases, and [`Killed`] so a peer process
 //!   dies with its test;
 //! - [`system_library`] / [`mapped_library`]: real shared objects that are
-//!   not plugins, found in `/proc/self/maps`.
+//!   not plugins, found in `/proc/self/maps`;
+//! - [`bench::print_ratios`]: a bench's median beside its peer's, read back
+//!   from criterion's estimates of the same run.
 
 mod alertmanager;
+pub mod bench;
 mod net;
 mod peer;
 mod process;

@@ -183,14 +183,14 @@ impl HostCore {
             })
             .map_err(|e| PluginError::bad_request(e.to_string()))?;
         if observing {
-            let mut r = Report::new(
+            let r = Report::timed(
                 ObservationKind::EventPublished,
                 CallStatus::Ok,
                 Arc::from(topic),
                 source.clone(),
+                started,
             )
             .with_span(span, parent.as_ref());
-            r.duration_ns = started.elapsed().as_nanos() as u64;
             self.observers.report(r);
         }
         Ok(outcome)

@@ -128,9 +128,8 @@ impl HostCore {
                 }
                 Err(_) => CallStatus::Error,
             };
-            let mut r = Report::new(ObservationKind::ServiceCall, status, name, caller)
+            let mut r = Report::timed(ObservationKind::ServiceCall, status, name, caller, started)
                 .with_span(Some(span), parent);
-            r.duration_ns = started.elapsed().as_nanos() as u64;
             r.detail = served_by.cloned();
             if let Err(e) = result {
                 r.message = Some(e.message.to_string());

@@ -45,15 +45,15 @@ impl HostCore {
             };
             // A child of the callback this thread runs, if any.
             let parent = tracecontext::current();
-            let mut r = Report::new(
+            let mut r = Report::timed(
                 ObservationKind::StorageOperation,
                 status,
                 op.clone(),
                 Arc::from(caller),
+                started,
             )
             .with_span(parent.map(|p| p.child()), parent.as_ref());
             r.namespace = Some(Arc::from(namespace));
-            r.duration_ns = started.elapsed().as_nanos() as u64;
             if let Err(e) = result {
                 r.message = Some(e.to_string());
             }
