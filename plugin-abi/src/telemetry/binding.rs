@@ -23,11 +23,29 @@
 //! bump lands in the new provider.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use abi_stable::std_types::RArc;
+use abi_stable::std_types::{RArc, RStr};
 
 use super::abi::{ProviderBox, TelemetrySlot};
+
+/// The plugin a handle belongs to, when known: the handle resolves on the
+/// provider's view of that plugin ([`TelemetryProvider::scoped`]).
+///
+/// [`TelemetryProvider::scoped`]: super::abi::TelemetryProvider::scoped
+#[derive(Clone, Default, Debug)]
+pub(crate) struct Scope(pub(crate) Option<Arc<str>>);
+
+impl Scope {
+    /// Runs `f` on the provider as this plugin sees it (one extra call on
+    /// the re-resolve path only).
+    pub(crate) fn apply<T>(&self, provider: &ProviderBox, f: impl FnOnce(&ProviderBox) -> T) -> T {
+        match &self.0 {
+            Some(plugin) => f(&provider.scoped(RStr::from_str(plugin))),
+            None => f(provider),
+        }
+    }
+}
 
 /// How a handle makes its object on a provider (keeps the descriptor).
 pub(crate) trait Resolve: Send + Sync {

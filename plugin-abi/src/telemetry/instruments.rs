@@ -9,7 +9,7 @@
 use abi_stable::std_types::{RArc, RSlice, RStr};
 
 use super::abi::{CounterBox, GaugeBox, HistogramBox, InstrumentDesc, ProviderBox, TelemetrySlot};
-use super::binding::{Bound, Resolve};
+use super::binding::{Bound, Resolve, Scope};
 use super::error::TelemetryError;
 
 /// What an instrument is: name, help, unit and bound labels.
@@ -92,34 +92,44 @@ impl InstrumentOpts {
     }
 }
 
-pub(crate) struct CounterDesc(InstrumentOpts);
+pub(crate) struct CounterDesc(InstrumentOpts, Scope);
 
 impl Resolve for CounterDesc {
     type Object = CounterBox;
     fn resolve(&self, provider: &ProviderBox) -> Option<CounterBox> {
-        self.0.with_desc(|d| provider.counter(d)).into_result().ok()
+        self.1
+            .apply(provider, |p| self.0.with_desc(|d| p.counter(d)))
+            .into_result()
+            .ok()
     }
 }
 
-pub(crate) struct GaugeDesc(InstrumentOpts);
+pub(crate) struct GaugeDesc(InstrumentOpts, Scope);
 
 impl Resolve for GaugeDesc {
     type Object = GaugeBox;
     fn resolve(&self, provider: &ProviderBox) -> Option<GaugeBox> {
-        self.0.with_desc(|d| provider.gauge(d)).into_result().ok()
+        self.1
+            .apply(provider, |p| self.0.with_desc(|d| p.gauge(d)))
+            .into_result()
+            .ok()
     }
 }
 
 pub(crate) struct HistogramDesc {
     opts: InstrumentOpts,
     buckets: Vec<f64>,
+    scope: Scope,
 }
 
 impl Resolve for HistogramDesc {
     type Object = HistogramBox;
     fn resolve(&self, provider: &ProviderBox) -> Option<HistogramBox> {
-        self.opts
-            .with_desc(|d| provider.histogram(d, RSlice::from_slice(&self.buckets)))
+        self.scope
+            .apply(provider, |p| {
+                self.opts
+                    .with_desc(|d| p.histogram(d, RSlice::from_slice(&self.buckets)))
+            })
             .into_result()
             .ok()
     }
@@ -133,11 +143,12 @@ pub struct Counter {
 impl Counter {
     pub(crate) fn new(
         slot: Option<RArc<TelemetrySlot>>,
+        scope: Scope,
         opts: InstrumentOpts,
     ) -> Result<Self, TelemetryError> {
         opts.validate()?;
         Ok(Counter {
-            bound: Bound::new(slot, CounterDesc(opts)),
+            bound: Bound::new(slot, CounterDesc(opts, scope)),
         })
     }
 
@@ -173,11 +184,12 @@ pub struct Gauge {
 impl Gauge {
     pub(crate) fn new(
         slot: Option<RArc<TelemetrySlot>>,
+        scope: Scope,
         opts: InstrumentOpts,
     ) -> Result<Self, TelemetryError> {
         opts.validate()?;
         Ok(Gauge {
-            bound: Bound::new(slot, GaugeDesc(opts)),
+            bound: Bound::new(slot, GaugeDesc(opts, scope)),
         })
     }
 
@@ -220,6 +232,7 @@ pub struct Histogram {
 impl Histogram {
     pub(crate) fn new(
         slot: Option<RArc<TelemetrySlot>>,
+        scope: Scope,
         opts: InstrumentOpts,
         buckets: &[f64],
     ) -> Result<Self, TelemetryError> {
@@ -234,6 +247,7 @@ impl Histogram {
                 HistogramDesc {
                     opts,
                     buckets: buckets.to_vec(),
+                    scope,
                 },
             ),
         })
