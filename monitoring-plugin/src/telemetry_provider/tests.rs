@@ -146,6 +146,8 @@ fn refused_names_are_errors_with_a_reason_and_the_handle_is_a_no_op() {
         .unwrap();
     refused.inc();
     assert!(!refused.is_live(), "a refused handle binds to nothing");
+    let why = refused.refusal().expect("the provider's refusal is kept");
+    assert!(why.message.contains("is reserved"), "{why}");
     assert!(!s.metrics.has_family("homeconsole_mine_total"));
 }
 

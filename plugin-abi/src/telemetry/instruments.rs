@@ -11,6 +11,7 @@ use abi_stable::std_types::{RArc, RSlice, RStr};
 use super::abi::{CounterBox, GaugeBox, HistogramBox, InstrumentDesc, ProviderBox, TelemetrySlot};
 use super::binding::{Bound, Resolve, Scope};
 use super::error::TelemetryError;
+use crate::error::PluginError;
 
 /// What an instrument is: name, help, unit and bound labels.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,11 +97,10 @@ pub(crate) struct CounterDesc(InstrumentOpts, Scope);
 
 impl Resolve for CounterDesc {
     type Object = CounterBox;
-    fn resolve(&self, provider: &ProviderBox) -> Option<CounterBox> {
+    fn resolve(&self, provider: &ProviderBox) -> Result<CounterBox, PluginError> {
         self.1
             .apply(provider, |p| self.0.with_desc(|d| p.counter(d)))
             .into_result()
-            .ok()
     }
 }
 
@@ -108,11 +108,10 @@ pub(crate) struct GaugeDesc(InstrumentOpts, Scope);
 
 impl Resolve for GaugeDesc {
     type Object = GaugeBox;
-    fn resolve(&self, provider: &ProviderBox) -> Option<GaugeBox> {
+    fn resolve(&self, provider: &ProviderBox) -> Result<GaugeBox, PluginError> {
         self.1
             .apply(provider, |p| self.0.with_desc(|d| p.gauge(d)))
             .into_result()
-            .ok()
     }
 }
 
@@ -124,14 +123,13 @@ pub(crate) struct HistogramDesc {
 
 impl Resolve for HistogramDesc {
     type Object = HistogramBox;
-    fn resolve(&self, provider: &ProviderBox) -> Option<HistogramBox> {
+    fn resolve(&self, provider: &ProviderBox) -> Result<HistogramBox, PluginError> {
         self.scope
             .apply(provider, |p| {
                 self.opts
                     .with_desc(|d| p.histogram(d, RSlice::from_slice(&self.buckets)))
             })
             .into_result()
-            .ok()
     }
 }
 
@@ -168,6 +166,13 @@ impl Counter {
     /// (rebinding first when the provider changed).
     pub fn is_live(&self) -> bool {
         self.bound.with(|_| ()).is_some()
+    }
+
+    /// Why the current provider refused this instrument (bad name, label
+    /// conflict, series limit, ...), if it did: the handle is then a no-op
+    /// until the provider changes.
+    pub fn refusal(&self) -> Option<PluginError> {
+        self.bound.refusal()
     }
 
     /// What this handle was created with.
@@ -222,6 +227,13 @@ impl Gauge {
     pub fn is_live(&self) -> bool {
         self.bound.with(|_| ()).is_some()
     }
+
+    /// Why the current provider refused this instrument (bad name, label
+    /// conflict, series limit, ...), if it did: the handle is then a no-op
+    /// until the provider changes.
+    pub fn refusal(&self) -> Option<PluginError> {
+        self.bound.refusal()
+    }
 }
 
 /// A histogram handle.
@@ -263,6 +275,13 @@ impl Histogram {
     /// (rebinding first when the provider changed).
     pub fn is_live(&self) -> bool {
         self.bound.with(|_| ()).is_some()
+    }
+
+    /// Why the current provider refused this instrument (bad name, label
+    /// conflict, series limit, ...), if it did: the handle is then a no-op
+    /// until the provider changes.
+    pub fn refusal(&self) -> Option<PluginError> {
+        self.bound.refusal()
     }
 
     /// The bucket bounds this handle asks for (empty: provider default).

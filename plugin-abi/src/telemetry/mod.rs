@@ -51,8 +51,8 @@ struct ProviderRef(Scope);
 
 impl Resolve for ProviderRef {
     type Object = ProviderBox;
-    fn resolve(&self, provider: &ProviderBox) -> Option<ProviderBox> {
-        Some(self.0.apply(provider, Clone::clone))
+    fn resolve(&self, provider: &ProviderBox) -> Result<ProviderBox, crate::PluginError> {
+        Ok(self.0.apply(provider, Clone::clone))
     }
 }
 
