@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use plugin_abi::PluginError;
+use plugin_abi::{PluginError, Sampler};
 
 use crate::alerting::capability::Alerting;
 use crate::alerting::query_api::PromApi;
@@ -15,6 +15,8 @@ use crate::health::capability::Health;
 use crate::metrics::capability::Metrics;
 use crate::metrics::remote_write::capability::RemoteWrite;
 use crate::profiling::capability::Profiling;
+use crate::telemetry_provider::capability::TelemetryCapability;
+use crate::telemetry_provider::Provider;
 use crate::tracing::capability::TracingCapability;
 
 /// Builds every capability, in the order callbacks reach them (and the
@@ -26,6 +28,12 @@ pub fn build_all(ctx: &Ctx) -> Result<Vec<Arc<dyn Capability>>, PluginError> {
     let alerting = Arc::new(Alerting::new(ctx));
     let samples_of = alerting.clone();
     let health = Arc::new(Health::new(ctx));
+    let errors = Arc::new(Errors::new(ctx)?);
+    let tracing = Arc::new(TracingCapability::new(ctx)?);
+    let telemetry = Arc::new(TelemetryCapability::new(
+        ctx.host.clone(),
+        provider(ctx, &errors, &tracing),
+    ));
     let all: Vec<Arc<dyn Capability>> = vec![
         Arc::new(Metrics::new(ctx)),
         alerting,
@@ -36,12 +44,30 @@ pub fn build_all(ctx: &Ctx) -> Result<Vec<Arc<dyn Capability>>, PluginError> {
                 .with_access(ctx.config.access.clone()),
         ),
         Arc::new(Dashboard),
-        Arc::new(Errors::new(ctx)?),
-        Arc::new(TracingCapability::new(ctx)?),
+        errors,
+        tracing,
         Arc::new(Profiling::new(ctx)),
         Arc::new(RemoteWrite::new(ctx)?),
+        telemetry,
         health.clone(),
     ];
     health.notify_rounds_to(&all);
     Ok(all)
+}
+
+/// The telemetry provider over the plugin's stores: the metric store
+/// `monitoring.record_metric` feeds, the tracing capability's span sink,
+/// the error tracker; new root spans follow the host's
+/// `trace_sample_ratio`.
+fn provider(ctx: &Ctx, errors: &Arc<Errors>, tracing: &TracingCapability) -> Provider {
+    let ratio = ctx.host.host_info()["trace_sample_ratio"]
+        .as_f64()
+        .unwrap_or(1.0);
+    let errors = errors.clone();
+    Provider::new(
+        ctx.collector.store().clone(),
+        tracing.span_sink(),
+        Arc::new(move |event| errors.capture_event(event)),
+        Sampler::new(ratio),
+    )
 }

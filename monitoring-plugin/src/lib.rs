@@ -21,6 +21,7 @@ pub mod module;
 pub mod outbound;
 pub mod profiling;
 pub mod store;
+pub mod telemetry_provider;
 pub mod time;
 pub mod tracing;
 

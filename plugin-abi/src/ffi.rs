@@ -15,7 +15,7 @@ use abi_stable::std_types::{RArc, RBox, ROption, RResult, RSlice, RStr, RString,
 use abi_stable::{declare_root_module_statics, package_version_strings, sabi_trait, StableAbi};
 
 use crate::error::PluginError;
-use crate::telemetry::{ProviderBox, TelemetrySlot};
+use crate::telemetry::{HealthCheckBox, ProviderBox, TelemetrySlot};
 use crate::types::{
     Event, HealthReport, HttpRequest, HttpResponse, LogLevel, Observation, PluginInfo,
 };
@@ -134,6 +134,12 @@ pub trait HostApi: Send + Sync + Clone {
     /// and closes it when the installing instance stops, unless a newer
     /// instance has installed its own by then.
     fn install_telemetry_provider(&self, provider: ProviderBox) -> RResult<(), PluginError>;
+
+    /// Registers a health check in the telemetry slot on behalf of this
+    /// plugin instance; returns its id (0 when the host is going away).
+    /// The host removes the checks of an instance when it stops, even if
+    /// the plugin never unregistered them.
+    fn register_health_check(&self, name: RStr<'_>, check: HealthCheckBox) -> u64;
 }
 
 /// The host handle given to a plugin at construction.

@@ -131,7 +131,7 @@ impl Host {
     /// (docs/telemetry-design.md). Cheap; keep the result and the handles it
     /// creates rather than calling it per measurement.
     pub fn telemetry(&self) -> crate::telemetry::Telemetry {
-        crate::telemetry::Telemetry::new(self.inner.telemetry_slot())
+        crate::telemetry::Telemetry::for_host(&self.inner)
     }
 
     /// See [`crate::HostApi::install_telemetry_provider`].

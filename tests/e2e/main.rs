@@ -24,5 +24,6 @@ mod resilience;
 mod self_protection;
 mod stack;
 mod support;
+mod telemetry;
 mod tls;
 mod tracing;

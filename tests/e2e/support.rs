@@ -38,6 +38,8 @@ pub const MONITORING: &str = "monitoring_plugin";
 pub const DEMO: &str = "demo_devices";
 /// The faulty fixture.
 pub const FAULTY: &str = "fixture_faulty";
+/// The out-of-tree telemetry fixture (`example-plugins/fixtures/out-of-tree`).
+pub const OUT_OF_TREE: &str = "out_of_tree_telemetry";
 
 /// The host admin token [`HostBuilder::admin`] configures.
 pub const ADMIN_TOKEN: &str = "e2e-admin-token";

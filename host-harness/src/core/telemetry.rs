@@ -66,9 +66,12 @@ impl TelemetryHost {
         Ok(())
     }
 
-    /// `instance` stopped: removes and closes its provider if the slot
-    /// still holds it. Returns whether it did.
+    /// `instance` stopped: drops the health checks it registered through
+    /// its host handle (guards it leaked included), and removes and closes
+    /// its provider if the slot still holds it. Returns whether it removed
+    /// a provider.
     pub fn release(&self, instance: u64) -> bool {
+        self.slot.remove_health_checks_of(instance);
         let mut owner = self.owner.lock();
         if *owner != Some(instance) {
             return false;
@@ -172,6 +175,9 @@ mod tests {
             _context: ROption<TraceContext>,
         ) {
         }
+        fn scoped(&self, _plugin: RStr<'_>) -> ProviderBox {
+            self.boxed()
+        }
         fn close(&self) {
             self.closed.store(true, Ordering::Relaxed);
         }
@@ -187,6 +193,34 @@ mod tests {
         fn is_closed(&self) -> bool {
             self.closed.load(Ordering::Relaxed)
         }
+    }
+
+    #[test]
+    fn a_stopped_instance_loses_its_health_checks_even_with_a_leaked_guard() {
+        use plugin_abi::telemetry::HealthCheckApi_TO;
+        use plugin_abi::HealthReport;
+
+        #[derive(Clone)]
+        struct Fine;
+        impl plugin_abi::telemetry::HealthCheckApi for Fine {
+            fn check(&self) -> HealthReport {
+                HealthReport::healthy()
+            }
+        }
+        let check = || HealthCheckApi_TO::from_ptr(RArc::new(Fine), TD_Opaque);
+        let host = TelemetryHost::default();
+        let slot = host.slot();
+        slot.register_health_check_for(3, "demo", "disk", check());
+        slot.register_health_check_for(3, "demo", "radio", check());
+        slot.register_health_check_for(4, "other", "disk", check());
+        // Instance 3 "leaks" its guards: nothing unregisters them but the host.
+        assert!(!host.release(3), "instance 3 owned no provider");
+        let left: Vec<(String, String)> = slot
+            .health_checks()
+            .into_iter()
+            .map(|c| (c.plugin, c.name))
+            .collect();
+        assert_eq!(left, vec![("other".to_owned(), "disk".to_owned())]);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
 
 use abi_stable::std_types::{RArc, ROption, RResult, RStr, RString, RVec};
-use plugin_abi::telemetry::{ProviderBox, TelemetrySlot};
+use plugin_abi::telemetry::{HealthCheckBox, ProviderBox, TelemetrySlot};
 use plugin_abi::{ErrorKind, HostApi, LogLevel, PluginError};
 
 use crate::core::HostCore;
@@ -304,5 +304,17 @@ impl HostApi for HostApiImpl {
 
     fn install_telemetry_provider(&self, provider: ProviderBox) -> RResult<(), PluginError> {
         self.with_live(|core| core.telemetry.install(&self.name, self.instance, provider))
+    }
+
+    fn register_health_check(&self, name: RStr<'_>, check: HealthCheckBox) -> u64 {
+        match self.core.upgrade() {
+            Some(core) => core.telemetry_slot().register_health_check_for(
+                self.instance,
+                &self.name,
+                name.as_str(),
+                check,
+            ),
+            None => 0,
+        }
     }
 }

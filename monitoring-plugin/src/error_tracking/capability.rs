@@ -193,6 +193,12 @@ impl Errors {
     }
 
     /// Stores one event and does everything that follows: metric, bus.
+    /// Records an event captured through the telemetry API, like a
+    /// `monitoring.capture_*` call (grouping, counters, bus topics).
+    pub fn capture_event(&self, event: ErrorEvent) {
+        self.record(event);
+    }
+
     fn record(&self, mut event: ErrorEvent) -> RecordOutcome {
         if event.plugin_version.is_none()
             && event.source == crate::error_tracking::EventSource::Captured

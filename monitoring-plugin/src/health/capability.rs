@@ -61,6 +61,9 @@ impl HostView for Host {
     fn call_service(&self, name: &str, input: &str) -> Result<String, PluginError> {
         Host::call_service(self, name, input, None)
     }
+    fn registered_checks(&self) -> Vec<plugin_abi::telemetry::RegisteredCheck> {
+        self.raw().telemetry_slot().health_checks()
+    }
 }
 
 /// Who hears about finished rounds besides the gauges and the bus.

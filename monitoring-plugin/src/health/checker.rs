@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
-use plugin_abi::PluginError;
+use plugin_abi::telemetry::{HealthCheckBox, RegisteredCheck};
+use plugin_abi::{HealthStatus, PluginError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -39,6 +40,11 @@ pub trait HostView: Send + Sync + 'static {
     fn list_plugins(&self) -> Value;
     /// Calls a service with `{}` (a custom check).
     fn call_service(&self, name: &str, input: &str) -> Result<String, PluginError>;
+    /// Health checks plugins registered through the telemetry API (the
+    /// host's slot); none by default.
+    fn registered_checks(&self) -> Vec<RegisteredCheck> {
+        Vec::new()
+    }
 }
 
 /// Health of one component.
@@ -411,6 +417,19 @@ impl HealthChecker {
             })
             .collect();
 
+        let registered_rx: Vec<(RegisteredCheck, Option<mpsc::Receiver<CheckResult>>)> = self
+            .host
+            .registered_checks()
+            .into_iter()
+            .map(|c| {
+                let check = c.check.clone();
+                let key = format!("registered:{}:{}", c.plugin, c.name);
+                let plugin = c.plugin.clone();
+                let rx = self.spawn_check(&key, move || registered_probe(&check, &plugin));
+                (c, rx)
+            })
+            .collect();
+
         let mut checks = Checks::default();
         let t = Instant::now();
         for m in self
@@ -458,6 +477,19 @@ impl HealthChecker {
             checks
                 .custom
                 .insert(c.name.clone(), wait(rx, deadline, timeout, started));
+        }
+        for (c, rx) in registered_rx {
+            let mut result = wait(rx, deadline, timeout, started);
+            if result.details.is_null() {
+                result.details = json!({"registered_by": c.plugin, "via": "telemetry"});
+            }
+            // A service-based custom check of the same name keeps its name.
+            let name = if checks.custom.contains_key(&c.name) {
+                format!("{}.{}", c.plugin, c.name)
+            } else {
+                c.name
+            };
+            checks.custom.insert(name, result);
         }
 
         let mut status = Status::Healthy;
@@ -554,6 +586,21 @@ fn wait(
             }
         }
     }
+}
+
+/// Runs a check registered through the telemetry API (the guest side
+/// already turns a panic into `Unhealthy`).
+fn registered_probe(check: &HealthCheckBox, plugin: &str) -> CheckResult {
+    let started = Instant::now();
+    let report = check.check();
+    let status = match report.status {
+        HealthStatus::Healthy => Status::Healthy,
+        HealthStatus::Degraded => Status::Degraded,
+        HealthStatus::Unhealthy => Status::Unhealthy,
+    };
+    let mut result = CheckResult::new(status, report.message.as_str(), started);
+    result.details = json!({"registered_by": plugin, "via": "telemetry"});
+    result
 }
 
 fn storage_probe(host: &dyn HostView, slow: Duration) -> CheckResult {

@@ -28,6 +28,13 @@ fn push_header<C: Cell>(out: &mut String, f: &FamilyCore<C>) {
     out.push(' ');
     out.push_str(f.kind.as_str());
     out.push('\n');
+    if let Some(unit) = f.unit.get() {
+        out.push_str("# UNIT ");
+        out.push_str(&f.name);
+        out.push(' ');
+        out.push_str(unit);
+        out.push('\n');
+    }
 }
 
 /// Writes `name{labels} ` (braces only when there are labels).
@@ -179,6 +186,9 @@ impl MetricStore {
 pub fn to_openmetrics(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 64);
     let mut help: Option<&str> = None;
+    // The family name the last `# TYPE` line gave (a counter's without
+    // `_total`), for the `# UNIT` line that may follow it.
+    let mut family_of: Option<(&str, &str)> = None;
     let flush = |out: &mut String, help: &mut Option<&str>| {
         if let Some(h) = help.take() {
             out.push_str(h);
@@ -212,6 +222,20 @@ pub fn to_openmetrics(text: &str) -> String {
             out.push_str(family);
             out.push(' ');
             out.push_str(kind);
+            out.push('\n');
+            family_of = Some((name, family));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# UNIT ") {
+            let (name, unit) = rest.split_once(' ').unwrap_or((rest, ""));
+            let family = match family_of {
+                Some((typed, family)) if typed == name => family,
+                _ => name,
+            };
+            out.push_str("# UNIT ");
+            out.push_str(family);
+            out.push(' ');
+            out.push_str(unit);
             out.push('\n');
             continue;
         }

@@ -10,13 +10,13 @@ use std::collections::HashSet;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::{RwLock, RwLockUpgradableReadGuard};
 
 use super::error::{clip, ConflictKind, MetricError, MetricKind};
 use super::text::push_escaped_label_value;
-use super::validate::check_label_value;
+use super::validate::{check_label_value, check_unit};
 use super::value::{
     Cell, Counter, CounterCell, Gauge, GaugeCell, Histogram, HistogramCell, Series,
 };
@@ -151,6 +151,8 @@ pub(super) struct FamilyCore<C: Cell> {
     /// The store-wide budget this family's series count against, if any.
     budget: Option<Arc<SeriesBudget>>,
     series: RwLock<SeriesSet<C>>,
+    /// The unit (`# UNIT`), set once by the first registration that names one.
+    pub(super) unit: OnceLock<Box<str>>,
 }
 
 impl<C: Cell> FamilyCore<C> {
@@ -178,7 +180,29 @@ impl<C: Cell> FamilyCore<C> {
                 index: HashSet::new(),
                 sorted: None,
             }),
+            unit: OnceLock::new(),
         }
+    }
+
+    /// Gives the family its unit, or checks it has this one already. The
+    /// name must end in `_<unit>` (`_<unit>_total` for a counter), as
+    /// OpenMetrics requires of a family with a unit.
+    pub(super) fn set_unit(&self, unit: &str) -> Result<(), MetricError> {
+        if unit.is_empty() {
+            return Ok(());
+        }
+        check_unit(&self.name, self.kind, unit)?;
+        let current = self.unit.get_or_init(|| unit.into());
+        if &**current != unit {
+            return Err(MetricError::InvalidName {
+                name: clip(&self.name),
+                why: format!(
+                    "the metric has unit {current:?} already, not {:?}",
+                    clip(unit)
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// `[a, b]` style list of the label names, for error messages.
@@ -306,6 +330,19 @@ macro_rules! family_handle {
             /// The metric name.
             pub fn name(&self) -> &str {
                 &self.0.name
+            }
+
+            /// Gives the family a unit (exported as `# UNIT`), or checks
+            /// that it has this one; empty: no change. The name must end in
+            /// `_<unit>` (`_<unit>_total` for a counter).
+            pub fn with_unit(self, unit: &str) -> Result<Self, MetricError> {
+                self.0.set_unit(unit)?;
+                Ok(self)
+            }
+
+            /// The unit, if the family has one.
+            pub fn unit(&self) -> Option<&str> {
+                self.0.unit.get().map(|u| &**u)
             }
 
             /// The label names, in registration order.

@@ -173,6 +173,40 @@ pub(super) fn check_kind_suffix(name: &str, kind: MetricKind) -> Result<(), Metr
     Ok(())
 }
 
+/// Checks a unit (`seconds`, `bytes`, ...: lower-case letters, digits and
+/// `_`) and that the name ends in `_<unit>`, or `_<unit>_total` for a
+/// counter, as OpenMetrics requires of a family with a `# UNIT`.
+pub(super) fn check_unit(name: &str, kind: MetricKind, unit: &str) -> Result<(), MetricError> {
+    let ok = unit
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && unit.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
+    if !ok {
+        return Err(invalid_name(
+            name,
+            format!("unit {:?} must match [a-z][a-z0-9_]*", clip(unit)),
+        ));
+    }
+    let stem = match kind {
+        MetricKind::Counter => name.strip_suffix("_total").unwrap_or(name),
+        MetricKind::Gauge | MetricKind::Histogram => name,
+    };
+    let suffixed = stem
+        .strip_suffix(unit)
+        .is_some_and(|rest| rest.ends_with('_'));
+    if !suffixed {
+        let want = match kind {
+            MetricKind::Counter => format!("_{unit}_total"),
+            _ => format!("_{unit}"),
+        };
+        return Err(invalid_name(
+            name,
+            format!("a metric with unit {unit:?} must end in \"{want}\""),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks one label name for `metric`.
 pub(super) fn check_label_name(metric: &str, label: &str, lint: bool) -> Result<(), MetricError> {
     let bad = |why: String| MetricError::InvalidLabel {

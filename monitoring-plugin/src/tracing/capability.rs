@@ -223,6 +223,12 @@ impl TracingCapability {
         &self.sink.store
     }
 
+    /// Where finished spans go (the plugin-side sampling ratio, the store
+    /// and the exporter): the telemetry provider's spans go there too.
+    pub fn span_sink(&self) -> Arc<dyn SpanSink> {
+        self.sink.clone()
+    }
+
     /// Turns one observation into a span and records it; returns whether a
     /// span was recorded. Public for benches.
     pub fn record(&self, o: &Observation) -> bool {

@@ -9,7 +9,7 @@ use abi_stable::std_types::{RArc, ROption, RResult, RStr, RString, RVec};
 
 use super::*;
 use crate::ffi::{HostApi, HostApi_TO};
-use crate::telemetry::{InstrumentOpts, ProviderBox, TelemetrySlot};
+use crate::telemetry::{HealthCheckBox, InstrumentOpts, ProviderBox, TelemetrySlot};
 
 /// What the plugin asked of the fake host, one line per call.
 type Calls = Arc<Mutex<Vec<String>>>;
@@ -172,6 +172,12 @@ impl HostApi for FakeHost {
             old.close();
         }
         RResult::ROk(())
+    }
+
+    fn register_health_check(&self, name: RStr<'_>, check: HealthCheckBox) -> u64 {
+        self.note(format!("register_health_check {name}"));
+        self.slot
+            .register_health_check_for(7, "fake", name.as_str(), check)
     }
 }
 

@@ -253,6 +253,13 @@ pub trait TelemetryProvider: Send + Sync + Clone {
         context: ROption<TraceContext>,
     );
 
+    /// The same provider seen by one plugin: instruments it creates carry
+    /// the label `plugin="<plugin>"`, spans and captured errors name the
+    /// plugin. The guest's `Telemetry` asks for this once per provider
+    /// generation (not per measurement), so the name never crosses on the
+    /// hot path.
+    fn scoped(&self, plugin: RStr<'_>) -> ProviderBox;
+
     /// Closes the provider: from now on its instruments and spans do
     /// nothing. The host calls it on the provider it removed or replaced
     /// (the provider's own plugin may have closed it already; twice is
@@ -269,8 +276,33 @@ pub type ProviderBox = TelemetryProvider_TO<'static, RArc<()>>;
 #[derive(StableAbi)]
 struct HealthEntry {
     id: u64,
+    /// The registering plugin instance as the host numbers it (0: none,
+    /// registered straight on the slot).
+    owner: u64,
+    /// The registering plugin's name (empty when unknown).
+    plugin: RString,
     name: RString,
     check: HealthCheckBox,
+}
+
+/// A registered health check as [`TelemetrySlot::health_checks`] lists it.
+#[derive(Clone)]
+pub struct RegisteredCheck {
+    /// The check's name.
+    pub name: String,
+    /// The plugin that registered it (empty when unknown).
+    pub plugin: String,
+    /// The callback.
+    pub check: HealthCheckBox,
+}
+
+impl std::fmt::Debug for RegisteredCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisteredCheck")
+            .field("name", &self.name)
+            .field("plugin", &self.plugin)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The host-owned place where the current telemetry provider lives.
@@ -347,13 +379,56 @@ impl TelemetrySlot {
     /// Registers a health check; returns its id for
     /// [`unregister_health_check`](Self::unregister_health_check).
     pub fn register_health_check(&self, name: &str, check: HealthCheckBox) -> u64 {
+        self.register_health_check_for(0, "", name, check)
+    }
+
+    /// Registers a health check on behalf of plugin instance `owner` named
+    /// `plugin` (the host does this for `HostApi::register_health_check`,
+    /// so it can drop the checks of an instance that stops, see
+    /// [`remove_health_checks_of`](Self::remove_health_checks_of)).
+    pub fn register_health_check_for(
+        &self,
+        owner: u64,
+        plugin: &str,
+        name: &str,
+        check: HealthCheckBox,
+    ) -> u64 {
         let id = self.next_health_id.fetch_add(1, Ordering::Relaxed);
         self.health.lock().push(HealthEntry {
             id,
+            owner,
+            plugin: RString::from(plugin),
             name: RString::from(name),
             check,
         });
         id
+    }
+
+    /// Removes every health check instance `owner` registered (it stopped,
+    /// whether or not it dropped its guards); returns how many.
+    pub fn remove_health_checks_of(&self, owner: u64) -> usize {
+        if owner == 0 {
+            return 0;
+        }
+        let mut checks = self.health.lock();
+        let before = checks.len();
+        checks.retain(|e| e.owner != owner);
+        before - checks.len()
+    }
+
+    /// Every registered check, in registration order, cloned out so the
+    /// caller can run them (each on its own thread, with a deadline)
+    /// without holding the slot's lock.
+    pub fn health_checks(&self) -> Vec<RegisteredCheck> {
+        self.health
+            .lock()
+            .iter()
+            .map(|e| RegisteredCheck {
+                name: e.name.to_string(),
+                plugin: e.plugin.to_string(),
+                check: e.check.clone(),
+            })
+            .collect()
     }
 
     /// Removes a health check; returns whether it was registered.
@@ -367,15 +442,9 @@ impl TelemetrySlot {
     /// Runs every registered check, in registration order.
     pub fn run_health_checks(&self) -> Vec<(String, HealthReport)> {
         // Clone the callbacks out so a slow check does not hold the lock.
-        let checks: Vec<(String, HealthCheckBox)> = self
-            .health
-            .lock()
-            .iter()
-            .map(|e| (e.name.to_string(), e.check.clone()))
-            .collect();
-        checks
+        self.health_checks()
             .into_iter()
-            .map(|(name, check)| (name, check.check()))
+            .map(|c| (c.name, c.check.check()))
             .collect()
     }
 }

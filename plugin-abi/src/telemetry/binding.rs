@@ -23,26 +23,47 @@
 //! bump lands in the new provider.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use abi_stable::std_types::RArc;
+use abi_stable::std_types::{RArc, RStr};
 
 use super::abi::{ProviderBox, TelemetrySlot};
+use crate::error::PluginError;
+
+/// The plugin a handle belongs to, when known: the handle resolves on the
+/// provider's view of that plugin ([`TelemetryProvider::scoped`]).
+///
+/// [`TelemetryProvider::scoped`]: super::abi::TelemetryProvider::scoped
+#[derive(Clone, Default, Debug)]
+pub(crate) struct Scope(pub(crate) Option<Arc<str>>);
+
+impl Scope {
+    /// Runs `f` on the provider as this plugin sees it (one extra call on
+    /// the re-resolve path only).
+    pub(crate) fn apply<T>(&self, provider: &ProviderBox, f: impl FnOnce(&ProviderBox) -> T) -> T {
+        match &self.0 {
+            Some(plugin) => f(&provider.scoped(RStr::from_str(plugin))),
+            None => f(provider),
+        }
+    }
+}
 
 /// How a handle makes its object on a provider (keeps the descriptor).
 pub(crate) trait Resolve: Send + Sync {
     /// The provider-side object (instrument or the provider itself).
     type Object: Send + Sync;
 
-    /// Creates the object on `provider`; `None` when the provider refuses
-    /// (the handle then stays a no-op for that generation).
-    fn resolve(&self, provider: &ProviderBox) -> Option<Self::Object>;
+    /// Creates the object on `provider`; an error when the provider
+    /// refuses (the handle then stays a no-op for that generation and
+    /// keeps the error to show).
+    fn resolve(&self, provider: &ProviderBox) -> Result<Self::Object, PluginError>;
 }
 
 /// A generation and the object made for it.
 pub(crate) struct Binding<O> {
     generation: u64,
     object: Option<O>,
+    refusal: Option<PluginError>,
 }
 
 /// A handle's connection to the current provider.
@@ -65,6 +86,7 @@ impl<R: Resolve> Bound<R> {
         let first = bindings.push(Binding {
             generation: 0,
             object: None,
+            refusal: None,
         });
         let bound = Bound {
             slot,
@@ -94,6 +116,20 @@ impl<R: Resolve> Bound<R> {
         self.rebind(slot)?.object.as_ref().map(f)
     }
 
+    /// Why the current provider refused this handle's object, if it did
+    /// (rebinding first when the provider changed).
+    pub(crate) fn refusal(&self) -> Option<PluginError> {
+        let slot = self.slot.as_ref()?;
+        let generation = slot.generation();
+        let cached = self.current_binding()?;
+        let binding = if cached.generation == generation {
+            cached
+        } else {
+            self.rebind(slot)?
+        };
+        binding.refusal.clone()
+    }
+
     /// The resolver (descriptor) this handle keeps.
     pub(crate) fn resolver(&self) -> &R {
         &self.resolver
@@ -116,8 +152,16 @@ impl<R: Resolve> Bound<R> {
                 return Some(cached); // another thread rebound while we waited
             }
         }
-        let object = provider.as_ref().and_then(|p| self.resolver.resolve(p));
-        let index = self.bindings.push(Binding { generation, object });
+        let (object, refusal) = match provider.as_ref().map(|p| self.resolver.resolve(p)) {
+            None => (None, None),
+            Some(Ok(object)) => (Some(object), None),
+            Some(Err(e)) => (None, Some(e)),
+        };
+        let index = self.bindings.push(Binding {
+            generation,
+            object,
+            refusal,
+        });
         self.current.store(index, Ordering::Release);
         self.bindings.get(index)
     }

@@ -9,8 +9,9 @@
 use abi_stable::std_types::{RArc, RSlice, RStr};
 
 use super::abi::{CounterBox, GaugeBox, HistogramBox, InstrumentDesc, ProviderBox, TelemetrySlot};
-use super::binding::{Bound, Resolve};
+use super::binding::{Bound, Resolve, Scope};
 use super::error::TelemetryError;
+use crate::error::PluginError;
 
 /// What an instrument is: name, help, unit and bound labels.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,36 +93,43 @@ impl InstrumentOpts {
     }
 }
 
-pub(crate) struct CounterDesc(InstrumentOpts);
+pub(crate) struct CounterDesc(InstrumentOpts, Scope);
 
 impl Resolve for CounterDesc {
     type Object = CounterBox;
-    fn resolve(&self, provider: &ProviderBox) -> Option<CounterBox> {
-        self.0.with_desc(|d| provider.counter(d)).into_result().ok()
+    fn resolve(&self, provider: &ProviderBox) -> Result<CounterBox, PluginError> {
+        self.1
+            .apply(provider, |p| self.0.with_desc(|d| p.counter(d)))
+            .into_result()
     }
 }
 
-pub(crate) struct GaugeDesc(InstrumentOpts);
+pub(crate) struct GaugeDesc(InstrumentOpts, Scope);
 
 impl Resolve for GaugeDesc {
     type Object = GaugeBox;
-    fn resolve(&self, provider: &ProviderBox) -> Option<GaugeBox> {
-        self.0.with_desc(|d| provider.gauge(d)).into_result().ok()
+    fn resolve(&self, provider: &ProviderBox) -> Result<GaugeBox, PluginError> {
+        self.1
+            .apply(provider, |p| self.0.with_desc(|d| p.gauge(d)))
+            .into_result()
     }
 }
 
 pub(crate) struct HistogramDesc {
     opts: InstrumentOpts,
     buckets: Vec<f64>,
+    scope: Scope,
 }
 
 impl Resolve for HistogramDesc {
     type Object = HistogramBox;
-    fn resolve(&self, provider: &ProviderBox) -> Option<HistogramBox> {
-        self.opts
-            .with_desc(|d| provider.histogram(d, RSlice::from_slice(&self.buckets)))
+    fn resolve(&self, provider: &ProviderBox) -> Result<HistogramBox, PluginError> {
+        self.scope
+            .apply(provider, |p| {
+                self.opts
+                    .with_desc(|d| p.histogram(d, RSlice::from_slice(&self.buckets)))
+            })
             .into_result()
-            .ok()
     }
 }
 
@@ -133,11 +141,12 @@ pub struct Counter {
 impl Counter {
     pub(crate) fn new(
         slot: Option<RArc<TelemetrySlot>>,
+        scope: Scope,
         opts: InstrumentOpts,
     ) -> Result<Self, TelemetryError> {
         opts.validate()?;
         Ok(Counter {
-            bound: Bound::new(slot, CounterDesc(opts)),
+            bound: Bound::new(slot, CounterDesc(opts, scope)),
         })
     }
 
@@ -159,6 +168,13 @@ impl Counter {
         self.bound.with(|_| ()).is_some()
     }
 
+    /// Why the current provider refused this instrument (bad name, label
+    /// conflict, series limit, ...), if it did: the handle is then a no-op
+    /// until the provider changes.
+    pub fn refusal(&self) -> Option<PluginError> {
+        self.bound.refusal()
+    }
+
     /// What this handle was created with.
     pub fn opts(&self) -> &InstrumentOpts {
         &self.bound.resolver().0
@@ -173,11 +189,12 @@ pub struct Gauge {
 impl Gauge {
     pub(crate) fn new(
         slot: Option<RArc<TelemetrySlot>>,
+        scope: Scope,
         opts: InstrumentOpts,
     ) -> Result<Self, TelemetryError> {
         opts.validate()?;
         Ok(Gauge {
-            bound: Bound::new(slot, GaugeDesc(opts)),
+            bound: Bound::new(slot, GaugeDesc(opts, scope)),
         })
     }
 
@@ -210,6 +227,13 @@ impl Gauge {
     pub fn is_live(&self) -> bool {
         self.bound.with(|_| ()).is_some()
     }
+
+    /// Why the current provider refused this instrument (bad name, label
+    /// conflict, series limit, ...), if it did: the handle is then a no-op
+    /// until the provider changes.
+    pub fn refusal(&self) -> Option<PluginError> {
+        self.bound.refusal()
+    }
 }
 
 /// A histogram handle.
@@ -220,6 +244,7 @@ pub struct Histogram {
 impl Histogram {
     pub(crate) fn new(
         slot: Option<RArc<TelemetrySlot>>,
+        scope: Scope,
         opts: InstrumentOpts,
         buckets: &[f64],
     ) -> Result<Self, TelemetryError> {
@@ -234,6 +259,7 @@ impl Histogram {
                 HistogramDesc {
                     opts,
                     buckets: buckets.to_vec(),
+                    scope,
                 },
             ),
         })
@@ -249,6 +275,13 @@ impl Histogram {
     /// (rebinding first when the provider changed).
     pub fn is_live(&self) -> bool {
         self.bound.with(|_| ()).is_some()
+    }
+
+    /// Why the current provider refused this instrument (bad name, label
+    /// conflict, series limit, ...), if it did: the handle is then a no-op
+    /// until the provider changes.
+    pub fn refusal(&self) -> Option<PluginError> {
+        self.bound.refusal()
     }
 
     /// The bucket bounds this handle asks for (empty: provider default).

@@ -32,54 +32,82 @@ use abi_stable::std_types::{RArc, ROption, RSlice, RStr, RString};
 pub use abi::{
     AttrValue, CounterApi, CounterApi_TO, CounterBox, GaugeApi, GaugeApi_TO, GaugeBox,
     HealthCheckApi, HealthCheckApi_TO, HealthCheckBox, HistogramApi, HistogramApi_TO, HistogramBox,
-    InstrumentDesc, ProviderBox, SpanApi, SpanApi_TO, SpanBox, SpanKind, SpanStatus, Tag,
-    TelemetryProvider, TelemetryProvider_TO, TelemetrySlot,
+    InstrumentDesc, ProviderBox, RegisteredCheck, SpanApi, SpanApi_TO, SpanBox, SpanKind,
+    SpanStatus, Tag, TelemetryProvider, TelemetryProvider_TO, TelemetrySlot,
 };
 pub use error::TelemetryError;
 pub use instruments::{Counter, Gauge, Histogram, InstrumentOpts};
 pub use span::Span;
 
+use crate::ffi::HostHandle;
 use crate::trace_context::TraceContext;
 use crate::types::{HealthReport, HealthStatus};
-use binding::{Bound, Resolve};
+use binding::{Bound, Resolve, Scope};
 
-/// The provider itself, re-resolved like an instrument (for spans and
-/// errors, which have no long-lived object of their own).
-struct ProviderRef;
+/// The provider itself (scoped to the plugin when the name is known),
+/// re-resolved like an instrument (for spans and errors, which have no
+/// long-lived object of their own).
+struct ProviderRef(Scope);
 
 impl Resolve for ProviderRef {
     type Object = ProviderBox;
-    fn resolve(&self, provider: &ProviderBox) -> Option<ProviderBox> {
-        Some(provider.clone())
+    fn resolve(&self, provider: &ProviderBox) -> Result<ProviderBox, crate::PluginError> {
+        Ok(self.0.apply(provider, Clone::clone))
     }
 }
 
 /// Creates instruments and spans; cheap to clone.
 ///
-/// Built from the host's slot (`Telemetry::new`) or, where there is no
-/// host (tests, tools), as [`Telemetry::disabled`]: everything a no-op.
+/// Built by the plugin's host handle (`Host::telemetry`, which names the
+/// plugin and registers health checks through the host), from a bare slot
+/// (`Telemetry::new`, tests and tools), or, where there is no host, as
+/// [`Telemetry::disabled`]: everything a no-op.
 #[derive(Clone)]
 pub struct Telemetry {
     slot: Option<RArc<TelemetrySlot>>,
+    scope: Scope,
+    host: Option<HostHandle>,
     provider: Arc<Bound<ProviderRef>>,
 }
 
 impl Telemetry {
-    /// Telemetry through the host's slot.
+    /// Telemetry through the host's slot, for no plugin in particular
+    /// (instruments get no `plugin` label; health checks are not tied to
+    /// a plugin instance).
     pub fn new(slot: RArc<TelemetrySlot>) -> Self {
-        Self::from_slot(Some(slot))
+        Self::build(Some(slot), Scope::default(), None)
+    }
+
+    /// Telemetry of the plugin `host` belongs to: the provider sees the
+    /// plugin's name (its instruments carry `plugin="<name>"`, its spans
+    /// and errors name it) and health checks are registered through the
+    /// host, which drops them when the plugin stops.
+    pub fn for_host(host: &HostHandle) -> Self {
+        let plugin: Arc<str> = host.plugin_name().as_str().into();
+        Self::build(
+            Some(host.telemetry_slot()),
+            Scope(Some(plugin)),
+            Some(host.clone()),
+        )
     }
 
     /// Telemetry that records nothing, ever.
     pub fn disabled() -> Self {
-        Self::from_slot(None)
+        Self::build(None, Scope::default(), None)
     }
 
-    fn from_slot(slot: Option<RArc<TelemetrySlot>>) -> Self {
+    fn build(slot: Option<RArc<TelemetrySlot>>, scope: Scope, host: Option<HostHandle>) -> Self {
         Telemetry {
-            provider: Arc::new(Bound::new(slot.clone(), ProviderRef)),
+            provider: Arc::new(Bound::new(slot.clone(), ProviderRef(scope.clone()))),
             slot,
+            scope,
+            host,
         }
+    }
+
+    /// The plugin this telemetry belongs to, when built from its host handle.
+    pub fn plugin(&self) -> Option<&str> {
+        self.scope.0.as_deref()
     }
 
     /// Whether a provider is installed right now.
@@ -89,12 +117,12 @@ impl Telemetry {
 
     /// A counter handle.
     pub fn counter(&self, opts: InstrumentOpts) -> Result<Counter, TelemetryError> {
-        Counter::new(self.slot.clone(), opts)
+        Counter::new(self.slot.clone(), self.scope.clone(), opts)
     }
 
     /// A gauge handle.
     pub fn gauge(&self, opts: InstrumentOpts) -> Result<Gauge, TelemetryError> {
-        Gauge::new(self.slot.clone(), opts)
+        Gauge::new(self.slot.clone(), self.scope.clone(), opts)
     }
 
     /// A histogram handle with these upper bucket bounds (strictly
@@ -104,7 +132,7 @@ impl Telemetry {
         opts: InstrumentOpts,
         buckets: &[f64],
     ) -> Result<Histogram, TelemetryError> {
-        Histogram::new(self.slot.clone(), opts, buckets)
+        Histogram::new(self.slot.clone(), self.scope.clone(), opts, buckets)
     }
 
     /// Starts a span, a child of `parent` when given (else a new root the
@@ -129,7 +157,8 @@ impl Telemetry {
 
     /// Registers a health check with the host's slot (it outlives provider
     /// generations). A panic in `check` is reported as `Unhealthy`. The
-    /// check is removed when the returned guard is dropped.
+    /// check is removed when the returned guard is dropped, and, when this
+    /// telemetry came from a host handle, when the plugin stops.
     pub fn register_health_check<F>(&self, name: &str, check: F) -> HealthCheckGuard
     where
         F: Fn() -> HealthReport + Send + Sync + 'static,
@@ -137,7 +166,10 @@ impl Telemetry {
         let id = self.slot.as_ref().map(|slot| {
             let object =
                 HealthCheckApi_TO::from_ptr(RArc::new(FnCheck(Arc::new(check))), TD_Opaque);
-            slot.register_health_check(name, object)
+            match &self.host {
+                Some(host) => host.register_health_check(RStr::from_str(name), object),
+                None => slot.register_health_check(name, object),
+            }
         });
         HealthCheckGuard {
             slot: self.slot.clone(),
@@ -150,6 +182,7 @@ impl std::fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Telemetry")
             .field("slot", &self.slot.as_deref())
+            .field("plugin", &self.plugin())
             .finish()
     }
 }

@@ -400,6 +400,10 @@ impl TelemetryProvider for TestProvider {
         });
     }
 
+    fn scoped(&self, _plugin: RStr<'_>) -> ProviderBox {
+        TelemetryProvider_TO::from_ptr(RArc::new(self.clone()), TD_Opaque)
+    }
+
     fn close(&self) {
         TestProvider::close(self);
     }
