@@ -588,6 +588,7 @@ const MAX_BATCH: usize = 4_096;
 
 fn drain_loop(obs: &Observer, flush: Duration, sink: &SinkFn) {
     let mut batch = Batch::new();
+    let mut pending: Vec<Report> = Vec::new();
     loop {
         let stopping = obs.stop.load(Ordering::Acquire);
         let clock = ClockPair::now();
@@ -596,14 +597,20 @@ fn drain_loop(obs: &Observer, flush: Duration, sink: &SinkFn) {
         let mut rings = std::mem::take(&mut *obs.rings.lock());
         for ring in &mut rings {
             while let Ok(r) = ring.pop() {
-                let bytes = r.message_bytes();
-                if bytes > 0 {
-                    obs.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-                }
-                batch.push(&r, &clock);
-                if batch.len == MAX_BATCH {
-                    deliver(obs, sink, &mut batch);
-                }
+                pending.push(r);
+            }
+        }
+        // One ring per thread: put the round back in the order the reports
+        // were made (stable, so each thread's own order is kept).
+        pending.sort_by_key(|r| r.at);
+        for r in pending.drain(..) {
+            let bytes = r.message_bytes();
+            if bytes > 0 {
+                obs.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            }
+            batch.push(&r, &clock);
+            if batch.len == MAX_BATCH {
+                deliver(obs, sink, &mut batch);
             }
         }
         deliver(obs, sink, &mut batch);
@@ -804,6 +811,66 @@ mod tests {
         assert_eq!(seen[0], ("set".into(), "ns".into(), "disk full".into()));
         assert_eq!(seen[1], ("a".into(), String::new(), String::new()));
         hub.remove(1);
+    }
+
+    #[test]
+    fn a_round_is_delivered_in_the_order_the_reports_were_made_across_threads() {
+        let hub = Arc::new(ObserverHub::new(64, Duration::from_millis(200)));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        hub.add(
+            1,
+            "obs",
+            Arc::new(move |b: &[Observation]| {
+                s.lock().extend(b.iter().map(|o| o.name.to_string()));
+            }),
+        );
+        // Six threads, each with its own ring; the rings are made in reverse
+        // order (a first report from thread 5, then 4, …), so delivering
+        // ring by ring would give the later reports first.
+        let report = |name: String| {
+            Report::new(
+                ObservationKind::ServiceCall,
+                CallStatus::Ok,
+                Name::Shared(Arc::from(name)),
+                "b",
+            )
+        };
+        let workers: Vec<_> = (0..6)
+            .map(|i| {
+                let (tx, rx) = std::sync::mpsc::channel::<String>();
+                let hub = hub.clone();
+                let t = std::thread::spawn(move || {
+                    for name in rx {
+                        hub.report(report(name));
+                    }
+                });
+                (i, tx, t)
+            })
+            .collect();
+        for (i, tx, _) in workers.iter().rev() {
+            tx.send(format!("warm{i}")).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        test_support::wait_for("warm-up", Duration::from_secs(10), || {
+            (seen.lock().len() == 6).then_some(())
+        });
+        seen.lock().clear();
+        std::thread::sleep(Duration::from_millis(20));
+        for (i, tx, _) in &workers {
+            tx.send(format!("call{i}")).unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for (_, tx, t) in workers {
+            drop(tx);
+            t.join().unwrap();
+        }
+        test_support::wait_for("six reports", Duration::from_secs(10), || {
+            (seen.lock().len() == 6).then_some(())
+        });
+        hub.remove(1);
+        let expected: Vec<String> = (0..6).map(|i| format!("call{i}")).collect();
+        assert_eq!(*seen.lock(), expected);
     }
 
     #[test]
