@@ -526,12 +526,14 @@ fn the_query_api_and_health_check_service_follow_the_token_rules() {
 }
 
 #[test]
-fn a_health_check_belongs_to_the_plugin_that_registered_it() {
+fn a_health_check_belongs_to_the_caller_that_registered_it() {
     let host = TestHost::builder()
         .plugin(MONITORING)
-        .plugin("hello_observability")
+        .plugin(DEMO)
         .plugin(crate::support::FAULTY)
+        .config("[plugins.demo-devices]\ninterval_ms = 0")
         .config("[plugins.faulty]\non_event_call = \"monitoring.register_health_check\"")
+        .admin()
         .start();
     let check = |name: &str| {
         let status = host.get("/api/v1/monitoring/status").json();
@@ -542,24 +544,28 @@ fn a_health_check_belongs_to_the_plugin_that_registered_it() {
             .find(|c| c["name"] == name)
             .cloned()
     };
-    wait_for("hello registers its check", Duration::from_secs(30), || {
-        check("hello").filter(|c| c["registered_by"] == "hello-observability")
-    });
+    let r = host.admin_call(
+        "monitoring.register_health_check",
+        &json!({"name": "hub", "service": "demo.health", "critical": false}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let hub = check("hub").expect("registered");
+    assert_eq!(hub["registered_by"], plugin_abi::HTTP_ADMIN_CALLER, "{hub}");
     // Another plugin (faulty, calling the service from its event handler)
     // cannot take it over…
     let r = host.post(
         "/api/v1/events/faulty.takeover",
-        r#"{"name":"hello","service":"nope","critical":true}"#,
+        r#"{"name":"hub","service":"nope","critical":true}"#,
     );
     assert_eq!(r.status, 202, "{}", r.body);
     wait_for("the refusal logged", Duration::from_secs(30), || {
         host.logs()
             .iter()
-            .any(|l| l.contains("belongs to") && l.contains("hello-observability"))
+            .any(|l| l.contains("belongs to") && l.contains(plugin_abi::HTTP_ADMIN_CALLER))
             .then_some(())
     });
-    let hello = check("hello").unwrap();
-    assert_eq!(hello["service"], "hello.health", "{hello}");
+    let hub = check("hub").unwrap();
+    assert_eq!(hub["service"], "demo.health", "{hub}");
     // …but registers its own.
     host.post(
         "/api/v1/events/faulty.own",

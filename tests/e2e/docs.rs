@@ -77,7 +77,7 @@ fn every_exported_metric_is_documented_and_vice_versa() {
 /// The shell commands of one Markdown file's `sh` blocks that talk to the
 /// host (`curl … localhost:8000 …`), each with its continuation lines (a
 /// trailing `\` or a quote still open).
-fn curl_commands(markdown: &str) -> Vec<String> {
+pub(crate) fn curl_commands(markdown: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut in_sh = false;
     let mut current: Option<String> = None;

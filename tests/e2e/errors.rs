@@ -19,18 +19,18 @@ use crate::support::{
 use test_support::{require_peer, RecordingPeer, Reply};
 
 const QUIET_DEMO: &str = "[plugins.demo-devices]\ninterval_ms = 0\n";
-const ADMIN: &str = "[plugins.monitoring.access]\nadmin_token = \"s3cret\"\n";
-const AUTH: (&str, &str) = ("Authorization", "Bearer s3cret");
+pub(crate) const ADMIN: &str = "[plugins.monitoring.access]\nadmin_token = \"s3cret\"\n";
+pub(crate) const AUTH: (&str, &str) = ("Authorization", "Bearer s3cret");
 
 /// Every issue currently listed (up to 500).
-fn issues(host: &TestHost) -> Vec<Value> {
+pub(crate) fn issues(host: &TestHost) -> Vec<Value> {
     let r = host.get("/api/v1/monitoring/errors?limit=500");
     assert_eq!(r.status, 200, "{}", r.body);
     r.json()["issues"].as_array().cloned().unwrap_or_default()
 }
 
 /// Waits for an issue matching `pred`.
-fn wait_issue(host: &TestHost, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_issue(host: &TestHost, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     wait_for(what, Duration::from_secs(15), || {
         issues(host).into_iter().find(|i| pred(i))
     })
@@ -40,7 +40,7 @@ fn title_has(i: &Value, text: &str) -> bool {
     i["title"].as_str().is_some_and(|t| t.contains(text))
 }
 
-fn detail(host: &TestHost, id: &str) -> Value {
+pub(crate) fn detail(host: &TestHost, id: &str) -> Value {
     let r = host.request(
         "GET",
         &format!("/api/v1/monitoring/errors/{id}"),

@@ -11,6 +11,7 @@ mod docs;
 mod errors;
 mod example;
 mod foundation;
+mod guide;
 mod hardening;
 mod health;
 mod idle;

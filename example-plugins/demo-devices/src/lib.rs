@@ -6,13 +6,21 @@
 //! - `devices`: light names (default `["light1", "light2", "light3"]`)
 //! - `interval_ms`: period of the simulation thread (default 1000; 0 = off)
 //! - `fail_ratio`: fraction of `demo.light.toggle` calls that fail (default 0)
+//!
+//! It reports to the monitoring plugin both ways a plugin can
+//! (docs/instrument-your-plugin.md): light toggles through a counter handle
+//! of the telemetry API (one per device, created once), and the light's new
+//! state through the `monitoring.record_metric` service in the seed's shape
+//! (a plugin → plugin call, traced as a child of the toggle).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
+use plugin_abi::telemetry::{Counter, InstrumentOpts};
 use plugin_abi::{
     export_plugin, Event, Host, HttpRequest, HttpResponse, PluginError, PluginImpl, ServiceCall,
 };
@@ -53,6 +61,8 @@ struct Shared {
     stop: StopFlag,
     /// What `demo.health` answers, and how long it takes.
     health: Mutex<(Value, u64)>,
+    /// `demo_light_toggles_total{device}`, one handle per configured light.
+    toggles: HashMap<String, Counter>,
 }
 
 /// The demo plugin.
@@ -130,12 +140,11 @@ impl Shared {
             .storage_set(NAMESPACE, &format!("light/{device}"), &state.to_string())?;
         self.host
             .publish(&format!("device.{device}.state"), &state.to_string(), trace)?;
-        // A custom metric through the monitoring plugin, when it is loaded.
-        let metric = json!({"name": "demo_light_toggles_total", "kind": "counter", "value": 1,
-                            "labels": {"device": device}, "help": "Light toggles in the demo plugin."});
-        let _ = self
-            .host
-            .call_service("monitoring.record_metric", &metric.to_string(), trace);
+        // A custom metric through its handle (a no-op without monitoring).
+        if let Some(toggles) = self.toggles.get(device) {
+            toggles.inc();
+        }
+        self.record_state(device, on, trace);
         Ok(state)
     }
 
@@ -171,6 +180,19 @@ impl Shared {
                 None,
             );
         }
+    }
+
+    /// The service API, in the seed's shape `{name, value, labels}` (no
+    /// `kind`: a gauge). A toggle is a person pressing a switch, a rare
+    /// event where a service call (~2 µs) costs nothing that matters; on a
+    /// hot path use a handle like `toggles`. Monitoring may be absent, so
+    /// the result is ignored.
+    fn record_state(&self, device: &str, on: bool, trace: Option<&str>) {
+        let reading = json!({"name": "demo_light_on", "value": u8::from(on),
+                             "labels": {"device": device}});
+        let _ = self
+            .host
+            .call_service("monitoring.record_metric", &reading.to_string(), trace);
     }
 }
 
@@ -209,9 +231,23 @@ impl PluginImpl for DemoDevices {
                 "fail_ratio must be between 0 and 1",
             ));
         }
+        let telemetry = host.telemetry();
+        let mut toggles = HashMap::new();
+        for device in &config.devices {
+            let opts = InstrumentOpts::new(
+                "demo_light_toggles_total",
+                "Light toggles in the demo plugin.",
+            )
+            .label("device", device.as_str());
+            let counter = telemetry
+                .counter(opts)
+                .map_err(|e| PluginError::bad_request(e.to_string()))?;
+            toggles.insert(device.clone(), counter);
+        }
         Ok(DemoDevices {
             shared: Arc::new(Shared {
                 host,
+                toggles,
                 config,
                 calls: AtomicU64::new(0),
                 stop: StopFlag::default(),
