@@ -640,14 +640,8 @@ fn deliver(obs: &Observer, sink: &SinkFn, batch: &mut Batch) {
 mod tests {
     use super::*;
 
-    fn call_report() -> Report {
-        Report::new(ObservationKind::ServiceCall, CallStatus::Ok, "a", "b")
-    }
-
-    #[test]
-    fn delivers_batches_and_counts_drops() {
-        let hub = ObserverHub::new(4, Duration::from_millis(5));
-        assert!(!hub.is_active());
+    /// Adds observer 1, which counts the observations it is handed.
+    fn count(hub: &ObserverHub) -> Arc<AtomicU64> {
         let seen = Arc::new(AtomicU64::new(0));
         let s = seen.clone();
         hub.add(
@@ -657,6 +651,33 @@ mod tests {
                 s.fetch_add(b.len() as u64, Ordering::Relaxed);
             }),
         );
+        seen
+    }
+
+    /// Adds observer 1, which keeps `f` of every observation it is handed.
+    fn collect<T: Send + 'static>(
+        hub: &ObserverHub,
+        f: impl Fn(&Observation) -> T + Send + Sync + 'static,
+    ) -> Arc<Mutex<Vec<T>>> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        hub.add(
+            1,
+            "obs",
+            Arc::new(move |b: &[Observation]| s.lock().extend(b.iter().map(&f))),
+        );
+        seen
+    }
+
+    fn call_report() -> Report {
+        Report::new(ObservationKind::ServiceCall, CallStatus::Ok, "a", "b")
+    }
+
+    #[test]
+    fn delivers_batches_and_counts_drops() {
+        let hub = ObserverHub::new(4, Duration::from_millis(5));
+        assert!(!hub.is_active());
+        let seen = count(&hub);
         assert!(hub.is_active());
         for _ in 0..3 {
             hub.report(call_report());
@@ -696,16 +717,7 @@ mod tests {
     #[test]
     fn a_timed_report_gets_its_duration_and_unix_time_from_one_clock_read() {
         let hub = ObserverHub::new(16, Duration::from_millis(5));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
-        hub.add(
-            1,
-            "obs",
-            Arc::new(move |b: &[Observation]| {
-                s.lock()
-                    .extend(b.iter().map(|o| (o.duration_ns, o.at_unix_ns)));
-            }),
-        );
+        let seen = collect(&hub, |o| (o.duration_ns, o.at_unix_ns));
         let before = crate::time::now_unix_ns();
         let started = Instant::now() - Duration::from_millis(30);
         let r = Report::timed(
@@ -735,15 +747,7 @@ mod tests {
     #[test]
     fn every_threads_reports_arrive_and_an_exited_threads_ring_is_dropped() {
         let hub = Arc::new(ObserverHub::new(2_048, Duration::from_millis(2)));
-        let seen = Arc::new(AtomicU64::new(0));
-        let s = seen.clone();
-        hub.add(
-            1,
-            "obs",
-            Arc::new(move |b: &[Observation]| {
-                s.fetch_add(b.len() as u64, Ordering::Relaxed);
-            }),
-        );
+        let seen = count(&hub);
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let hub = hub.clone();
@@ -776,21 +780,13 @@ mod tests {
     #[test]
     fn a_reused_batch_entry_keeps_nothing_of_the_previous_report() {
         let hub = ObserverHub::new(16, Duration::from_millis(2));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
-        hub.add(
-            1,
-            "obs",
-            Arc::new(move |b: &[Observation]| {
-                s.lock().extend(b.iter().map(|o| {
-                    (
-                        o.name.to_string(),
-                        o.namespace.to_string(),
-                        o.message.to_string(),
-                    )
-                }));
-            }),
-        );
+        let seen = collect(&hub, |o| {
+            (
+                o.name.to_string(),
+                o.namespace.to_string(),
+                o.message.to_string(),
+            )
+        });
         let mut first = Report::new(
             ObservationKind::StorageOperation,
             CallStatus::Error,
@@ -816,15 +812,7 @@ mod tests {
     #[test]
     fn a_round_is_delivered_in_the_order_the_reports_were_made_across_threads() {
         let hub = Arc::new(ObserverHub::new(64, Duration::from_millis(200)));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
-        hub.add(
-            1,
-            "obs",
-            Arc::new(move |b: &[Observation]| {
-                s.lock().extend(b.iter().map(|o| o.name.to_string()));
-            }),
-        );
+        let seen = collect(&hub, |o| o.name.to_string());
         // Six threads, each with its own ring; the rings are made in reverse
         // order (a first report from thread 5, then 4, …), so delivering
         // ring by ring would give the later reports first.

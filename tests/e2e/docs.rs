@@ -109,6 +109,26 @@ pub(crate) fn curl_commands(markdown: &str) -> Vec<String> {
     out
 }
 
+/// Runs one documented command with the real `sh` against `host` (its
+/// `localhost:8000` replaced by the host's address); it must succeed and
+/// print something. Returns what it printed.
+pub(crate) fn run_documented(host: &TestHost, command: &str) -> String {
+    let command = command.replace("localhost:8000", &host.addr.to_string());
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .output()
+        .expect("sh runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && !stdout.trim().is_empty(),
+        "{command}\n{:?}: {stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// The README's commands and every documented call of a service (the
 /// examples the JSON-only rule changed) run with the real `curl` against a
 /// real host: each succeeds and none answers an error body.
@@ -146,19 +166,7 @@ fn readme_and_documented_service_calls_run() {
         .config("[plugins.demo-devices]\ninterval_ms = 0")
         .start();
     for command in &commands {
-        let command = command.replace("localhost:8000", &host.addr.to_string());
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&command)
-            .output()
-            .expect("sh runs");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && !stdout.trim().is_empty(),
-            "{command}\n{:?}: {stdout}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = run_documented(&host, command);
         assert!(
             !stdout.contains(r#"{"error":{"#),
             "{command}\nanswered an error: {stdout}"

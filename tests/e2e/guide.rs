@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::docs::curl_commands;
+use crate::docs::{curl_commands, run_documented};
 use crate::support::{sample, wait_for, TestHost, MONITORING};
 
 const GUIDE: &str = "docs/instrument-your-plugin.md";
@@ -180,19 +180,7 @@ fn the_guides_commands_run_against_a_host_with_the_example() {
         },
     );
     for command in &commands {
-        let command = command.replace("localhost:8000", &host.addr.to_string());
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&command)
-            .output()
-            .expect("sh runs");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && !stdout.trim().is_empty(),
-            "{command}\n{:?}: {stdout}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = run_documented(&host, command);
         let refused = command.contains(r#""name":"error""#);
         assert_eq!(
             stdout.contains(r#"{"error":{"#),
