@@ -35,6 +35,10 @@ fn the_example_plugin_reports_metrics_health_spans_and_errors() {
         (h["checks"]["custom"]["hello"]["status"] == "healthy").then_some(h)
     });
     assert_eq!(
+        health["checks"]["custom"]["hello"]["details"]["registered_by"], "hello-observability",
+        "{health}"
+    );
+    assert_eq!(
         health["checks"]["custom"]["hello"]["message"], "ready to greet",
         "{health}"
     );
@@ -55,8 +59,13 @@ fn the_example_plugin_reports_metrics_health_spans_and_errors() {
         (sample(&t, "hello_greetings_total", &[("outcome", "ok")]) == Some(3.0)).then_some(t)
     });
     assert_eq!(
-        sample(&text, "hello_greetings_total", &[("outcome", "refused")]),
-        Some(1.0)
+        sample(
+            &text,
+            "hello_greetings_total",
+            &[("outcome", "refused"), ("plugin", "hello-observability")]
+        ),
+        Some(1.0),
+        "the monitoring plugin labels a handle's series with its plugin:\n{text}"
     );
     assert_eq!(
         sample(&text, "hello_greeting_duration_seconds_count", &[]),
