@@ -8,16 +8,17 @@
 //! the ratios of the medians (run: `cargo bench -p plugin-abi --bench
 //! telemetry`).
 
+#[path = "support/peers.rs"]
+mod peers;
 #[path = "../tests/support/provider.rs"]
 mod provider;
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, Criterion};
-use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+use opentelemetry::trace::{Span as _, Tracer as _};
 use opentelemetry::KeyValue;
 use plugin_abi::abi_stable::std_types::RArc;
 use plugin_abi::telemetry::{InstrumentOpts, SpanKind, Telemetry, TelemetrySlot};
@@ -40,7 +41,7 @@ fn counter(c: &mut Criterion) {
     let api = telemetry
         .counter(InstrumentOpts::new("bench_total", "b").label("k", "v"))
         .unwrap();
-    let prom = prometheus::IntCounter::new("bench_total", "b").unwrap();
+    let prom = peers::prom_counter("bench_total");
     let idle = Telemetry::new(RArc::new(TelemetrySlot::new()))
         .counter(InstrumentOpts::new("idle_total", "i"))
         .unwrap();
@@ -57,10 +58,7 @@ fn histogram(c: &mut Criterion) {
     let api = telemetry
         .histogram(InstrumentOpts::new("bench_seconds", "b"), buckets)
         .unwrap();
-    let prom = prometheus::Histogram::with_opts(
-        prometheus::HistogramOpts::new("bench_seconds", "b").buckets(buckets.to_vec()),
-    )
-    .unwrap();
+    let prom = peers::prom_histogram("bench_seconds", buckets);
     let mut g = c.benchmark_group("histogram_observe");
     g.bench_function("api", |b| {
         b.iter(|| black_box(&api).observe(black_box(0.3)))
@@ -71,28 +69,9 @@ fn histogram(c: &mut Criterion) {
     g.finish();
 }
 
-/// The span processor of the OpenTelemetry peer: does nothing.
-#[derive(Debug)]
-struct NoopProcessor;
-
-impl opentelemetry_sdk::trace::SpanProcessor for NoopProcessor {
-    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
-    fn on_end(&self, _: opentelemetry_sdk::trace::SpanData) {}
-    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
-        Ok(())
-    }
-    fn shutdown_with_timeout(&self, _: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
-        Ok(())
-    }
-}
-
 fn span(c: &mut Criterion) {
     let (telemetry, _provider) = installed();
-    let otel = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
-        .with_span_processor(NoopProcessor)
-        .build();
-    let tracer = otel.tracer("bench");
+    let (_otel, tracer) = peers::otel_tracer();
     let mut g = c.benchmark_group("span_start_end");
     g.bench_function("api", |b| {
         b.iter(|| drop(telemetry.span(black_box("span-name"), SpanKind::Internal, None)))
@@ -166,52 +145,25 @@ criterion_group! {
     targets = counter, histogram, span, traceparent, cached_read
 }
 
-/// Where criterion wrote its estimates (its own rule, minus `cargo metadata`).
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return home.into();
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("criterion")
-}
-
-/// The median of one benchmark in nanoseconds, if it ran.
-fn median_ns(group: &str, bench: &str) -> Option<f64> {
-    let path = criterion_dir()
-        .join(group)
-        .join(bench)
-        .join("new/estimates.json");
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
-}
-
 fn print_ratios() {
-    println!("\nratios of medians (goal in brackets):");
-    for (group, ours, peer, goal) in [
-        ("counter_inc", "api", "prometheus", "<= 2.0"),
-        ("histogram_observe", "api", "prometheus", "<= 2.0"),
-        ("span_start_end", "api", "opentelemetry_sdk", "<= 1.0"),
-        (
-            "span_start_end",
-            "api_2_attributes",
-            "opentelemetry_sdk_2_attributes",
-            "<= 1.0",
-        ),
-        ("cached_read", "boxcar", "arc_swap", "-"),
-        ("cached_read", "boxcar", "parking_lot_rwlock", "-"),
-    ] {
-        match (median_ns(group, ours), median_ns(group, peer)) {
-            (Some(a), Some(p)) => println!(
-                "  {group}: {ours} {a:.1} ns / {peer} {p:.1} ns = {:.2} [{goal}]",
-                a / p
+    peers::print_ratios(
+        "ratios of medians",
+        &[
+            ("counter_inc", "api", "prometheus", "<= 2.0"),
+            ("histogram_observe", "api", "prometheus", "<= 2.0"),
+            ("span_start_end", "api", "opentelemetry_sdk", "<= 1.0"),
+            (
+                "span_start_end",
+                "api_2_attributes",
+                "opentelemetry_sdk_2_attributes",
+                "<= 1.0",
             ),
-            _ => println!("  {group}: {ours} / {peer}: not measured in this run"),
-        }
-    }
+            ("cached_read", "boxcar", "arc_swap", "-"),
+            ("cached_read", "boxcar", "parking_lot_rwlock", "-"),
+        ],
+    );
     for (group, bench) in [("traceparent", "parse"), ("traceparent", "format")] {
-        if let Some(ns) = median_ns(group, bench) {
+        if let Some(ns) = peers::median_ns(group, bench) {
             println!("  {group} {bench}: {ns:.1} ns");
         }
     }
