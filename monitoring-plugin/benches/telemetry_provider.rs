@@ -55,28 +55,12 @@ fn counter(c: &mut Criterion) {
     let api = telemetry
         .counter(InstrumentOpts::new("bench_total", "b").label("k", "v"))
         .unwrap();
-    let prom = peers::prom_counter("bench_total");
-    let mut g = c.benchmark_group("provider_counter_inc");
-    g.bench_function("api", |b| b.iter(|| black_box(&api).inc()));
-    g.bench_function("prometheus", |b| b.iter(|| black_box(&prom).inc()));
-    g.finish();
+    peers::counter_vs_prometheus(c, "provider_counter_inc", &api).finish();
 }
 
 fn histogram(c: &mut Criterion) {
     let (telemetry, _) = installed(Sampler::always_on());
-    let buckets = prometheus::DEFAULT_BUCKETS;
-    let api = telemetry
-        .histogram(InstrumentOpts::new("bench_seconds", "b"), buckets)
-        .unwrap();
-    let prom = peers::prom_histogram("bench_seconds", buckets);
-    let mut g = c.benchmark_group("provider_histogram_observe");
-    g.bench_function("api", |b| {
-        b.iter(|| black_box(&api).observe(black_box(0.3)))
-    });
-    g.bench_function("prometheus", |b| {
-        b.iter(|| black_box(&prom).observe(black_box(0.3)))
-    });
-    g.finish();
+    peers::histogram_vs_prometheus(c, "provider_histogram_observe", &telemetry);
 }
 
 /// Times `f` run `iters` times, draining the hand-off between chunks

@@ -41,32 +41,17 @@ fn counter(c: &mut Criterion) {
     let api = telemetry
         .counter(InstrumentOpts::new("bench_total", "b").label("k", "v"))
         .unwrap();
-    let prom = peers::prom_counter("bench_total");
     let idle = Telemetry::new(RArc::new(TelemetrySlot::new()))
         .counter(InstrumentOpts::new("idle_total", "i"))
         .unwrap();
-    let mut g = c.benchmark_group("counter_inc");
-    g.bench_function("api", |b| b.iter(|| black_box(&api).inc()));
-    g.bench_function("prometheus", |b| b.iter(|| black_box(&prom).inc()));
+    let mut g = peers::counter_vs_prometheus(c, "counter_inc", &api);
     g.bench_function("api_no_provider", |b| b.iter(|| black_box(&idle).inc()));
     g.finish();
 }
 
 fn histogram(c: &mut Criterion) {
     let (telemetry, _provider) = installed();
-    let buckets = prometheus::DEFAULT_BUCKETS;
-    let api = telemetry
-        .histogram(InstrumentOpts::new("bench_seconds", "b"), buckets)
-        .unwrap();
-    let prom = peers::prom_histogram("bench_seconds", buckets);
-    let mut g = c.benchmark_group("histogram_observe");
-    g.bench_function("api", |b| {
-        b.iter(|| black_box(&api).observe(black_box(0.3)))
-    });
-    g.bench_function("prometheus", |b| {
-        b.iter(|| black_box(&prom).observe(black_box(0.3)))
-    });
-    g.finish();
+    peers::histogram_vs_prometheus(c, "histogram_observe", &telemetry);
 }
 
 fn span(c: &mut Criterion) {

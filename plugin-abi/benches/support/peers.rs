@@ -1,13 +1,17 @@
 //! The peers the telemetry benches measure against, set up one way for
 //! every bench that includes this file (`#[path]`): the `prometheus`
-//! crate's counter and histogram, an `opentelemetry_sdk` tracer (AlwaysOn,
+//! crate's counter and histogram (measured beside a handle in one group), an `opentelemetry_sdk` tracer (AlwaysOn,
 //! a span processor that does nothing, no exporter), and the ratios of
 //! criterion's medians printed after a run.
 
+use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion};
 use opentelemetry::trace::TracerProvider as _;
+use plugin_abi::telemetry::{Counter, InstrumentOpts, Telemetry};
 
 /// The OpenTelemetry peer's span processor: does nothing.
 #[derive(Debug)]
@@ -38,17 +42,41 @@ pub fn otel_tracer() -> (
     (provider, tracer)
 }
 
-/// `prometheus::IntCounter` named like the bench's handle.
-pub fn prom_counter(name: &str) -> prometheus::IntCounter {
-    prometheus::IntCounter::new(name, "b").unwrap()
+/// Group `group` with `api.inc()` (as `api`) and
+/// `prometheus::IntCounter::inc` (as `prometheus`); left open so a bench
+/// can add its own variants before `finish`.
+pub fn counter_vs_prometheus<'a>(
+    c: &'a mut Criterion,
+    group: &str,
+    api: &'a Counter,
+) -> BenchmarkGroup<'a, WallTime> {
+    let prom = prometheus::IntCounter::new("bench_total", "b").unwrap();
+    let mut g = c.benchmark_group(group);
+    g.bench_function("api", |b| b.iter(|| black_box(api).inc()));
+    g.bench_function("prometheus", |b| b.iter(|| black_box(&prom).inc()));
+    g
 }
 
-/// `prometheus::Histogram` with these buckets.
-pub fn prom_histogram(name: &str, buckets: &[f64]) -> prometheus::Histogram {
-    prometheus::Histogram::with_opts(
-        prometheus::HistogramOpts::new(name, "b").buckets(buckets.to_vec()),
+/// Group `group`: a histogram handle of `telemetry` against
+/// `prometheus::Histogram`, both with the prometheus default buckets,
+/// observing the same value.
+pub fn histogram_vs_prometheus(c: &mut Criterion, group: &str, telemetry: &Telemetry) {
+    let buckets = prometheus::DEFAULT_BUCKETS;
+    let api = telemetry
+        .histogram(InstrumentOpts::new("bench_seconds", "b"), buckets)
+        .unwrap();
+    let prom = prometheus::Histogram::with_opts(
+        prometheus::HistogramOpts::new("bench_seconds", "b").buckets(buckets.to_vec()),
     )
-    .unwrap()
+    .unwrap();
+    let mut g = c.benchmark_group(group);
+    g.bench_function("api", |b| {
+        b.iter(|| black_box(&api).observe(black_box(0.3)))
+    });
+    g.bench_function("prometheus", |b| {
+        b.iter(|| black_box(&prom).observe(black_box(0.3)))
+    });
+    g.finish();
 }
 
 /// Where criterion wrote its estimates (its own rule, minus `cargo metadata`).
