@@ -318,12 +318,15 @@ fn observer_report(c: &mut Criterion) {
     });
     group.finish();
     hub.remove(1);
-    print_ratios(&[Ratio {
-        group: "observer_report",
-        ours: "one_observer_timed_call",
-        peer: "prometheus_timed_call",
-        goal: "<= 1.0",
-    }]);
+    print_ratios(
+        "observer report, ratio of medians",
+        &[Ratio {
+            group: "observer_report",
+            ours: "one_observer_timed_call",
+            peer: "prometheus_timed_call",
+            goal: "<= 1.0",
+        }],
+    );
 }
 
 fn events(c: &mut Criterion) {

@@ -8,6 +8,8 @@
 //! the ratios of the medians (run: `cargo bench -p plugin-abi --bench
 //! telemetry`).
 
+#[path = "support/peers.rs"]
+mod peers;
 #[path = "../tests/support/provider.rs"]
 mod provider;
 
@@ -16,14 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, Criterion};
-use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+use opentelemetry::trace::{Span as _, Tracer as _};
 use opentelemetry::KeyValue;
 use plugin_abi::abi_stable::std_types::RArc;
 use plugin_abi::telemetry::{InstrumentOpts, SpanKind, Telemetry, TelemetrySlot};
 use plugin_abi::trace_context::TRACEPARENT_LEN;
 use plugin_abi::TraceContext;
 use provider::TestProvider;
-use test_support::bench::{self, Ratio};
 
 const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -40,59 +41,22 @@ fn counter(c: &mut Criterion) {
     let api = telemetry
         .counter(InstrumentOpts::new("bench_total", "b").label("k", "v"))
         .unwrap();
-    let prom = prometheus::IntCounter::new("bench_total", "b").unwrap();
     let idle = Telemetry::new(RArc::new(TelemetrySlot::new()))
         .counter(InstrumentOpts::new("idle_total", "i"))
         .unwrap();
-    let mut g = c.benchmark_group("counter_inc");
-    g.bench_function("api", |b| b.iter(|| black_box(&api).inc()));
-    g.bench_function("prometheus", |b| b.iter(|| black_box(&prom).inc()));
+    let mut g = peers::counter_vs_prometheus(c, "counter_inc", &api);
     g.bench_function("api_no_provider", |b| b.iter(|| black_box(&idle).inc()));
     g.finish();
 }
 
 fn histogram(c: &mut Criterion) {
     let (telemetry, _provider) = installed();
-    let buckets = prometheus::DEFAULT_BUCKETS;
-    let api = telemetry
-        .histogram(InstrumentOpts::new("bench_seconds", "b"), buckets)
-        .unwrap();
-    let prom = prometheus::Histogram::with_opts(
-        prometheus::HistogramOpts::new("bench_seconds", "b").buckets(buckets.to_vec()),
-    )
-    .unwrap();
-    let mut g = c.benchmark_group("histogram_observe");
-    g.bench_function("api", |b| {
-        b.iter(|| black_box(&api).observe(black_box(0.3)))
-    });
-    g.bench_function("prometheus", |b| {
-        b.iter(|| black_box(&prom).observe(black_box(0.3)))
-    });
-    g.finish();
-}
-
-/// The span processor of the OpenTelemetry peer: does nothing.
-#[derive(Debug)]
-struct NoopProcessor;
-
-impl opentelemetry_sdk::trace::SpanProcessor for NoopProcessor {
-    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
-    fn on_end(&self, _: opentelemetry_sdk::trace::SpanData) {}
-    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
-        Ok(())
-    }
-    fn shutdown_with_timeout(&self, _: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
-        Ok(())
-    }
+    peers::histogram_vs_prometheus(c, "histogram_observe", &telemetry);
 }
 
 fn span(c: &mut Criterion) {
     let (telemetry, _provider) = installed();
-    let otel = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
-        .with_span_processor(NoopProcessor)
-        .build();
-    let tracer = otel.tracer("bench");
+    let (_otel, tracer) = peers::otel_tracer();
     let mut g = c.benchmark_group("span_start_end");
     g.bench_function("api", |b| {
         b.iter(|| drop(telemetry.span(black_box("span-name"), SpanKind::Internal, None)))
@@ -167,28 +131,25 @@ criterion_group! {
 }
 
 fn print_ratios() {
-    let ratio = |group, ours, peer, goal| Ratio {
-        group,
-        ours,
-        peer,
-        goal,
-    };
-    bench::print_ratios(&[
-        ratio("counter_inc", "api", "prometheus", "<= 2.0"),
-        ratio("histogram_observe", "api", "prometheus", "<= 2.0"),
-        ratio("span_start_end", "api", "opentelemetry_sdk", "<= 1.0"),
-        ratio(
-            "span_start_end",
-            "api_2_attributes",
-            "opentelemetry_sdk_2_attributes",
-            "<= 1.0",
-        ),
-        ratio("cached_read", "boxcar", "arc_swap", "-"),
-        ratio("cached_read", "boxcar", "parking_lot_rwlock", "-"),
-    ]);
-    for (group, name) in [("traceparent", "parse"), ("traceparent", "format")] {
-        if let Some(ns) = bench::median_ns(group, name) {
-            println!("  {group} {name}: {ns:.1} ns");
+    peers::print_ratios(
+        "ratios of medians",
+        &[
+            ("counter_inc", "api", "prometheus", "<= 2.0"),
+            ("histogram_observe", "api", "prometheus", "<= 2.0"),
+            ("span_start_end", "api", "opentelemetry_sdk", "<= 1.0"),
+            (
+                "span_start_end",
+                "api_2_attributes",
+                "opentelemetry_sdk_2_attributes",
+                "<= 1.0",
+            ),
+            ("cached_read", "boxcar", "arc_swap", "-"),
+            ("cached_read", "boxcar", "parking_lot_rwlock", "-"),
+        ],
+    );
+    for (group, bench) in [("traceparent", "parse"), ("traceparent", "format")] {
+        if let Some(ns) = test_support::bench::median_ns(group, bench) {
+            println!("  {group} {bench}: {ns:.1} ns");
         }
     }
 }

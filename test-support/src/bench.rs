@@ -41,10 +41,10 @@ pub struct Ratio<'a> {
     pub goal: &'a str,
 }
 
-/// Prints `ours / peer` for every row (from the medians of this run), or
-/// says which pair was not measured.
-pub fn print_ratios(rows: &[Ratio<'_>]) {
-    println!("\nratios of medians (goal in brackets):");
+/// Prints `title`, then `ours / peer` for every row (from the medians of
+/// this run), or says which pair was not measured.
+pub fn print_ratios(title: &str, rows: &[Ratio<'_>]) {
+    println!("\n{title} (goal in brackets):");
     for r in rows {
         match (median_ns(r.group, r.ours), median_ns(r.group, r.peer)) {
             (Some(a), Some(p)) => println!(

@@ -35,7 +35,8 @@ use crate::tracing::context::{parse_span_id, parse_trace_id, to_hex};
 use crate::tracing::store::StatusFilter;
 use crate::tracing::{
     AttrValue, ExportConfig, ManualConfig, ManualSpanError, ManualSpans, OtlpExporter, Sampler,
-    SpanKind, SpanRecord, SpanSink, SpanStatus, StoreConfig, TraceContext, TraceFilter, TraceStore,
+    SpanHandoff, SpanKind, SpanRecord, SpanSink, SpanStatus, StoreConfig, TraceContext,
+    TraceFilter, TraceStore, HANDOFF_CAPACITY,
 };
 
 /// Service: open a manual span.
@@ -105,6 +106,7 @@ impl Counters {
 #[derive(Default)]
 struct Seen {
     evicted: u64,
+    handoff_dropped: u64,
     exported: u64,
     export_dropped: u64,
     export_failed: u64,
@@ -151,6 +153,7 @@ pub struct TracingCapability {
     ctx: Ctx,
     config: TracingConfig,
     sink: Arc<TraceSink>,
+    handoff: Arc<SpanHandoff>,
     manual: ManualSpans,
     counters: Arc<Counters>,
     seen: Mutex<Seen>,
@@ -210,6 +213,7 @@ impl TracingCapability {
             ctx: ctx.clone(),
             slow_ns: config.slow_call_ms.saturating_mul(1_000_000),
             config,
+            handoff: Arc::new(SpanHandoff::new(sink.clone(), HANDOFF_CAPACITY)),
             sink,
             manual,
             counters,
@@ -223,10 +227,12 @@ impl TracingCapability {
         &self.sink.store
     }
 
-    /// Where finished spans go (the plugin-side sampling ratio, the store
-    /// and the exporter): the telemetry provider's spans go there too.
+    /// Where other plugins' finished spans go (the telemetry provider's):
+    /// a lock-free hand-off drained into the span sink (the plugin-side
+    /// sampling ratio, the store and the exporter) on every tick and
+    /// before a trace route answers.
     pub fn span_sink(&self) -> Arc<dyn SpanSink> {
-        self.sink.clone()
+        self.handoff.clone()
     }
 
     /// Turns one observation into a span and records it; returns whether a
@@ -299,6 +305,11 @@ impl TracingCapability {
         };
         let c = &self.counters;
         bump(&c.evicted, &mut seen.evicted, store.spans_dropped);
+        bump(
+            &c.rejected,
+            &mut seen.handoff_dropped,
+            self.handoff.dropped(),
+        );
         bump(&c.timed_out, &mut seen.timed_out, manual.timed_out);
         if let Some(x) = export {
             bump(&c.exported, &mut seen.exported, x.exported);
@@ -612,6 +623,7 @@ impl Capability for TracingCapability {
     }
 
     fn stop(&self) {
+        self.handoff.drain();
         if let Some(exporter) = &self.sink.exporter {
             exporter.shutdown();
         }
@@ -628,8 +640,14 @@ impl Capability for TracingCapability {
 
     fn handle_http(&self, request: &HttpRequest) -> Option<HttpResponse> {
         match request.route.as_str() {
-            TRACES_PATH => Some(self.list(request)),
-            TRACE_PATH => Some(self.get(request)),
+            TRACES_PATH => {
+                self.handoff.drain();
+                Some(self.list(request))
+            }
+            TRACE_PATH => {
+                self.handoff.drain();
+                Some(self.get(request))
+            }
             _ => None,
         }
     }
@@ -709,6 +727,7 @@ impl Capability for TracingCapability {
     }
 
     fn tick(&self, now_unix_ms: u64) {
+        self.handoff.drain();
         self.manual
             .close_expired(now_unix_ms.saturating_mul(1_000_000));
         self.sync_counters();

@@ -15,6 +15,7 @@
 pub mod capability;
 pub mod context;
 pub mod export;
+pub mod handoff;
 pub mod manual;
 pub mod span;
 pub mod store;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 
 pub use context::{Sampler, TraceContext, TraceState};
 pub use export::{ExportConfig, ExportOutcome, ExporterStats, OtlpExporter};
+pub use handoff::{SpanHandoff, HANDOFF_CAPACITY};
 pub use manual::{ManualConfig, ManualSpanError, ManualSpans};
 pub use span::{AttrValue, SpanKind, SpanRecord, SpanStatus};
 pub use store::{StoreConfig, TraceFilter, TraceStore};
