@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use abi_stable::std_types::{ROption, RString};
+use abi_stable::std_types::RString;
 use crossbeam_queue::ArrayQueue;
 use parking_lot::{Mutex, RwLock};
 use plugin_abi::{CallStatus, Observation, ObservationKind};
 
-use crate::tracecontext::{to_hex, SpanContext, TRACEPARENT_LEN};
+use crate::tracecontext::SpanContext;
 
 /// A name in a report: interned (`&'static`, free to copy — the hot path
 /// touches no reference count) or shared (for unbounded sets such as topics).
@@ -100,8 +100,7 @@ pub struct Report {
     pub duration_ns: u64,
     /// Unix epoch nanoseconds.
     pub at_unix_ns: u64,
-    /// The operation's own span (formatted as a `traceparent` on the drain
-    /// thread, off the caller's hot path).
+    /// The operation's own span.
     pub trace_context: Option<SpanContext>,
     /// Parent span id, if any.
     pub parent_span_id: Option<[u8; 8]>,
@@ -166,17 +165,8 @@ impl Report {
             message: s(&self.message),
             duration_ns: self.duration_ns,
             at_unix_ns: self.at_unix_ns,
-            trace_context: match &self.trace_context {
-                Some(t) => {
-                    let mut buf = [0u8; TRACEPARENT_LEN];
-                    ROption::RSome(RString::from(t.write_header(&mut buf)))
-                }
-                None => ROption::RNone,
-            },
-            parent_span_id: self
-                .parent_span_id
-                .map(|p| RString::from(to_hex(&p)))
-                .unwrap_or_default(),
+            trace_context: self.trace_context.into(),
+            parent_span_id: self.parent_span_id.into(),
         }
     }
 }

@@ -30,9 +30,12 @@ fn batch(slow_every: usize) -> Vec<Observation> {
                 1_000_000 + i as u64 * 1_000
             };
             o.at_unix_ns = 1_700_000_000_000_000_000;
-            o.trace_context = ROption::RSome(RString::from(
-                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-            ));
+            o.trace_context = ROption::RSome(
+                plugin_abi::TraceContext::parse(
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                )
+                .unwrap(),
+            );
             o
         })
         .collect()

@@ -16,6 +16,7 @@ use abi_stable::{declare_root_module_statics, package_version_strings, sabi_trai
 
 use crate::error::PluginError;
 use crate::telemetry::{ProviderBox, TelemetrySlot};
+use crate::trace_context::TraceContext;
 use crate::types::{
     Event, HealthReport, HttpRequest, HttpResponse, LogLevel, Observation, PluginInfo,
 };
@@ -35,12 +36,13 @@ pub trait HostApi: Send + Sync + Clone {
     fn unregister_service(&self, name: RStr<'_>) -> RResult<(), PluginError>;
 
     /// Calls any registered service with a JSON input and returns its JSON
-    /// output. `trace_context` is a W3C `traceparent` (optional).
+    /// output. `trace_context` is the caller's span (optional; without it
+    /// the call hangs from the span of the callback this thread is running).
     fn call_service(
         &self,
         name: RStr<'_>,
         input: RStr<'_>,
-        trace_context: ROption<RStr<'_>>,
+        trace_context: ROption<TraceContext>,
     ) -> RResult<RString, PluginError>;
 
     /// Subscribes to a topic pattern (`*` matches one dotted segment; a
@@ -56,7 +58,7 @@ pub trait HostApi: Send + Sync + Clone {
         &self,
         topic: RStr<'_>,
         payload: RStr<'_>,
-        trace_context: ROption<RStr<'_>>,
+        trace_context: ROption<TraceContext>,
     ) -> RResult<(), PluginError>;
 
     /// Reads a JSON value from storage.
@@ -151,13 +153,14 @@ pub trait Plugin: Send + Sync {
     fn stop(&self) -> RResult<(), PluginError>;
 
     /// Handles a call to one of the plugin's services. `caller` is the
-    /// calling plugin's name (`http` for the HTTP API, `host` for the host).
+    /// calling plugin's name (`http` for the HTTP API, `host` for the host);
+    /// `trace_context` is the call's own span.
     fn handle_service(
         &self,
         name: RStr<'_>,
         input: RStr<'_>,
         caller: RStr<'_>,
-        trace_context: ROption<RStr<'_>>,
+        trace_context: ROption<TraceContext>,
     ) -> RResult<RString, PluginError>;
 
     /// Handles an HTTP request on one of the plugin's routes.

@@ -18,6 +18,7 @@ use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString};
 
 use crate::error::{ErrorKind, PluginError};
 use crate::ffi::{HostHandle, Plugin, PluginBox, PluginMod, PluginMod_Ref, Plugin_TO};
+use crate::trace_context::TraceContext;
 use crate::types::{
     Event, HealthReport, HttpRequest, HttpResponse, LogLevel, Observation, PluginInfo,
 };
@@ -32,8 +33,9 @@ pub struct ServiceCall<'a> {
     /// The calling plugin (`http` for the HTTP API, `http:admin` for the
     /// HTTP API with the host's admin token, `host` for the host).
     pub caller: &'a str,
-    /// W3C `traceparent` of the call's span, if traced.
-    pub trace_context: Option<&'a str>,
+    /// The call's span, if traced (format it with
+    /// [`TraceContext::traceparent`] where text is needed).
+    pub trace_context: Option<TraceContext>,
 }
 
 /// A plugin written in safe Rust. Every method has a sensible default except
@@ -108,13 +110,6 @@ impl std::fmt::Debug for Host {
     }
 }
 
-fn to_opt(s: Option<&str>) -> ROption<RStr<'_>> {
-    match s {
-        Some(s) => ROption::RSome(RStr::from(s)),
-        None => ROption::RNone,
-    }
-}
-
 impl Host {
     /// Wraps a raw handle.
     pub fn new(inner: HostHandle) -> Self {
@@ -166,10 +161,10 @@ impl Host {
         &self,
         name: &str,
         input: &str,
-        trace_context: Option<&str>,
+        trace_context: Option<TraceContext>,
     ) -> Result<String, PluginError> {
         self.inner
-            .call_service(name.into(), input.into(), to_opt(trace_context))
+            .call_service(name.into(), input.into(), trace_context.into())
             .into_result()
             .map(RString::into_string)
     }
@@ -189,10 +184,10 @@ impl Host {
         &self,
         topic: &str,
         payload: &str,
-        trace_context: Option<&str>,
+        trace_context: Option<TraceContext>,
     ) -> Result<(), PluginError> {
         self.inner
-            .publish(topic.into(), payload.into(), to_opt(trace_context))
+            .publish(topic.into(), payload.into(), trace_context.into())
             .into_result()
     }
 
@@ -424,14 +419,14 @@ impl<T: PluginImpl> Plugin for Guarded<T> {
         name: RStr<'_>,
         input: RStr<'_>,
         caller: RStr<'_>,
-        trace_context: ROption<RStr<'_>>,
+        trace_context: ROption<TraceContext>,
     ) -> RResult<RString, PluginError> {
         guard("handle_service", || {
             let call = ServiceCall {
                 name: name.as_str(),
                 input: input.as_str(),
                 caller: caller.as_str(),
-                trace_context: trace_context.into_option().map(|t| t.as_str()),
+                trace_context: trace_context.into_option(),
             };
             self.0.handle_service(&call).map(RString::from)
         })

@@ -7,6 +7,8 @@
 use abi_stable::std_types::{ROption, RString, RVec, Tuple2};
 use abi_stable::StableAbi;
 
+use crate::trace_context::TraceContext;
+
 /// Severity of a log line sent to the host's logger.
 #[repr(u8)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,8 +70,9 @@ pub struct HttpRequest {
     pub headers: RVec<Tuple2<RString, RString>>,
     /// The request body (already bounded by the host).
     pub body: RVec<u8>,
-    /// W3C `traceparent` of the request, when tracing is active.
-    pub trace_context: ROption<RString>,
+    /// The request's server span (the host parsed any incoming
+    /// `traceparent` once at the HTTP edge).
+    pub trace_context: ROption<TraceContext>,
 }
 
 impl HttpRequest {
@@ -142,8 +145,8 @@ pub struct Event {
     pub subscription_id: u64,
     /// Publication time, Unix epoch milliseconds.
     pub published_at_ms: u64,
-    /// W3C `traceparent` of the publisher, if any.
-    pub trace_context: ROption<RString>,
+    /// The delivery's span (a child of the publisher's), if traced.
+    pub trace_context: ROption<TraceContext>,
 }
 
 /// The health a plugin reports for itself.
@@ -309,10 +312,10 @@ pub struct Observation {
     pub duration_ns: u64,
     /// When it happened, Unix epoch nanoseconds.
     pub at_unix_ns: u64,
-    /// W3C `traceparent` of the operation's own span, if traced.
-    pub trace_context: ROption<RString>,
-    /// Span id (16 hex digits) of the parent span, empty for a root.
-    pub parent_span_id: RString,
+    /// The operation's own span, if traced.
+    pub trace_context: ROption<TraceContext>,
+    /// Span id of the parent span, `RNone` for a root.
+    pub parent_span_id: ROption<[u8; 8]>,
 }
 
 impl Observation {
@@ -329,7 +332,7 @@ impl Observation {
             duration_ns: 0,
             at_unix_ns: 0,
             trace_context: ROption::RNone,
-            parent_span_id: RString::new(),
+            parent_span_id: ROption::RNone,
         }
     }
 }
@@ -440,7 +443,7 @@ mod tests {
         for field in [&o.name, &o.caller, &o.namespace, &o.detail, &o.message] {
             assert!(field.is_empty());
         }
-        assert!(o.parent_span_id.is_empty());
+        assert!(o.parent_span_id.is_none());
         assert_eq!((o.duration_ns, o.at_unix_ns), (0, 0));
         assert!(o.trace_context.is_none());
     }

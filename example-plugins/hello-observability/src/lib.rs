@@ -23,7 +23,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use plugin_abi::{export_plugin, Host, PluginError, PluginImpl, ServiceCall};
+use plugin_abi::{export_plugin, Host, PluginError, PluginImpl, ServiceCall, TraceContext};
 use serde_json::{json, Value};
 
 /// The example plugin. Plugins are called from several host threads at
@@ -44,10 +44,10 @@ impl HelloObservability {
     }
 
     /// Opens a span as a child of the caller's trace; returns its id.
-    fn start_span(&self, operation: &str, trace: Option<&str>) -> Option<String> {
+    fn start_span(&self, operation: &str, trace: Option<TraceContext>) -> Option<String> {
         let mut input = json!({"operation": operation, "attributes": {"example": true}});
         if let Some(parent) = trace {
-            input["parent"] = json!(parent);
+            input["parent"] = json!(parent.traceparent().as_str());
         }
         let out = self
             .host

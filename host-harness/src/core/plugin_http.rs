@@ -1,7 +1,7 @@
 //! Plugin HTTP: registering a plugin's routes and sending an HTTP request
 //! to the plugin that registered its route.
 
-use abi_stable::std_types::{ROption, RString, RVec, Tuple2};
+use abi_stable::std_types::{RString, RVec, Tuple2};
 use plugin_abi::{ErrorKind, HttpRequest, HttpResponse, PluginError, PluginState};
 
 use axum::http::StatusCode;
@@ -95,10 +95,7 @@ impl HostCore {
                 .map(|(k, v)| Tuple2(RString::from(k), RString::from(v)))
                 .collect(),
             body: RVec::from(request.body),
-            trace_context: match &request.trace_context {
-                Some(t) => ROption::RSome(RString::from(t.to_header())),
-                None => ROption::RNone,
-            },
+            trace_context: request.trace_context.into(),
         };
         let span = request.trace_context;
         let admission = admit(

@@ -12,7 +12,7 @@ use std::sync::{Arc, Weak};
 
 use abi_stable::std_types::{RArc, ROption, RResult, RStr, RString, RVec};
 use plugin_abi::telemetry::{ProviderBox, TelemetrySlot};
-use plugin_abi::{ErrorKind, HostApi, LogLevel, PluginError};
+use plugin_abi::{ErrorKind, HostApi, LogLevel, PluginError, TraceContext};
 
 use crate::core::HostCore;
 
@@ -69,10 +69,6 @@ impl HostApiImpl {
     }
 }
 
-fn opt(s: ROption<RStr<'_>>) -> Option<&str> {
-    s.into_option().map(|s| s.as_str())
-}
-
 impl HostApiImpl {
     /// Applies the storage isolation rule (`storage::namespace_allowed`).
     fn check_namespace(&self, core: &HostCore, namespace: &str) -> Result<(), PluginError> {
@@ -118,10 +114,15 @@ impl HostApi for HostApiImpl {
         &self,
         name: RStr<'_>,
         input: RStr<'_>,
-        trace_context: ROption<RStr<'_>>,
+        trace_context: ROption<TraceContext>,
     ) -> RResult<RString, PluginError> {
         self.with_core(|core| {
-            core.call_service(&self.key, name.as_str(), input.as_str(), opt(trace_context))
+            core.call_service(
+                &self.key,
+                name.as_str(),
+                input.as_str(),
+                trace_context.into_option(),
+            )
         })
     }
 
@@ -137,14 +138,14 @@ impl HostApi for HostApiImpl {
         &self,
         topic: RStr<'_>,
         payload: RStr<'_>,
-        trace_context: ROption<RStr<'_>>,
+        trace_context: ROption<TraceContext>,
     ) -> RResult<(), PluginError> {
         self.with_core(|core| {
             core.publish(
                 &self.name,
                 topic.as_str(),
                 payload.as_str(),
-                opt(trace_context),
+                trace_context.into_option(),
             )
             .map(|_| ())
         })

@@ -279,7 +279,7 @@ impl Errors {
             .insert("reported_via".into(), call.name.to_owned());
         event.extra = input.extra;
         event.fingerprint = input.fingerprint.filter(|f| !f.is_empty());
-        event.trace_id = call.trace_context.and_then(trace_id);
+        event.trace_id = call.trace_context.map(|t| t.trace_id_hex());
         event.enforce_limits();
         let event_id = event.event_id.clone();
         let outcome = self.record(event);
@@ -548,13 +548,6 @@ fn parse_ignore(body: &[u8]) -> Result<IgnoreUntil, String> {
     }
 }
 
-/// The 32-hex trace id of a W3C `traceparent` (`00-<trace>-<span>-<flags>`).
-pub fn trace_id(traceparent: &str) -> Option<String> {
-    let id = traceparent.split('-').nth(1)?;
-    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id.bytes().any(|b| b != b'0'))
-        .then(|| id.to_ascii_lowercase())
-}
-
 /// A parsed plugin panic: `panicked in <callback>: <msg> at <file:line:col>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PanicInfo {
@@ -720,7 +713,7 @@ pub fn event_from_error(o: &Observation) -> ErrorEvent {
         .trace_context
         .as_ref()
         .into_option()
-        .and_then(|t| trace_id(t.as_str()));
+        .map(|t| t.trace_id_hex());
     event.enforce_limits();
     event
 }
@@ -889,19 +882,6 @@ mod tests {
         assert_eq!(frames[2].lineno, Some(32));
         assert_eq!(frames[2].in_app, Some(true));
         assert_eq!(frames[0].in_app, Some(false));
-    }
-
-    #[test]
-    fn trace_ids() {
-        assert_eq!(
-            trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").as_deref(),
-            Some("4bf92f3577b34da6a3ce929d0e0e4736")
-        );
-        assert_eq!(trace_id("garbage"), None);
-        assert_eq!(
-            trace_id("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
-            None
-        );
     }
 
     #[test]

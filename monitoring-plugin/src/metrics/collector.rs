@@ -432,7 +432,7 @@ impl MetricsCollector {
                         {
                             h.observe_traced(
                                 seconds(o.duration_ns),
-                                o.trace_context.as_ref().into_option().map(|t| t.as_str()),
+                                o.trace_context.as_ref().into_option(),
                             );
                         }
                     }
@@ -490,7 +490,7 @@ impl MetricsCollector {
                     ) {
                         h.observe_traced(
                             seconds(o.duration_ns),
-                            o.trace_context.as_ref().into_option().map(|t| t.as_str()),
+                            o.trace_context.as_ref().into_option(),
                         );
                     }
                 }

@@ -31,7 +31,7 @@ use crate::config::TracingConfig;
 use crate::http::{error, query_param};
 use crate::metrics::names;
 use crate::metrics::{Counter, CounterFamily, MetricError, MetricStore};
-use crate::tracing::context::{parse_span_id, parse_trace_id, to_hex};
+use crate::tracing::context::{parse_trace_id, to_hex};
 use crate::tracing::store::StatusFilter;
 use crate::tracing::{
     AttrValue, ExportConfig, ManualConfig, ManualSpanError, ManualSpans, OtlpExporter, Sampler,
@@ -226,7 +226,7 @@ impl TracingCapability {
     /// Turns one observation into a span and records it; returns whether a
     /// span was recorded. Public for benches.
     pub fn record(&self, o: &Observation) -> bool {
-        let Some(header) = o.trace_context.as_ref().into_option() else {
+        let Some(ctx) = o.trace_context.as_ref().into_option().copied() else {
             return false;
         };
         if !matches!(
@@ -240,9 +240,6 @@ impl TracingCapability {
         ) {
             return false;
         }
-        let Ok(ctx) = TraceContext::parse(header.as_str()) else {
-            return false;
-        };
         if o.kind == ObservationKind::ServiceCall
             && self.slow_ns > 0
             && o.duration_ns > self.slow_ns
@@ -253,11 +250,7 @@ impl TracingCapability {
             self.counters.sampled_out.inc();
             return false;
         }
-        let parent = if o.parent_span_id.is_empty() {
-            None
-        } else {
-            parse_span_id(o.parent_span_id.as_str()).ok()
-        };
+        let parent = o.parent_span_id.into_option();
         self.sink.submit(span_of(o, &ctx, parent));
         true
     }
@@ -323,7 +316,10 @@ impl TracingCapability {
         }
         // Without an explicit parent the span joins the caller's trace (as a
         // child of this service call's span).
-        let parent = input.parent.as_deref().or(call.trace_context);
+        // The caller's span is a value; the manual-span API takes text (its
+        // JSON input's `parent`), so it is formatted here, on the stack.
+        let caller_span = call.trace_context.map(|t| t.traceparent());
+        let parent = input.parent.as_deref().or(caller_span.as_deref());
         let span_id = self
             .manual
             .start(
@@ -730,6 +726,7 @@ impl Capability for TracingCapability {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tracing::context::parse_span_id;
     use abi_stable::std_types::{ROption, RString};
 
     fn obs(kind: ObservationKind, name: &str, tp: &str, parent: &str) -> Observation {
@@ -738,8 +735,8 @@ mod tests {
         o.caller = RString::from("demo");
         o.at_unix_ns = 2_000;
         o.duration_ns = 500;
-        o.trace_context = ROption::RSome(RString::from(tp));
-        o.parent_span_id = RString::from(parent);
+        o.trace_context = ROption::RSome(TraceContext::parse(tp).unwrap());
+        o.parent_span_id = parse_span_id(parent).ok().into();
         o
     }
 

@@ -11,6 +11,13 @@ use super::*;
 use crate::ffi::{HostApi, HostApi_TO};
 use crate::telemetry::{InstrumentOpts, ProviderBox, TelemetrySlot};
 
+/// A valid `traceparent` for the calls that carry a context.
+const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn tc(traceparent: &str) -> TraceContext {
+    TraceContext::parse(traceparent).expect("valid traceparent")
+}
+
 /// What the plugin asked of the fake host, one line per call.
 type Calls = Arc<Mutex<Vec<String>>>;
 
@@ -52,9 +59,11 @@ impl HostApi for FakeHost {
         &self,
         name: RStr<'_>,
         input: RStr<'_>,
-        trace_context: ROption<RStr<'_>>,
+        trace_context: ROption<TraceContext>,
     ) -> RResult<RString, PluginError> {
-        let trace = trace_context.map(|t| t.to_string()).unwrap_or_default();
+        let trace = trace_context
+            .map(|t| t.traceparent().to_string())
+            .unwrap_or_default();
         self.note(format!("call_service {name} {input} [{trace}]"));
         if name.as_str() == "missing" {
             return RResult::RErr(PluginError::not_found("no service missing"));
@@ -76,9 +85,11 @@ impl HostApi for FakeHost {
         &self,
         topic: RStr<'_>,
         payload: RStr<'_>,
-        trace_context: ROption<RStr<'_>>,
+        trace_context: ROption<TraceContext>,
     ) -> RResult<(), PluginError> {
-        let trace = trace_context.map(|t| t.to_string()).unwrap_or_default();
+        let trace = trace_context
+            .map(|t| t.traceparent().to_string())
+            .unwrap_or_default();
         self.note(format!("publish {topic} {payload} [{trace}]"));
         RResult::ROk(())
     }
@@ -215,8 +226,7 @@ fn host_methods_pass_arguments_and_map_results() {
     let host = Host::new(handle);
     assert_eq!(host.plugin_name(), "fake");
     assert_eq!(
-        host.call_service("echo", "[1]", Some("00-ab-cd-01"))
-            .unwrap(),
+        host.call_service("echo", "[1]", Some(tc(TP))).unwrap(),
         r#"{"echo":[1]}"#
     );
     assert_eq!(
@@ -244,7 +254,7 @@ fn host_methods_pass_arguments_and_map_results() {
     assert_eq!(
         taken(&calls),
         [
-            "call_service echo [1] [00-ab-cd-01]",
+            "call_service echo [1] [00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01]",
             "call_service missing {} []",
             "register_service taken d",
             "subscribe device.*",
@@ -365,7 +375,8 @@ impl PluginImpl for Probe {
                 "{}|{}|{}|{}",
                 call.input,
                 call.caller,
-                call.trace_context.unwrap_or("-"),
+                call.trace_context
+                    .map_or_else(|| "-".to_owned(), |t| t.traceparent().to_string()),
                 self.config
             )),
             _ => Err(PluginError::not_found(format!("no {}", call.name))),
@@ -418,11 +429,14 @@ fn a_plugin_built_through_its_root_module_is_guarded_end_to_end() {
             "probe.echo".into(),
             "[1]".into(),
             crate::HTTP_CALLER.into(),
-            ROption::RSome("00-tp-01".into()),
+            ROption::RSome(tc(TP)),
         )
         .into_result()
         .unwrap();
-    assert_eq!(out.as_str(), r#"[1]|http|00-tp-01|{"a":1}"#);
+    assert_eq!(
+        out.as_str(),
+        r#"[1]|http|00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01|{"a":1}"#
+    );
     let missing = plugin
         .handle_service("nope".into(), "{}".into(), "host".into(), ROption::RNone)
         .into_result()
