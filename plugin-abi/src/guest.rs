@@ -156,17 +156,20 @@ impl Host {
         self.inner.unregister_service(name.into()).into_result()
     }
 
-    /// See [`crate::HostApi::call_service`].
+    /// See [`crate::HostApi::call_service`]. The result is the callee's
+    /// `RString` as the host handed it on (it derefs to `&str`): no copy
+    /// between callee and caller. Call `.into_string()` only where a
+    /// `String` is needed (that copies: the buffer belongs to the callee's
+    /// allocator).
     pub fn call_service(
         &self,
         name: &str,
         input: &str,
         trace_context: Option<TraceContext>,
-    ) -> Result<String, PluginError> {
+    ) -> Result<RString, PluginError> {
         self.inner
             .call_service(name.into(), input.into(), trace_context.into())
             .into_result()
-            .map(RString::into_string)
     }
 
     /// See [`crate::HostApi::subscribe`].

@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use abi_stable::std_types::RString;
 use parking_lot::Mutex;
 use plugin_abi::{Host, HttpRequest, HttpResponse, PluginError, ServiceCall};
 use serde::Deserialize;
@@ -58,7 +59,7 @@ impl HostView for Host {
     fn list_plugins(&self) -> Value {
         Host::list_plugins(self)
     }
-    fn call_service(&self, name: &str, input: &str) -> Result<String, PluginError> {
+    fn call_service(&self, name: &str, input: &str) -> Result<RString, PluginError> {
         Host::call_service(self, name, input, None)
     }
 }

@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use abi_stable::std_types::RString;
 use parking_lot::{Condvar, Mutex, RwLock};
 use plugin_abi::PluginError;
 use serde::{Deserialize, Serialize};
@@ -37,8 +38,9 @@ pub trait HostView: Send + Sync + 'static {
     fn list_modules(&self) -> Value;
     /// Every plugin: `[{name, state, …}]`.
     fn list_plugins(&self) -> Value;
-    /// Calls a service with `{}` (a custom check).
-    fn call_service(&self, name: &str, input: &str) -> Result<String, PluginError>;
+    /// Calls a service with `{}` (a custom check); the answer is the
+    /// callee's string, handed on uncopied.
+    fn call_service(&self, name: &str, input: &str) -> Result<RString, PluginError>;
 }
 
 /// Health of one component.
@@ -760,9 +762,9 @@ mod tests {
         fn list_plugins(&self) -> Value {
             json!([{"name": "demo", "state": "started"}, {"name": "old", "state": "stopped"}])
         }
-        fn call_service(&self, name: &str, _input: &str) -> Result<String, PluginError> {
+        fn call_service(&self, name: &str, _input: &str) -> Result<RString, PluginError> {
             match name {
-                "demo.health" => Ok(self.check_answer.lock().clone()),
+                "demo.health" => Ok(RString::from(self.check_answer.lock().as_str())),
                 other => Err(PluginError::not_found(format!("no service {other}"))),
             }
         }

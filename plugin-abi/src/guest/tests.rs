@@ -2,6 +2,7 @@
 //! [`HostApi`](crate::HostApi) stands in for the host, and a small
 //! [`PluginImpl`] goes through the same root module the host loads.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use abi_stable::sabi_trait::TD_Opaque;
@@ -17,6 +18,9 @@ const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 fn tc(traceparent: &str) -> TraceContext {
     TraceContext::parse(traceparent).expect("valid traceparent")
 }
+
+/// Address of the last string `FakeHost::call_service` answered with.
+static LAST_ANSWER: AtomicUsize = AtomicUsize::new(0);
 
 /// What the plugin asked of the fake host, one line per call.
 type Calls = Arc<Mutex<Vec<String>>>;
@@ -68,7 +72,9 @@ impl HostApi for FakeHost {
         if name.as_str() == "missing" {
             return RResult::RErr(PluginError::not_found("no service missing"));
         }
-        RResult::ROk(format!("{{\"echo\":{input}}}").into())
+        let answer = RString::from(format!("{{\"echo\":{input}}}"));
+        LAST_ANSWER.store(answer.as_ptr() as usize, Ordering::Relaxed);
+        RResult::ROk(answer)
     }
 
     fn subscribe(&self, pattern: RStr<'_>) -> RResult<u64, PluginError> {
@@ -225,9 +231,12 @@ fn host_methods_pass_arguments_and_map_results() {
     let (handle, calls) = fake_host(r#"{"modules":1}"#);
     let host = Host::new(handle);
     assert_eq!(host.plugin_name(), "fake");
+    let answer = host.call_service("echo", "[1]", Some(tc(TP))).unwrap();
+    assert_eq!(answer, r#"{"echo":[1]}"#);
     assert_eq!(
-        host.call_service("echo", "[1]", Some(tc(TP))).unwrap(),
-        r#"{"echo":[1]}"#
+        answer.as_ptr() as usize,
+        LAST_ANSWER.load(Ordering::Relaxed),
+        "the callee's string reaches the caller uncopied"
     );
     assert_eq!(
         host.call_service("missing", "{}", None).unwrap_err().kind,
