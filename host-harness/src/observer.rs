@@ -16,7 +16,7 @@ use std::time::Duration;
 use abi_stable::std_types::RString;
 use crossbeam_queue::ArrayQueue;
 use parking_lot::{Mutex, RwLock};
-use plugin_abi::{CallStatus, Observation, ObservationKind};
+use plugin_abi::{CallStatus, Observation, ObservationKind, PanicLocation};
 
 use crate::tracecontext::SpanContext;
 
@@ -104,6 +104,9 @@ pub struct Report {
     pub trace_context: Option<SpanContext>,
     /// Parent span id, if any.
     pub parent_span_id: Option<[u8; 8]>,
+    /// Where a plugin panicked (error reports only; boxed so that every
+    /// other report stays small).
+    pub panic: Option<Box<PanicLocation>>,
 }
 
 impl Report {
@@ -142,6 +145,7 @@ impl Report {
             at_unix_ns: crate::time::now_unix_ns(),
             trace_context: None,
             parent_span_id: None,
+            panic: None,
         }
     }
 
@@ -167,6 +171,7 @@ impl Report {
             at_unix_ns: self.at_unix_ns,
             trace_context: self.trace_context.into(),
             parent_span_id: self.parent_span_id.into(),
+            panic: self.panic.as_deref().cloned().into(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The one FFI-safe error type that crosses the boundary in both directions.
 
-use abi_stable::std_types::RString;
+use abi_stable::std_types::{ROption, RString};
 use abi_stable::StableAbi;
 
 /// What went wrong, as a small fixed set that is safe to use as a metric label.
@@ -52,6 +52,25 @@ impl std::fmt::Display for ErrorKind {
     }
 }
 
+/// Where a plugin panicked: the source location the guest's panic hook
+/// recorded, carried as a value so nobody parses it back out of a message.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PanicLocation {
+    /// Source file as the compiler names it (e.g. `src/lib.rs`).
+    pub file: RString,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub column: u32,
+}
+
+impl std::fmt::Display for PanicLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
 /// An error with its kind and a human-readable message.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +80,9 @@ pub struct PluginError {
     pub kind: ErrorKind,
     /// What happened, for humans. Never contains secrets.
     pub message: RString,
+    /// For [`ErrorKind::Panicked`]: where the plugin panicked, when the
+    /// panic hook recorded it (`RNone` for every other error).
+    pub panic: ROption<PanicLocation>,
 }
 
 impl PluginError {
@@ -69,6 +91,15 @@ impl PluginError {
         PluginError {
             kind,
             message: RString::from(message.into()),
+            panic: ROption::RNone,
+        }
+    }
+
+    /// An [`ErrorKind::Panicked`] error with the panic's location.
+    pub fn panicked(message: impl Into<String>, location: Option<PanicLocation>) -> Self {
+        PluginError {
+            panic: location.into(),
+            ..Self::new(ErrorKind::Panicked, message)
         }
     }
 
@@ -156,6 +187,21 @@ mod tests {
             assert_eq!(error.kind, kind);
             assert_eq!(error.message.as_str(), "a");
         }
+    }
+
+    #[test]
+    fn a_panic_carries_its_location_as_a_value() {
+        let at = PanicLocation {
+            file: "src/lib.rs".into(),
+            line: 32,
+            column: 9,
+        };
+        let e = PluginError::panicked("panicked in tick: boom", Some(at.clone()));
+        assert_eq!(e.kind, ErrorKind::Panicked);
+        assert_eq!(e.panic.as_ref().into_option(), Some(&at));
+        assert_eq!(at.to_string(), "src/lib.rs:32:9");
+        assert_eq!(e.to_string(), "panicked: panicked in tick: boom");
+        assert!(PluginError::failed("x").panic.is_none());
     }
 
     #[test]

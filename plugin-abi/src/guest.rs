@@ -16,7 +16,7 @@ use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString};
 
-use crate::error::{ErrorKind, PluginError};
+use crate::error::{PanicLocation, PluginError};
 use crate::ffi::{HostHandle, Plugin, PluginBox, PluginMod, PluginMod_Ref, Plugin_TO};
 use crate::trace_context::TraceContext;
 use crate::types::{
@@ -313,8 +313,8 @@ impl Host {
 }
 
 thread_local! {
-    /// Location and message of the last panic on this thread, set by the hook.
-    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// Location of the last panic on this thread, set by the hook.
+    static LAST_PANIC: RefCell<Option<PanicLocation>> = const { RefCell::new(None) };
     /// Backtrace of the last panic on this thread, set by the hook.
     static LAST_BACKTRACE: RefCell<Option<Backtrace>> = const { RefCell::new(None) };
 }
@@ -337,24 +337,31 @@ const MAX_BACKTRACE_BYTES: usize = 16 * 1024;
 
 /// Installs (once per library: every cdylib has its own panic hook) a hook
 /// that records the panic location and a backtrace instead of printing to
-/// stderr. The message (with the location only) travels to the host in the
-/// `Panicked` error, which may reach HTTP clients; the backtrace goes only
-/// to the host log (see [`PANIC_BACKTRACE_LOG`]).
+/// stderr. The message and the location (as a [`PanicLocation`] value)
+/// travel to the host in the `Panicked` error, which may reach HTTP
+/// clients; the backtrace goes only to the host log (see
+/// [`PANIC_BACKTRACE_LOG`]).
 fn install_panic_hook() {
     HOOK.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
-            let location = info
-                .location()
-                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
-                .unwrap_or_else(|| "unknown location".to_owned());
-            LAST_PANIC.with(|p| *p.borrow_mut() = Some(location));
+            let location = info.location().map(|l| PanicLocation {
+                file: RString::from(l.file()),
+                line: l.line(),
+                column: l.column(),
+            });
+            LAST_PANIC.with(|p| *p.borrow_mut() = location);
             LAST_BACKTRACE.with(|b| *b.borrow_mut() = Some(Backtrace::force_capture()));
         }));
     });
 }
 
 /// Sends the backtrace of a panic caught in `callback` to the host log.
-fn report_backtrace(callback: &str, message: &str, backtrace: Option<Backtrace>) {
+fn report_backtrace(
+    callback: &str,
+    message: &str,
+    location: Option<&PanicLocation>,
+    backtrace: Option<Backtrace>,
+) {
     let (Some(host), Some(backtrace)) = (PANIC_HOST.get(), backtrace) else {
         return;
     };
@@ -367,6 +374,7 @@ fn report_backtrace(callback: &str, message: &str, backtrace: Option<Backtrace>)
     let fields = serde_json::json!({
         "callback": callback,
         "panic": message,
+        "location": location.map(|l| l.to_string()),
         "backtrace": &text[..cut],
     });
     let _ = catch_unwind(AssertUnwindSafe(|| {
@@ -384,7 +392,8 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Runs `f`, turning a panic into `ErrorKind::Panicked` naming the callback.
+/// Runs `f`, turning a panic into `ErrorKind::Panicked` naming the callback,
+/// with the hook's [`PanicLocation`] in the error's `panic` field.
 pub(crate) fn guard<R>(
     callback: &str,
     f: impl FnOnce() -> Result<R, PluginError>,
@@ -394,13 +403,9 @@ pub(crate) fn guard<R>(
         Err(payload) => {
             let location = LAST_PANIC.with(|p| p.borrow_mut().take());
             let backtrace = LAST_BACKTRACE.with(|b| b.borrow_mut().take());
-            let mut message = format!("panicked in {callback}: {}", panic_message(&*payload));
-            if let Some(location) = location {
-                message.push_str(" at ");
-                message.push_str(&location);
-            }
-            report_backtrace(callback, &message, backtrace);
-            RResult::RErr(PluginError::new(ErrorKind::Panicked, message))
+            let message = format!("panicked in {callback}: {}", panic_message(&*payload));
+            report_backtrace(callback, &message, location.as_ref(), backtrace);
+            RResult::RErr(PluginError::panicked(message, location))
         }
     }
 }

@@ -29,7 +29,7 @@ pub mod __private {
     pub use crate::export::{erased_root_module, lib_header, ROOT_MODULE_SYMBOL};
     pub use abi_stable::library::LibHeader;
 }
-pub use error::{ErrorKind, PluginError};
+pub use error::{ErrorKind, PanicLocation, PluginError};
 pub use ffi::{
     HostApi, HostApi_TO, HostHandle, Plugin, PluginBox, PluginMod, PluginMod_Ref, Plugin_TO,
 };

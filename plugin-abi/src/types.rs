@@ -7,6 +7,7 @@
 use abi_stable::std_types::{ROption, RString, RVec, Tuple2};
 use abi_stable::StableAbi;
 
+use crate::error::PanicLocation;
 use crate::trace_context::TraceContext;
 
 /// Severity of a log line sent to the host's logger.
@@ -241,7 +242,8 @@ pub enum ObservationKind {
     PluginState,
     /// An error happened in the host or a plugin: `name` = where (a short
     /// fixed identifier such as `plugin_load`, `event_handler`), `caller` =
-    /// plugin, `message` = text.
+    /// plugin, `message` = text, `panic` = where the plugin panicked (for
+    /// a caught panic whose location the guest recorded).
     Error,
     /// An event was handed to a subscriber: `name` = topic, `caller` =
     /// subscriber plugin, `duration_ns` = queue wait + handler time.
@@ -316,6 +318,9 @@ pub struct Observation {
     pub trace_context: ROption<TraceContext>,
     /// Span id of the parent span, `RNone` for a root.
     pub parent_span_id: ROption<[u8; 8]>,
+    /// For an `Error` report of a plugin panic: its location (the
+    /// [`PluginError::panic`](crate::PluginError) the guest filled).
+    pub panic: ROption<PanicLocation>,
 }
 
 impl Observation {
@@ -333,6 +338,7 @@ impl Observation {
             at_unix_ns: 0,
             trace_context: ROption::RNone,
             parent_span_id: ROption::RNone,
+            panic: ROption::RNone,
         }
     }
 }
@@ -446,5 +452,6 @@ mod tests {
         assert!(o.parent_span_id.is_none());
         assert_eq!((o.duration_ns, o.at_unix_ns), (0, 0));
         assert!(o.trace_context.is_none());
+        assert!(o.panic.is_none());
     }
 }

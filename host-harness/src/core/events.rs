@@ -104,7 +104,12 @@ impl HostCore {
                 "event handler failed",
                 json!({"plugin": &*instance.name, "topic": ev.topic, "error": e.to_string()}),
             );
-            self.report_error("event_handler", &instance.name, &msg);
+            self.report_plugin_error(
+                "event_handler",
+                &instance.name,
+                &msg,
+                e.panic.as_ref().into_option(),
+            );
             if e.kind == ErrorKind::Panicked && instance.set_state(PluginState::Error, Some(msg)) {
                 self.plugin_state_changed(instance, "error");
             }

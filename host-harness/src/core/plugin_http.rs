@@ -137,7 +137,12 @@ impl HostCore {
                 {
                     self.plugin_state_changed(&instance, "error");
                 }
-                self.report_error("http_handler", &instance.name, &msg);
+                self.report_plugin_error(
+                    "http_handler",
+                    &instance.name,
+                    &msg,
+                    e.panic.as_ref().into_option(),
+                );
             }
             ApiError::from(e)
         })

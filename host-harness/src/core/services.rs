@@ -148,12 +148,14 @@ impl HostCore {
                 {
                     self.plugin_state_changed(instance, "error");
                 }
+                let at = err.panic.as_ref().into_option();
                 logger::error(
                     "service_registry",
                     "service call failed",
-                    json!({"service": service, "plugin": &*instance.name, "error": msg}),
+                    json!({"service": service, "plugin": &*instance.name, "error": msg,
+                           "panic_location": at.map(|l| l.to_string())}),
                 );
-                self.report_error("service_call", &instance.name, &msg);
+                self.report_plugin_error("service_call", &instance.name, &msg, at);
             }
             _ => self.report_error(
                 "service_call",

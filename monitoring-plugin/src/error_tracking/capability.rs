@@ -548,19 +548,19 @@ fn parse_ignore(body: &[u8]) -> Result<IgnoreUntil, String> {
     }
 }
 
-/// A parsed plugin panic: `panicked in <callback>: <msg> at <file:line:col>`.
+/// A plugin panic: the callback and message from the guest's fixed wording
+/// `panicked in <callback>: <msg>`; its location never comes from text but
+/// from the observation's `panic` value ([`plugin_abi::PanicLocation`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PanicInfo {
     /// The plugin callback that panicked (`handle_service`, `on_event`, …).
     pub callback: String,
     /// The panic message.
     pub message: String,
-    /// `(file, line, column)` when the location was recorded.
-    pub location: Option<(String, u32, u32)>,
 }
 
 /// Finds a plugin panic in an error message (it may be prefixed, e.g.
-/// `service demo.x: panicked in handle_service: boom at src/lib.rs:3:5`).
+/// `service demo.x: panicked in handle_service: boom`).
 pub fn parse_panic(message: &str) -> Option<PanicInfo> {
     const MARK: &str = "panicked in ";
     let start = message.find(MARK)? + MARK.len();
@@ -569,17 +569,9 @@ pub fn parse_panic(message: &str) -> Option<PanicInfo> {
     if callback.is_empty() || callback.contains(char::is_whitespace) {
         return None;
     }
-    let (text, location) = match rest.rsplit_once(" at ") {
-        Some((text, loc)) => match parse_location(loc.trim()) {
-            Some(l) => (text, Some(l)),
-            None => (rest, None),
-        },
-        None => (rest, None),
-    };
     Some(PanicInfo {
         callback: callback.to_owned(),
-        message: text.to_owned(),
-        location,
+        message: rest.to_owned(),
     })
 }
 
@@ -664,17 +656,18 @@ pub fn event_from_error(o: &Observation) -> ErrorEvent {
         o.caller.as_str()
     };
     let message = o.message.as_str();
+    let location = o.panic.as_ref().into_option();
     let mut event = match parse_panic(message) {
         Some(p) => {
             let mut frames = vec![Frame {
                 function: Some(p.callback.clone()),
                 ..Frame::default()
             }];
-            if let Some((file, line, _)) = &p.location {
+            if let Some(at) = location {
                 frames.push(Frame {
-                    filename: Some(file.clone()),
-                    abs_path: Some(file.clone()),
-                    lineno: Some(*line),
+                    filename: Some(at.file.to_string()),
+                    abs_path: Some(at.file.to_string()),
+                    lineno: Some(at.line),
                     ..Frame::default()
                 });
             }
@@ -682,11 +675,9 @@ pub fn event_from_error(o: &Observation) -> ErrorEvent {
             e.level = Level::Fatal;
             e.message = Some(message.to_owned());
             e.tags.insert("callback".into(), p.callback.clone());
-            if let Some((file, line, col)) = &p.location {
-                e.extra.insert(
-                    "panic_location".into(),
-                    Value::from(format!("{file}:{line}:{col}")),
-                );
+            if let Some(at) = location {
+                e.extra
+                    .insert("panic_location".into(), Value::from(at.to_string()));
             }
             e
         }
@@ -850,18 +841,16 @@ mod tests {
     #[test]
     fn panics_parse() {
         let p = parse_panic(
-            "service faulty.call: panicked in handle_service: deliberate panic in handle_service at example-plugins/fixtures/faulty/src/lib.rs:32:9",
+            "service faulty.call: panicked in handle_service: deliberate panic in handle_service",
         )
         .unwrap();
         assert_eq!(p.callback, "handle_service");
         assert_eq!(p.message, "deliberate panic in handle_service");
+        let p = parse_panic("panicked in on_event: boom at src/x.rs:1:2").unwrap();
         assert_eq!(
-            p.location,
-            Some(("example-plugins/fixtures/faulty/src/lib.rs".into(), 32, 9))
+            p.message, "boom at src/x.rs:1:2",
+            "text is never a location"
         );
-        let p = parse_panic("panicked in on_event: boom at here").unwrap();
-        assert_eq!(p.message, "boom at here");
-        assert_eq!(p.location, None);
         assert!(parse_panic("service x: failed").is_none());
     }
 
@@ -921,12 +910,29 @@ mod tests {
         let mut o = Observation::empty(ObservationKind::Error);
         o.name = "service_call".into();
         o.caller = "faulty".into();
-        o.message =
-            "service faulty.call: panicked in handle_service: boom at src/lib.rs:3:5".into();
+        o.message = "service faulty.call: panicked in handle_service: boom".into();
+        o.panic = abi_stable::std_types::ROption::RSome(plugin_abi::PanicLocation {
+            file: "src/lib.rs".into(),
+            line: 3,
+            column: 5,
+        });
         let e = event_from_error(&o);
         assert_eq!(e.level, Level::Fatal);
         assert_eq!(e.exception[0].ty, "panic");
-        assert_eq!(e.exception[0].frames[1].lineno, Some(3));
+        assert_eq!(e.exception[0].value.as_deref(), Some("boom"));
+        let at = &e.exception[0].frames[1];
+        assert_eq!(
+            (at.filename.as_deref(), at.lineno),
+            (Some("src/lib.rs"), Some(3))
+        );
+        assert_eq!(e.extra["panic_location"], "src/lib.rs:3:5");
+
+        // Without the value there is no location frame, whatever the text says.
+        o.panic = abi_stable::std_types::ROption::RNone;
+        o.message =
+            "service faulty.call: panicked in handle_service: boom at src/lib.rs:3:5".into();
+        let e = event_from_error(&o);
+        assert_eq!(e.exception[0].frames.len(), 1);
         assert_eq!(e.service_or_topic.as_deref(), Some("faulty.call"));
         assert_eq!(e.tags["place"], "service_call");
     }
