@@ -15,6 +15,7 @@ use abi_stable::std_types::{RArc, RBox, ROption, RResult, RSlice, RStr, RString,
 use abi_stable::{declare_root_module_statics, package_version_strings, sabi_trait, StableAbi};
 
 use crate::error::PluginError;
+use crate::facts::{HostCounters, HostInfo_Ref, PluginSummary};
 use crate::telemetry::{ProviderBox, TelemetrySlot};
 use crate::trace_context::TraceContext;
 use crate::types::{
@@ -92,8 +93,9 @@ pub trait HostApi: Send + Sync + Clone {
     /// JSON object of one module, if it exists.
     fn get_module(&self, name: RStr<'_>) -> ROption<RString>;
 
-    /// JSON array of all plugins with their state, error and generation.
-    fn list_plugins(&self) -> RString;
+    /// Every plugin the host knows, with its state, generation, error,
+    /// circuit, bulkhead and callback time.
+    fn list_plugins(&self) -> RVec<PluginSummary>;
 
     /// Registers an HTTP route under `/api/` (not on the host's own
     /// `/api/v1/{plugins,modules,services,events,storage,host}`); requests
@@ -120,9 +122,11 @@ pub trait HostApi: Send + Sync + Clone {
     /// and error through [`Plugin::on_observations`], in batches.
     fn set_observer(&self, enabled: bool) -> RResult<(), PluginError>;
 
-    /// JSON facts about the host: versions, start time, observer drops.
+    /// Facts about the host fixed for its life (versions, start time,
+    /// directories, sampling ratio, deadlines): the same `'static`
+    /// reference on every call. Totals that change are [`HostApi::host_counters`].
     #[sabi(last_prefix_field)]
-    fn host_info(&self) -> RString;
+    fn host_info(&self) -> HostInfo_Ref;
 
     /// The host-owned telemetry slot every plugin's handles read their
     /// provider from (docs/telemetry-design.md, section 3). The same slot
@@ -136,6 +140,9 @@ pub trait HostApi: Send + Sync + Clone {
     /// and closes it when the installing instance stops, unless a newer
     /// instance has installed its own by then.
     fn install_telemetry_provider(&self, provider: ProviderBox) -> RResult<(), PluginError>;
+
+    /// Host totals that change while it runs (observer drops, events).
+    fn host_counters(&self) -> HostCounters;
 }
 
 /// The host handle given to a plugin at construction.

@@ -17,6 +17,7 @@ use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString};
 
 use crate::error::{PanicLocation, PluginError};
+use crate::facts::{HostCounters, HostInfo_Ref, PluginSummary};
 use crate::ffi::{HostHandle, Plugin, PluginBox, PluginMod, PluginMod_Ref, Plugin_TO};
 use crate::trace_context::TraceContext;
 use crate::types::{
@@ -247,8 +248,8 @@ impl Host {
     }
 
     /// See [`crate::HostApi::list_plugins`].
-    pub fn list_plugins(&self) -> serde_json::Value {
-        serde_json::from_str(self.inner.list_plugins().as_str()).unwrap_or_default()
+    pub fn list_plugins(&self) -> Vec<PluginSummary> {
+        self.inner.list_plugins().into_vec()
     }
 
     /// See [`crate::HostApi::register_route`] (default deadline).
@@ -306,9 +307,15 @@ impl Host {
         self.inner.set_observer(enabled).into_result()
     }
 
-    /// See [`crate::HostApi::host_info`].
-    pub fn host_info(&self) -> serde_json::Value {
-        serde_json::from_str(self.inner.host_info().as_str()).unwrap_or_default()
+    /// See [`crate::HostApi::host_info`]: read fields with its accessors
+    /// (`host.host_info().trace_sample_ratio()`).
+    pub fn host_info(&self) -> HostInfo_Ref {
+        self.inner.host_info()
+    }
+
+    /// See [`crate::HostApi::host_counters`].
+    pub fn host_counters(&self) -> HostCounters {
+        self.inner.host_counters()
     }
 }
 

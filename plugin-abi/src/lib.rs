@@ -15,6 +15,7 @@
 
 pub mod error;
 mod export;
+pub mod facts;
 pub mod ffi;
 pub mod guest;
 pub mod telemetry;
@@ -30,6 +31,10 @@ pub mod __private {
     pub use abi_stable::library::LibHeader;
 }
 pub use error::{ErrorKind, PanicLocation, PluginError};
+pub use facts::{
+    BulkheadSummary, CallbackTime, CircuitState, CircuitSummary, HostCounters, HostInfo,
+    HostInfo_Ref, PluginSummary,
+};
 pub use ffi::{
     HostApi, HostApi_TO, HostHandle, Plugin, PluginBox, PluginMod, PluginMod_Ref, Plugin_TO,
 };

@@ -122,9 +122,7 @@ impl Errors {
                     .map_err(|e| PluginError::failed(format!("cannot open the issue store: {e}")))?
             }
         };
-        let host_version = ctx.host.host_info()["host_version"]
-            .as_str()
-            .map(str::to_owned);
+        let host_version = Some(ctx.host.host_info().host_version().to_string());
         // `external_labels.environment` names this deployment for every sink.
         let environment = ctx
             .config
@@ -177,15 +175,9 @@ impl Errors {
             return None;
         }
         let mut map = HashMap::new();
-        for p in self
-            .host
-            .list_plugins()
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            if let (Some(n), Some(v)) = (p["name"].as_str(), p["version"].as_str()) {
-                map.insert(n.to_owned(), v.to_owned());
+        for p in self.host.list_plugins() {
+            if let Some(v) = p.version.into_option() {
+                map.insert(p.name.into_string(), v.into_string());
             }
         }
         *cache = (now, map);

@@ -631,9 +631,7 @@ impl Capability for TracingCapability {
         // A health round starts a trace of its own: it follows the host's
         // root sampling ratio, like every other new trace.
         let trace_id = crate::tracing::context::new_trace_id();
-        let ratio = self.ctx.host.host_info()["trace_sample_ratio"]
-            .as_f64()
-            .unwrap_or(1.0);
+        let ratio = self.ctx.host.host_info().trace_sample_ratio();
         if !crate::tracing::context::Sampler::new(ratio).sample_trace_id(&trace_id) {
             self.counters.sampled_out.inc();
             return;

@@ -10,8 +10,10 @@ use abi_stable::std_types::{RArc, ROption, RResult, RStr, RString, RVec};
 
 use super::*;
 use crate::error::ErrorKind;
+use crate::facts::{HostCounters, HostInfo, HostInfo_Ref, PluginSummary};
 use crate::ffi::{HostApi, HostApi_TO};
 use crate::telemetry::{InstrumentOpts, ProviderBox, TelemetrySlot};
+use crate::types::PluginState;
 
 /// A valid `traceparent` for the calls that carry a context.
 const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -148,8 +150,8 @@ impl HostApi for FakeHost {
         }
     }
 
-    fn list_plugins(&self) -> RString {
-        self.json.into()
+    fn list_plugins(&self) -> RVec<PluginSummary> {
+        RVec::from(vec![PluginSummary::new("demo", PluginState::Started, 3)])
     }
 
     fn register_route(
@@ -176,8 +178,26 @@ impl HostApi for FakeHost {
         RResult::ROk(())
     }
 
-    fn host_info(&self) -> RString {
-        self.json.into()
+    fn host_info(&self) -> HostInfo_Ref {
+        HostInfo {
+            host_version: "9.9.9".into(),
+            abi_version: crate::ABI_VERSION.into(),
+            started_unix_ms: 1,
+            pid: 2,
+            data_dir: "/d".into(),
+            plugins_dir: "/p".into(),
+            trace_sample_ratio: 0.5,
+            service_timeout_ms: 3,
+            callback_timeout_ms: 4,
+        }
+        .leak()
+    }
+
+    fn host_counters(&self) -> HostCounters {
+        HostCounters {
+            observer_dropped_total: 5,
+            ..HostCounters::default()
+        }
     }
 
     fn telemetry_slot(&self) -> RArc<TelemetrySlot> {
@@ -306,7 +326,6 @@ fn log_helpers_send_the_level_and_fields_as_json_text() {
 fn json_queries_parse_and_fall_back_to_null_on_bad_text() {
     let (handle, _) = fake_host(r#"{"uptime_s":3}"#);
     let host = Host::new(handle);
-    assert_eq!(host.host_info()["uptime_s"], 3);
     assert_eq!(host.list_modules()["uptime_s"], 3);
     assert!(host.get_module("known").is_some());
     assert!(host.get_module("unknown").is_none());
@@ -314,10 +333,29 @@ fn json_queries_parse_and_fall_back_to_null_on_bad_text() {
     let (handle, _) = fake_host("not json");
     let host = Host::new(handle);
     assert!(host.list_modules().is_null());
-    assert!(host.list_plugins().is_null());
-    assert!(host.host_info().is_null());
     assert!(host.get_module("known").is_none(), "unparsable is absent");
     assert_eq!(format!("{host:?}"), "Host { .. }");
+}
+
+#[test]
+fn host_facts_and_plugin_summaries_are_typed_values() {
+    let (handle, _) = fake_host("{}");
+    let host = Host::new(handle);
+    let info = host.host_info();
+    assert_eq!(info.host_version().as_str(), "9.9.9");
+    assert_eq!(info.trace_sample_ratio(), 0.5);
+    assert_eq!(info.callback_timeout_ms(), 4);
+    assert_eq!(host.host_counters().observer_dropped_total, 5);
+    let plugins = host.list_plugins();
+    assert_eq!(plugins.len(), 1);
+    assert_eq!(
+        (
+            plugins[0].name.as_str(),
+            plugins[0].state,
+            plugins[0].generation
+        ),
+        ("demo", PluginState::Started, 3)
+    );
 }
 
 #[test]
