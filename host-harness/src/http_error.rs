@@ -36,7 +36,8 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
-        ErrorKind::Failed | ErrorKind::Panicked => StatusCode::INTERNAL_SERVER_ERROR,
+        // Failed, Panicked, and any kind added later.
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -102,9 +103,10 @@ impl ApiError {
 /// message unchanged.
 impl From<PluginError> for ApiError {
     fn from(e: PluginError) -> ApiError {
+        let kind = e.kind();
         ApiError {
             panic: e.panic.into_option(),
-            ..ApiError::new(status_of(e.kind), e.kind.as_str(), e.message.into_string())
+            ..ApiError::new(status_of(kind), kind.as_str(), e.message.into_string())
         }
     }
 }

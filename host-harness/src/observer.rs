@@ -16,7 +16,9 @@ use std::time::Duration;
 use abi_stable::std_types::RString;
 use crossbeam_queue::ArrayQueue;
 use parking_lot::{Mutex, RwLock};
-use plugin_abi::{CallStatus, Observation, ObservationKind, PanicLocation};
+use plugin_abi::{
+    CallStatus, CallStatus_NE, Observation, ObservationKind, ObservationKind_NE, PanicLocation,
+};
 
 use crate::tracecontext::SpanContext;
 
@@ -152,8 +154,8 @@ impl Report {
     fn to_ffi(&self) -> Observation {
         let s = |v: &Option<String>| v.as_deref().map(RString::from).unwrap_or_default();
         Observation {
-            kind: self.kind,
-            status: self.status,
+            kind: ObservationKind_NE::new(self.kind),
+            status: CallStatus_NE::new(self.status),
             name: RString::from(&*self.name),
             caller: RString::from(&*self.caller),
             namespace: self

@@ -21,7 +21,7 @@ fn batch(slow_every: usize) -> Vec<Observation> {
     (0..BATCH)
         .map(|i| {
             let mut o = Observation::empty(ObservationKind::ServiceCall);
-            o.status = CallStatus::Ok;
+            o.status = plugin_abi::CallStatus_NE::new(CallStatus::Ok);
             o.name = RString::from(format!("demo.service{}", i % SERVICES));
             o.caller = RString::from("http");
             o.duration_ns = if slow_every > 0 && i % slow_every == 0 {

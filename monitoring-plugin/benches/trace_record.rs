@@ -20,7 +20,7 @@ use plugin_abi::{CallStatus, Observation, ObservationKind};
 
 fn observation(flags: u8) -> Observation {
     let mut o = Observation::empty(ObservationKind::ServiceCall);
-    o.status = CallStatus::Ok;
+    o.status = plugin_abi::CallStatus_NE::new(CallStatus::Ok);
     o.name = RString::from("demo.light.toggle");
     o.caller = RString::from("faulty");
     o.detail = RString::from("demo-devices");

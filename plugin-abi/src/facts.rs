@@ -15,7 +15,7 @@
 use abi_stable::std_types::{ROption, RStr, RString, RVec};
 use abi_stable::StableAbi;
 
-use crate::types::{HealthReport, PluginState};
+use crate::types::{HealthReport, PluginState, PluginState_NE};
 
 /// Facts about the host, fixed for its life: read them through
 /// [`HostInfo_Ref`]'s accessors (`info.host_version()` …). Its strings are
@@ -144,8 +144,8 @@ pub struct PluginSummary {
     pub name: RString,
     /// The plugin's version, when an instance is loaded.
     pub version: ROption<RString>,
-    /// Its life-cycle state.
-    pub state: PluginState,
+    /// Its life-cycle state (read it with [`PluginSummary::state`]).
+    pub state: PluginState_NE,
     /// Generation of the running instance (0 if none ever loaded).
     pub generation: u32,
     /// Error message when in error, or of the last failed reload.
@@ -169,7 +169,7 @@ impl PluginSummary {
         PluginSummary {
             name: name.into(),
             version: ROption::RNone,
-            state,
+            state: PluginState_NE::new(state),
             generation,
             error: ROption::RNone,
             file_present: true,
@@ -178,6 +178,12 @@ impl PluginSummary {
             bulkhead: ROption::RNone,
             callbacks: RVec::new(),
         }
+    }
+
+    /// Its life-cycle state; one added by a newer host than this side knows
+    /// reads as [`PluginState::Stopped`] (not serving, no error of its own).
+    pub fn state(&self) -> PluginState {
+        self.state.as_enum().map_or(PluginState::Stopped, |s| *s)
     }
 
     /// The circuit's state, `closed` when no instance is loaded.

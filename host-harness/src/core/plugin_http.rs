@@ -110,7 +110,7 @@ impl HostCore {
             let e = refused.to_plugin_error();
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                e.kind.as_str(),
+                e.kind().as_str(),
                 e.message.into_string(),
             )
         })?;
@@ -130,7 +130,7 @@ impl HostCore {
         )
         .await;
         result.map_err(|e| {
-            if matches!(e.kind, ErrorKind::Panicked | ErrorKind::Timeout) {
+            if matches!(e.kind(), ErrorKind::Panicked | ErrorKind::Timeout) {
                 let msg = format!("HTTP handler: {}", e.message);
                 if e.kind == ErrorKind::Panicked
                     && instance.set_state(PluginState::Error, Some(msg.clone()))

@@ -138,7 +138,7 @@ impl HostCore {
     }
 
     fn after_call_failure(&self, instance: &PluginInstance, service: &str, err: &PluginError) {
-        match err.kind {
+        match err.kind() {
             // A timeout is the circuit breaker's business (the plugin stays
             // `started`, its circuit opens while the call is hung).
             ErrorKind::Panicked | ErrorKind::Timeout => {

@@ -286,7 +286,7 @@ impl PluginSummary {
         plugin_abi::PluginSummary {
             name: self.name.as_str().into(),
             version: text(&self.version),
-            state: self.state_kind,
+            state: plugin_abi::PluginState_NE::new(self.state_kind),
             generation: self.generation,
             error: text(&self.error),
             file_present: self.file_present,

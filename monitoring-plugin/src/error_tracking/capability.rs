@@ -286,7 +286,10 @@ impl Errors {
 
     fn record_breadcrumb(&self, o: &Observation) {
         let ring: &BreadcrumbRing = self.tracker.breadcrumbs();
-        match o.kind {
+        let Some(kind) = o.kind() else {
+            return; // a kind this plugin does not know: ignored
+        };
+        match kind {
             ObservationKind::LogLine => {
                 if o.message.as_str() == PANIC_BACKTRACE_LOG {
                     let fields: Value = serde_json::from_str(o.detail.as_str()).unwrap_or_default();
@@ -319,7 +322,7 @@ impl Errors {
             ObservationKind::ServiceCall => {
                 let mut crumb = Breadcrumb::service_call(
                     o.name.as_str(),
-                    o.status.as_str(),
+                    o.status().as_str(),
                     o.duration_ns as f64 / 1e6,
                 );
                 crumb.timestamp = o.at_unix_ns / 1_000_000;
@@ -787,7 +790,10 @@ impl Capability for Errors {
 
     fn on_observations(&self, batch: &[Observation]) {
         for o in batch {
-            match o.kind {
+            let Some(kind) = o.kind() else {
+                continue; // a kind this plugin does not know: ignored
+            };
+            match kind {
                 // The backtrace line is attached to its panic's issue instead.
                 ObservationKind::Error
                     if o.name.as_str() == "plugin_log"

@@ -354,8 +354,8 @@ impl State {
             None => reasons.push("health checks have not run yet".to_owned()),
         }
         for p in self.ctx.host.list_plugins() {
-            if p.file_present && p.state != PluginState::Started {
-                reasons.push(format!("plugin {} is {}", p.name, p.state.as_str()));
+            if p.file_present && p.state() != PluginState::Started {
+                reasons.push(format!("plugin {} is {}", p.name, p.state().as_str()));
             }
         }
         let ready = reasons.is_empty();

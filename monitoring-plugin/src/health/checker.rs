@@ -629,10 +629,10 @@ fn custom_probe(host: &dyn HostView, service: &str) -> CheckResult {
 }
 
 fn plugin_result(p: &PluginSummary, t: Instant) -> CheckResult {
-    let state = p.state.as_str();
+    let state = p.state().as_str();
     let error = p.error.as_ref().map_or("", |e| e.as_str());
     let health = p.health.as_ref().into_option();
-    let (status, message) = match p.state {
+    let (status, message) = match p.state() {
         // The host refuses calls to a plugin whose circuit is open (a call
         // hung): unhealthy until a trial call succeeds.
         PluginState::Started if p.circuit_state() == CircuitState::Open => (

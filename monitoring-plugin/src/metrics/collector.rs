@@ -418,10 +418,14 @@ impl MetricsCollector {
     /// Applies a batch of observer reports.
     pub fn observe(&self, batch: &[Observation]) {
         for o in batch {
-            match o.kind {
+            // A kind this plugin does not know is ignored.
+            let Some(kind) = o.kind() else {
+                continue;
+            };
+            match kind {
                 ObservationKind::ServiceCall => {
                     let name = o.name.as_str();
-                    let status = o.status.as_str();
+                    let status = o.status().as_str();
                     if let Some(c) =
                         with_overflow(|l| self.service_calls.with_labels(l), &[name, status], 0)
                     {
@@ -499,6 +503,7 @@ impl MetricsCollector {
                 | ObservationKind::PluginState
                 | ObservationKind::LogLine
                 | ObservationKind::Stall => {}
+                _ => {}
             }
         }
         self.observations.inc_by(batch.len() as f64);
@@ -517,12 +522,12 @@ impl MetricsCollector {
     pub fn update_plugins(&self, plugins: &[PluginSummary]) {
         let mut loaded = 0.0;
         for p in plugins {
-            let value = match p.state {
+            let value = match p.state() {
                 PluginState::Started => 1.0,
                 PluginState::Error => -1.0,
                 _ => 0.0,
             };
-            if matches!(p.state, PluginState::Started | PluginState::Loaded) {
+            if matches!(p.state(), PluginState::Started | PluginState::Loaded) {
                 loaded += 1.0;
             }
             if let Some(g) =

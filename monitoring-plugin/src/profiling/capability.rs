@@ -146,7 +146,7 @@ impl SlowCallTracker {
                 let call = SlowCall {
                     service: name.to_owned(),
                     caller: o.caller.as_str().to_owned(),
-                    status: o.status.as_str(),
+                    status: o.status().as_str(),
                     duration_ms: o.duration_ns as f64 / 1e6,
                     at_unix_ms: o.at_unix_ns / 1_000_000,
                     trace_id: o
@@ -709,7 +709,7 @@ mod tests {
     fn ignores_other_kinds_and_not_found() {
         let t = SlowCallTracker::new(1, 5);
         let mut nf = call("x", 10, None);
-        nf.status = CallStatus::NotFound;
+        nf.status = plugin_abi::CallStatus_NE::new(CallStatus::NotFound);
         let other = Observation::empty(ObservationKind::EventPublished);
         assert!(t.observe(&[nf, other]).is_empty());
         assert_eq!(t.service("x"), None);

@@ -230,13 +230,15 @@ impl TracingCapability {
             return false;
         };
         if !matches!(
-            o.kind,
-            ObservationKind::ServiceCall
-                | ObservationKind::HttpRequest
-                | ObservationKind::EventPublished
-                | ObservationKind::EventDelivered
-                | ObservationKind::StorageOperation
-                | ObservationKind::PluginState
+            o.kind(),
+            Some(
+                ObservationKind::ServiceCall
+                    | ObservationKind::HttpRequest
+                    | ObservationKind::EventPublished
+                    | ObservationKind::EventDelivered
+                    | ObservationKind::StorageOperation
+                    | ObservationKind::PluginState
+            )
         ) {
             return false;
         }
@@ -260,7 +262,7 @@ impl TracingCapability {
             "service": o.name.as_str(),
             "caller": o.caller.as_str(),
             "plugin": o.detail.as_str(),
-            "status": o.status.as_str(),
+            "status": o.status().as_str(),
             "duration_ms": o.duration_ns as f64 / 1e6,
             "threshold_ms": self.config.slow_call_ms,
             "trace_id": to_hex(&ctx.trace_id),
@@ -478,7 +480,7 @@ fn attributes(map: BTreeMap<String, Value>) -> Vec<(String, AttrValue)> {
 }
 
 fn status_of(o: &Observation) -> SpanStatus {
-    match o.status {
+    match o.status() {
         CallStatus::Ok => SpanStatus::Ok,
         other if o.message.is_empty() => SpanStatus::error(other.as_str()),
         _ => SpanStatus::error(o.message.as_str()),
@@ -494,8 +496,8 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
     let caller = o.caller.as_str();
     let mut span = SpanRecord::new(ctx.trace_id, ctx.span_id, parent, String::new(), start, end);
     span.status = status_of(o);
-    match o.kind {
-        ObservationKind::HttpRequest => {
+    match o.kind() {
+        Some(ObservationKind::HttpRequest) => {
             // detail = "METHOD STATUS"
             let (method, code) = o.detail.as_str().split_once(' ').unwrap_or(("", ""));
             span.name = format!("{method} {name}");
@@ -513,7 +515,7 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
                 span.status = SpanStatus::error(format!("HTTP {code}"));
             }
         }
-        ObservationKind::ServiceCall => {
+        Some(ObservationKind::ServiceCall) => {
             span.name = name.to_owned();
             span.kind = SpanKind::Server;
             span.plugin = if o.detail.is_empty() {
@@ -524,10 +526,10 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
             span.service_name = Some(name.to_owned());
             span.attributes = vec![
                 ("homeconsole.caller".into(), caller.into()),
-                ("homeconsole.status".into(), o.status.as_str().into()),
+                ("homeconsole.status".into(), o.status().as_str().into()),
             ];
         }
-        ObservationKind::EventPublished => {
+        Some(ObservationKind::EventPublished) => {
             span.name = format!("publish {name}");
             span.kind = SpanKind::Producer;
             span.plugin = caller.to_owned();
@@ -537,7 +539,7 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
                 ("messaging.destination.name".into(), name.into()),
             ];
         }
-        ObservationKind::EventDelivered => {
+        Some(ObservationKind::EventDelivered) => {
             span.name = format!("process {name}");
             span.kind = SpanKind::Consumer;
             span.plugin = caller.to_owned();
@@ -547,7 +549,7 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
                 ("messaging.destination.name".into(), name.into()),
             ];
         }
-        ObservationKind::StorageOperation => {
+        Some(ObservationKind::StorageOperation) => {
             span.name = format!("storage.{name}");
             span.kind = SpanKind::Client;
             span.plugin = caller.to_owned();
@@ -749,7 +751,7 @@ mod tests {
             "1111111111111111",
         );
         o.detail = RString::from("demo-devices");
-        o.status = CallStatus::Error;
+        o.status = plugin_abi::CallStatus_NE::new(CallStatus::Error);
         o.message = RString::from("boom");
         let ctx = TraceContext::parse(TP).unwrap();
         let s = span_of(&o, &ctx, parse_span_id("1111111111111111").ok());
@@ -767,7 +769,7 @@ mod tests {
         let ctx = TraceContext::parse(TP).unwrap();
         let mut http = obs(ObservationKind::HttpRequest, "/api/v1/x", TP, "");
         http.detail = RString::from("POST 503");
-        http.status = CallStatus::Error;
+        http.status = plugin_abi::CallStatus_NE::new(CallStatus::Error);
         let s = span_of(&http, &ctx, None);
         assert_eq!(
             (s.name.as_str(), s.kind),

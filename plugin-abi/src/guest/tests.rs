@@ -351,7 +351,7 @@ fn host_facts_and_plugin_summaries_are_typed_values() {
     assert_eq!(
         (
             plugins[0].name.as_str(),
-            plugins[0].state,
+            plugins[0].state(),
             plugins[0].generation
         ),
         ("demo", PluginState::Started, 3)
