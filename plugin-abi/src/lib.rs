@@ -30,7 +30,7 @@ pub mod __private {
     pub use crate::export::{erased_root_module, lib_header, ROOT_MODULE_SYMBOL};
     pub use abi_stable::library::LibHeader;
 }
-pub use error::{ErrorKind, PanicLocation, PluginError};
+pub use error::{ErrorKind, ErrorKind_NE, PanicLocation, PluginError};
 pub use facts::{
     BulkheadSummary, CallbackTime, CircuitState, CircuitSummary, HostCounters, HostInfo,
     HostInfo_Ref, PluginSummary,
