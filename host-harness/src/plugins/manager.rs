@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use plugin_abi::{HealthStatus, PluginBox, PluginState};
 use serde_json::json;
 
-use super::breaker::{Breaker, Bulkhead, BulkheadSnapshot, CircuitSnapshot, CircuitState};
+use super::breaker::{Breaker, Bulkhead, BulkheadSnapshot, CircuitSnapshot};
 
 /// Size and modification time of a plugin file, to notice changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,11 +302,7 @@ impl PluginSummary {
                 .circuit
                 .as_ref()
                 .map(|c| plugin_abi::CircuitSummary {
-                    state: match c.state {
-                        CircuitState::Closed => plugin_abi::CircuitState::Closed,
-                        CircuitState::HalfOpen => plugin_abi::CircuitState::HalfOpen,
-                        CircuitState::Open => plugin_abi::CircuitState::Open,
-                    },
+                    state: c.state,
                     reason: text(&c.reason),
                     opened_total: c.opened_total,
                     rejected_total: c.rejected_total,
