@@ -114,6 +114,7 @@ async fn observe_request(
     if let Some(h) = &header {
         request.headers_mut().insert("traceparent", h.clone());
     }
+    request.extensions_mut().insert(ServerSpan(Some(span)));
     if !core.observers.is_active() {
         let mut response = next.run(request).await;
         add_trace_headers(&mut response, &span, header, tracestate);
@@ -236,8 +237,8 @@ fn parse_json_body(body: &Bytes) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
-/// The request's `traceparent`, parsed. Below [`observe_request`] it is
-/// always the request's server span.
+/// The request's incoming `traceparent`, parsed: done once, at the edge
+/// ([`observe_request`]); everything below reads [`ServerSpan`].
 fn traceparent(headers: &HeaderMap) -> Option<SpanContext> {
     headers
         .get("traceparent")
@@ -245,22 +246,39 @@ fn traceparent(headers: &HeaderMap) -> Option<SpanContext> {
         .and_then(|v| SpanContext::parse(v).ok())
 }
 
+/// The request's server span as a value, put in the request's extensions
+/// by [`observe_request`]; handlers extract it (never failing: `None`
+/// outside the middleware) instead of parsing a header again.
+#[derive(Clone, Copy, Debug, Default)]
+struct ServerSpan(Option<SpanContext>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ServerSpan {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<ServerSpan>()
+            .copied()
+            .unwrap_or_default())
+    }
+}
+
 async fn call_service(
     State(core): State<Arc<HostCore>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
+    ServerSpan(span): ServerSpan,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     json_body_declared(&headers, body.len())?;
     let input = parse_json_body(&body).map_err(ApiError::bad_request)?;
     let output = core
-        .call_service_async(
-            &caller.service_caller(),
-            &name,
-            input,
-            traceparent(&headers),
-        )
+        .call_service_async(&caller.service_caller(), &name, input, span)
         .await
         .map_err(|e| service_error(e, &caller))?;
     let body = if serde_json::from_str::<serde::de::IgnoredAny>(&output).is_ok() {
@@ -278,6 +296,7 @@ async fn call_service(
 async fn publish_event(
     State(core): State<Arc<HostCore>>,
     Path(topic): Path<String>,
+    ServerSpan(span): ServerSpan,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -292,7 +311,7 @@ async fn publish_event(
     }
     json_body_declared(&headers, body.len())?;
     let payload = parse_json_body(&body).map_err(ApiError::bad_request)?;
-    let outcome = core.publish_traced(&HTTP_CALLER, &topic, &payload, traceparent(&headers))?;
+    let outcome = core.publish_traced(&HTTP_CALLER, &topic, &payload, span)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"topic": topic, "queued": outcome.queued, "dropped": outcome.dropped})),
@@ -320,13 +339,10 @@ async fn list_keys(
     State(core): State<Arc<HostCore>>,
     Extension(caller): Extension<Caller>,
     Path(namespace): Path<String>,
-    headers: HeaderMap,
+    ServerSpan(span): ServerSpan,
 ) -> Result<Response, ApiError> {
     check_namespace(&core, &caller, &namespace)?;
-    let keys = blocking(traceparent(&headers), move || {
-        core.storage_list_keys("http", &namespace, "")
-    })
-    .await?;
+    let keys = blocking(span, move || core.storage_list_keys("http", &namespace, "")).await?;
     Ok(Json(json!({"keys": keys})).into_response())
 }
 
@@ -334,10 +350,10 @@ async fn get_value(
     State(core): State<Arc<HostCore>>,
     Extension(caller): Extension<Caller>,
     Path((namespace, key)): Path<(String, String)>,
-    headers: HeaderMap,
+    ServerSpan(span): ServerSpan,
 ) -> Result<Response, ApiError> {
     check_namespace(&core, &caller, &namespace)?;
-    let (value, key) = blocking(traceparent(&headers), move || {
+    let (value, key) = blocking(span, move || {
         core.storage_get("http", &namespace, &key).map(|v| (v, key))
     })
     .await?;
@@ -353,13 +369,14 @@ async fn put_value(
     State(core): State<Arc<HostCore>>,
     Extension(caller): Extension<Caller>,
     Path((namespace, key)): Path<(String, String)>,
+    ServerSpan(span): ServerSpan,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     check_namespace(&core, &caller, &namespace)?;
     json_body_declared(&headers, body.len())?;
     let value = parse_json_body(&body).map_err(ApiError::bad_request)?;
-    blocking(traceparent(&headers), move || {
+    blocking(span, move || {
         core.storage_set("http", &namespace, &key, &value)
     })
     .await?;
@@ -370,13 +387,10 @@ async fn delete_value(
     State(core): State<Arc<HostCore>>,
     Extension(caller): Extension<Caller>,
     Path((namespace, key)): Path<(String, String)>,
-    headers: HeaderMap,
+    ServerSpan(span): ServerSpan,
 ) -> Result<Response, ApiError> {
     check_namespace(&core, &caller, &namespace)?;
-    let deleted = blocking(traceparent(&headers), move || {
-        core.storage_delete("http", &namespace, &key)
-    })
-    .await?;
+    let deleted = blocking(span, move || core.storage_delete("http", &namespace, &key)).await?;
     if deleted {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
@@ -416,7 +430,7 @@ async fn plugin_route(
         query: parts.uri.query().unwrap_or("").to_owned(),
         headers,
         body: body.to_vec(),
-        trace_context: traceparent(&parts.headers),
+        trace_context: parts.extensions.get::<ServerSpan>().and_then(|s| s.0),
     };
     let head = parts.method == Method::HEAD;
     let resp = core.plugin_http(request).await?;

@@ -170,7 +170,12 @@ fn tick_one(core: &Arc<HostCore>, instance: &Arc<PluginInstance>) {
                 "plugin tick failed",
                 json!({"plugin": &*instance.name, "error": e.to_string()}),
             );
-            core.report_error("tick", &instance.name, &e.to_string());
+            core.report_plugin_error(
+                "tick",
+                &instance.name,
+                &e.to_string(),
+                e.panic.as_ref().into_option(),
+            );
             if e.kind == ErrorKind::Panicked
                 && instance.set_state(PluginState::Error, Some(e.message.to_string()))
             {
@@ -187,7 +192,12 @@ fn tick_one(core: &Arc<HostCore>, instance: &Arc<PluginInstance>) {
                 if e.kind == ErrorKind::Panicked
                     && instance.set_state(PluginState::Error, Some(e.message.to_string()))
                 {
-                    core.report_error("health", &instance.name, &e.to_string());
+                    core.report_plugin_error(
+                        "health",
+                        &instance.name,
+                        &e.to_string(),
+                        e.panic.as_ref().into_option(),
+                    );
                     core.plugin_state_changed(instance, "error");
                 }
             }

@@ -1,5 +1,7 @@
 //! The JSON error body of every HTTP answer the host gives itself
-//! (`{"error": {"kind": …, "message": …}}`): the API handlers and the access
+//! (`{"error": {"kind": …, "message": …}}`, plus `panic_location: {file,
+//! line, column}` for a plugin panic whose location the plugin recorded;
+//! see `PluginError::panic` in plugin-abi): the API handlers and the access
 //! guard both answer with an [`ApiError`], so the body shape and the
 //! plugin-error → status mapping exist once.
 
@@ -8,7 +10,7 @@ use std::borrow::Cow;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use plugin_abi::{ErrorKind, PluginError};
+use plugin_abi::{ErrorKind, PanicLocation, PluginError};
 use serde_json::json;
 
 /// An HTTP error answer: status, machine-readable kind and a clear message.
@@ -20,6 +22,8 @@ pub struct ApiError {
     message: String,
     /// Whether the answer asks for a bearer token (`WWW-Authenticate`).
     challenge: bool,
+    /// Where the plugin behind the error panicked, if it did.
+    panic: Option<PanicLocation>,
 }
 
 /// The HTTP status a plugin error kind answers with.
@@ -32,7 +36,8 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
-        ErrorKind::Failed | ErrorKind::Panicked => StatusCode::INTERNAL_SERVER_ERROR,
+        // Failed, Panicked, and any kind added later.
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -48,6 +53,7 @@ impl ApiError {
             kind: kind.into(),
             message: message.into(),
             challenge: false,
+            panic: None,
         }
     }
 
@@ -97,7 +103,11 @@ impl ApiError {
 /// message unchanged.
 impl From<PluginError> for ApiError {
     fn from(e: PluginError) -> ApiError {
-        ApiError::new(status_of(e.kind), e.kind.as_str(), e.message.into_string())
+        let kind = e.kind();
+        ApiError {
+            panic: e.panic.into_option(),
+            ..ApiError::new(status_of(kind), kind.as_str(), e.message.into_string())
+        }
     }
 }
 
@@ -105,11 +115,12 @@ impl From<PluginError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let challenge = self.challenge;
-        let mut r = (
-            self.status,
-            Json(json!({"error": {"kind": self.kind, "message": self.message}})),
-        )
-            .into_response();
+        let mut error = json!({"kind": self.kind, "message": self.message});
+        if let Some(at) = &self.panic {
+            error["panic_location"] =
+                json!({"file": at.file.as_str(), "line": at.line, "column": at.column});
+        }
+        let mut r = (self.status, Json(json!({ "error": error }))).into_response();
         if challenge {
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -163,6 +174,23 @@ mod tests {
                 "{kind:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_plugin_panic_answers_with_its_location_as_fields() {
+        let at = PanicLocation {
+            file: "src/lib.rs".into(),
+            line: 32,
+            column: 9,
+        };
+        let e = ApiError::from(PluginError::panicked("panicked in tick: boom", Some(at)));
+        let (s, _, body) = body_of(e.into_response());
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body,
+            json!({"error": {"kind": "panicked", "message": "panicked in tick: boom",
+                "panic_location": {"file": "src/lib.rs", "line": 32, "column": 9}}})
+        );
     }
 
     #[test]

@@ -30,11 +30,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use abi_stable::std_types::{ROption, RString};
+use abi_stable::std_types::RString;
 use parking_lot::{Mutex, RwLock};
-use plugin_abi::{CallStatus, Observation, ObservationKind};
+use plugin_abi::{
+    CallStatus, CallStatus_NE, Observation, ObservationKind, ObservationKind_NE, PanicLocation,
+};
 
-use crate::tracecontext::{to_hex, SpanContext, TRACEPARENT_LEN};
+use crate::tracecontext::SpanContext;
 
 /// A name in a report: interned (`&'static`, free to copy — the hot path
 /// touches no reference count) or shared (for unbounded sets such as topics).
@@ -117,11 +119,13 @@ pub struct Report {
     /// When the report was made (a timed report: when the operation
     /// ended); Unix time is computed on the drain thread.
     pub at: Instant,
-    /// The operation's own span (formatted as a `traceparent` on the drain
-    /// thread, off the caller's hot path).
+    /// The operation's own span.
     pub trace_context: Option<SpanContext>,
     /// Parent span id, if any.
     pub parent_span_id: Option<[u8; 8]>,
+    /// Where a plugin panicked (error reports only; boxed so that every
+    /// other report stays small).
+    pub panic: Option<Box<PanicLocation>>,
 }
 
 impl Report {
@@ -186,6 +190,7 @@ impl Report {
             at,
             trace_context: None,
             parent_span_id: None,
+            panic: None,
         }
     }
 
@@ -199,8 +204,8 @@ impl Report {
                 dst.push_str(src);
             }
         }
-        out.kind = self.kind;
-        out.status = self.status;
+        out.kind = ObservationKind_NE::new(self.kind);
+        out.status = CallStatus_NE::new(self.status);
         set(&mut out.name, Some(&self.name));
         set(&mut out.caller, Some(&self.caller));
         set(&mut out.namespace, self.namespace.as_deref());
@@ -208,21 +213,9 @@ impl Report {
         set(&mut out.message, self.message.as_deref());
         out.duration_ns = self.duration_ns;
         out.at_unix_ns = clock.unix_ns(self.at);
-        match &self.trace_context {
-            Some(t) => {
-                let mut buf = [0u8; TRACEPARENT_LEN];
-                let header = t.write_header(&mut buf);
-                match &mut out.trace_context {
-                    ROption::RSome(s) => set(s, Some(header)),
-                    none => *none = ROption::RSome(RString::from(header)),
-                }
-            }
-            None => out.trace_context = ROption::RNone,
-        }
-        out.parent_span_id.clear();
-        if let Some(p) = self.parent_span_id {
-            out.parent_span_id.push_str(&to_hex(&p));
-        }
+        out.trace_context = self.trace_context.into();
+        out.parent_span_id = self.parent_span_id.into();
+        out.panic = self.panic.as_deref().cloned().into();
     }
 }
 

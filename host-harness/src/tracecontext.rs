@@ -54,13 +54,11 @@ pub fn enter(ctx: Option<SpanContext>) -> CurrentGuard {
     }
 }
 
-/// The parent a host operation should hang from: the explicit
-/// `traceparent` when it parses, else the thread's current context.
+/// The parent a host operation should hang from: the explicit context a
+/// plugin passed, else the thread's current context.
 #[inline]
-pub fn parent_of(explicit: Option<&str>) -> Option<SpanContext> {
-    explicit
-        .and_then(|value| SpanContext::parse(value).ok())
-        .or_else(current)
+pub fn parent_of(explicit: Option<SpanContext>) -> Option<SpanContext> {
+    explicit.or_else(current)
 }
 
 #[cfg(test)]
@@ -81,8 +79,8 @@ mod tests {
                 let _g = enter(Some(b));
                 assert_eq!(current(), Some(b));
                 assert_eq!(parent_of(None), Some(b));
-                assert_eq!(parent_of(Some("garbage")), Some(b));
-                assert_eq!(parent_of(Some(VALID)), SpanContext::parse(VALID).ok());
+                let explicit = SpanContext::parse(VALID).unwrap();
+                assert_eq!(parent_of(Some(explicit)), Some(explicit));
             }
             assert_eq!(current(), Some(a));
         }

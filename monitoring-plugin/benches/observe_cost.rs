@@ -21,7 +21,7 @@ fn batch(slow_every: usize) -> Vec<Observation> {
     (0..BATCH)
         .map(|i| {
             let mut o = Observation::empty(ObservationKind::ServiceCall);
-            o.status = CallStatus::Ok;
+            o.status = plugin_abi::CallStatus_NE::new(CallStatus::Ok);
             o.name = RString::from(format!("demo.service{}", i % SERVICES));
             o.caller = RString::from("http");
             o.duration_ns = if slow_every > 0 && i % slow_every == 0 {
@@ -30,9 +30,12 @@ fn batch(slow_every: usize) -> Vec<Observation> {
                 1_000_000 + i as u64 * 1_000
             };
             o.at_unix_ns = 1_700_000_000_000_000_000;
-            o.trace_context = ROption::RSome(RString::from(
-                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-            ));
+            o.trace_context = ROption::RSome(
+                plugin_abi::TraceContext::parse(
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                )
+                .unwrap(),
+            );
             o
         })
         .collect()

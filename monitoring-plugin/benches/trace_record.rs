@@ -1,7 +1,7 @@
 //! The plugin side of tracing, per observed service call: what the tracing
-//! capability does with one observation from the host (parse its
-//! `traceparent`, check the sampled flag, parse the parent id, build the
-//! span, add it to the bounded store), the sampled-out shortcut, and — for
+//! capability does with one observation from the host (read its span
+//! context, a value, check the sampled flag, build the span, add it to the
+//! bounded store), the sampled-out shortcut, and — for
 //! the "including metrics" total — what the metrics collector does with the
 //! same observation. All of it runs on the host's observer thread, not on
 //! the caller's.
@@ -18,9 +18,9 @@ use monitoring_plugin::tracing::context::{new_span_id, new_trace_id, parse_span_
 use monitoring_plugin::tracing::store::{StoreConfig, TraceStore};
 use plugin_abi::{CallStatus, Observation, ObservationKind};
 
-fn observation(flags: &str) -> Observation {
+fn observation(flags: u8) -> Observation {
     let mut o = Observation::empty(ObservationKind::ServiceCall);
-    o.status = CallStatus::Ok;
+    o.status = plugin_abi::CallStatus_NE::new(CallStatus::Ok);
     o.name = RString::from("demo.light.toggle");
     o.caller = RString::from("faulty");
     o.detail = RString::from("demo-devices");
@@ -29,11 +29,10 @@ fn observation(flags: &str) -> Observation {
     let ctx = TraceContext {
         trace_id: new_trace_id(),
         span_id: new_span_id(),
-        flags: 0,
+        flags,
     };
-    let header = ctx.to_header();
-    o.trace_context = ROption::RSome(RString::from(format!("{}{flags}", &header[..53])));
-    o.parent_span_id = RString::from("00f067aa0ba902b7");
+    o.trace_context = ROption::RSome(ctx);
+    o.parent_span_id = parse_span_id("00f067aa0ba902b7").ok().into();
     o
 }
 
@@ -41,16 +40,13 @@ fn observation(flags: &str) -> Observation {
 /// slow-call check, a comparison).
 #[inline(always)]
 fn record(store: &TraceStore, o: &Observation) -> bool {
-    let Some(header) = o.trace_context.as_ref().into_option() else {
-        return false;
-    };
-    let Ok(ctx) = TraceContext::parse(header.as_str()) else {
+    let Some(ctx) = o.trace_context.as_ref().into_option().copied() else {
         return false;
     };
     if !ctx.sampled() {
         return false;
     }
-    let parent = parse_span_id(o.parent_span_id.as_str()).ok();
+    let parent = o.parent_span_id.into_option();
     store.add(span_of(o, &ctx, parent))
 }
 
@@ -63,7 +59,7 @@ fn bench(c: &mut Criterion) {
         max_spans_per_trace: 1_000,
     });
     // A pool of observations of different traces, so the store evicts.
-    let sampled: Vec<Observation> = (0..4_096).map(|_| observation("01")).collect();
+    let sampled: Vec<Observation> = (0..4_096).map(|_| observation(1)).collect();
     let mut i = 0;
     group.bench_function("record_service_call_span (sampled, store evicting)", |b| {
         b.iter(|| {
@@ -71,7 +67,7 @@ fn bench(c: &mut Criterion) {
             black_box(record(&store, &sampled[i]))
         })
     });
-    let unsampled = observation("00");
+    let unsampled = observation(0);
     group.bench_function("record_service_call_span (sampled out)", |b| {
         b.iter(|| black_box(record(&store, black_box(&unsampled))))
     });

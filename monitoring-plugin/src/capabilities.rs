@@ -60,9 +60,7 @@ pub fn build_all(ctx: &Ctx) -> Result<Vec<Arc<dyn Capability>>, PluginError> {
 /// the error tracker; new root spans follow the host's
 /// `trace_sample_ratio`.
 fn provider(ctx: &Ctx, errors: &Arc<Errors>, tracing: &TracingCapability) -> Provider {
-    let ratio = ctx.host.host_info()["trace_sample_ratio"]
-        .as_f64()
-        .unwrap_or(1.0);
+    let ratio = ctx.host.host_info().trace_sample_ratio();
     let errors = errors.clone();
     Provider::new(
         ctx.collector.store().clone(),

@@ -64,6 +64,27 @@ fn dispatch_http(capabilities: &[Arc<dyn Capability>], request: &HttpRequest) ->
         })
 }
 
+/// The host's facts as the status page shows them: read by field from the
+/// typed `host_info` / `host_counters`.
+fn host_facts_json(host: &Host) -> Value {
+    let info = host.host_info();
+    let counters = host.host_counters();
+    json!({
+        "host_version": info.host_version().as_str(),
+        "abi_version": info.abi_version().as_str(),
+        "started_at_unix": info.started_unix_ms() as f64 / 1e3,
+        "pid": info.pid(),
+        "data_dir": info.data_dir().as_str(),
+        "plugins_dir": info.plugins_dir().as_str(),
+        "trace_sample_ratio": info.trace_sample_ratio(),
+        "service_timeout_ms": info.service_timeout_ms(),
+        "callback_timeout_ms": info.callback_timeout_ms(),
+        "observer_dropped_total": counters.observer_dropped_total,
+        "events_published_total": counters.events_published_total,
+        "events_dropped_total": counters.events_dropped_total,
+    })
+}
+
 impl Inner {
     /// The plugin's own status for `/api/v1/monitoring/status`: the
     /// capabilities' top-level facts, then each one's under `capabilities`.
@@ -73,7 +94,7 @@ impl Inner {
             "version": MonitoringModule::VERSION,
             "internal_events_seen": self.events_seen.load(Ordering::Relaxed),
             "capabilities": self.capabilities.iter().map(|c| (c.name().to_owned(), c.status())).collect::<serde_json::Map<String, Value>>(),
-            "host": self.host.host_info(),
+            "host": host_facts_json(&self.host),
         });
         if let Some(top) = body.as_object_mut() {
             for cap in &self.capabilities {
@@ -114,12 +135,8 @@ impl PluginImpl for MonitoringModule {
 
     fn new(host: Host, config: &str) -> Result<Self, PluginError> {
         let config = MonitoringConfig::from_json(config).map_err(PluginError::bad_request)?;
-        let info = host.host_info();
         let build = BuildInfo {
-            host_version: info["host_version"]
-                .as_str()
-                .unwrap_or("unknown")
-                .to_owned(),
+            host_version: host.host_info().host_version().to_string(),
             abi_version: plugin_abi::ABI_VERSION.to_owned(),
             plugin_version: Self::VERSION.to_owned(),
         };

@@ -15,7 +15,9 @@ use abi_stable::std_types::{RArc, RBox, ROption, RResult, RSlice, RStr, RString,
 use abi_stable::{declare_root_module_statics, package_version_strings, sabi_trait, StableAbi};
 
 use crate::error::PluginError;
+use crate::facts::{HostCounters, HostInfo_Ref, PluginSummary};
 use crate::telemetry::{HealthCheckBox, ProviderBox, TelemetrySlot};
+use crate::trace_context::TraceContext;
 use crate::types::{
     Event, HealthReport, HttpRequest, HttpResponse, LogLevel, Observation, PluginInfo,
 };
@@ -35,12 +37,13 @@ pub trait HostApi: Send + Sync + Clone {
     fn unregister_service(&self, name: RStr<'_>) -> RResult<(), PluginError>;
 
     /// Calls any registered service with a JSON input and returns its JSON
-    /// output. `trace_context` is a W3C `traceparent` (optional).
+    /// output. `trace_context` is the caller's span (optional; without it
+    /// the call hangs from the span of the callback this thread is running).
     fn call_service(
         &self,
         name: RStr<'_>,
         input: RStr<'_>,
-        trace_context: ROption<RStr<'_>>,
+        trace_context: ROption<TraceContext>,
     ) -> RResult<RString, PluginError>;
 
     /// Subscribes to a topic pattern (`*` matches one dotted segment; a
@@ -56,7 +59,7 @@ pub trait HostApi: Send + Sync + Clone {
         &self,
         topic: RStr<'_>,
         payload: RStr<'_>,
-        trace_context: ROption<RStr<'_>>,
+        trace_context: ROption<TraceContext>,
     ) -> RResult<(), PluginError>;
 
     /// Reads a JSON value from storage.
@@ -90,8 +93,9 @@ pub trait HostApi: Send + Sync + Clone {
     /// JSON object of one module, if it exists.
     fn get_module(&self, name: RStr<'_>) -> ROption<RString>;
 
-    /// JSON array of all plugins with their state, error and generation.
-    fn list_plugins(&self) -> RString;
+    /// Every plugin the host knows, with its state, generation, error,
+    /// circuit, bulkhead and callback time.
+    fn list_plugins(&self) -> RVec<PluginSummary>;
 
     /// Registers an HTTP route under `/api/` (not on the host's own
     /// `/api/v1/{plugins,modules,services,events,storage,host}`); requests
@@ -118,9 +122,11 @@ pub trait HostApi: Send + Sync + Clone {
     /// and error through [`Plugin::on_observations`], in batches.
     fn set_observer(&self, enabled: bool) -> RResult<(), PluginError>;
 
-    /// JSON facts about the host: versions, start time, observer drops.
+    /// Facts about the host fixed for its life (versions, start time,
+    /// directories, sampling ratio, deadlines): the same `'static`
+    /// reference on every call. Totals that change are [`HostApi::host_counters`].
     #[sabi(last_prefix_field)]
-    fn host_info(&self) -> RString;
+    fn host_info(&self) -> HostInfo_Ref;
 
     /// The host-owned telemetry slot every plugin's handles read their
     /// provider from (docs/telemetry-design.md, section 3). The same slot
@@ -140,6 +146,9 @@ pub trait HostApi: Send + Sync + Clone {
     /// The host removes the checks of an instance when it stops, even if
     /// the plugin never unregistered them.
     fn register_health_check(&self, name: RStr<'_>, check: HealthCheckBox) -> u64;
+
+    /// Host totals that change while it runs (observer drops, events).
+    fn host_counters(&self) -> HostCounters;
 }
 
 /// The host handle given to a plugin at construction.
@@ -157,13 +166,14 @@ pub trait Plugin: Send + Sync {
     fn stop(&self) -> RResult<(), PluginError>;
 
     /// Handles a call to one of the plugin's services. `caller` is the
-    /// calling plugin's name (`http` for the HTTP API, `host` for the host).
+    /// calling plugin's name (`http` for the HTTP API, `host` for the host);
+    /// `trace_context` is the call's own span.
     fn handle_service(
         &self,
         name: RStr<'_>,
         input: RStr<'_>,
         caller: RStr<'_>,
-        trace_context: ROption<RStr<'_>>,
+        trace_context: ROption<TraceContext>,
     ) -> RResult<RString, PluginError>;
 
     /// Handles an HTTP request on one of the plugin's routes.

@@ -16,8 +16,10 @@ use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString};
 
-use crate::error::{ErrorKind, PluginError};
+use crate::error::{PanicLocation, PluginError};
+use crate::facts::{HostCounters, HostInfo_Ref, PluginSummary};
 use crate::ffi::{HostHandle, Plugin, PluginBox, PluginMod, PluginMod_Ref, Plugin_TO};
+use crate::trace_context::TraceContext;
 use crate::types::{
     Event, HealthReport, HttpRequest, HttpResponse, LogLevel, Observation, PluginInfo,
 };
@@ -32,8 +34,9 @@ pub struct ServiceCall<'a> {
     /// The calling plugin (`http` for the HTTP API, `http:admin` for the
     /// HTTP API with the host's admin token, `host` for the host).
     pub caller: &'a str,
-    /// W3C `traceparent` of the call's span, if traced.
-    pub trace_context: Option<&'a str>,
+    /// The call's span, if traced (format it with
+    /// [`TraceContext::traceparent`] where text is needed).
+    pub trace_context: Option<TraceContext>,
 }
 
 /// A plugin written in safe Rust. Every method has a sensible default except
@@ -108,13 +111,6 @@ impl std::fmt::Debug for Host {
     }
 }
 
-fn to_opt(s: Option<&str>) -> ROption<RStr<'_>> {
-    match s {
-        Some(s) => ROption::RSome(RStr::from(s)),
-        None => ROption::RNone,
-    }
-}
-
 impl Host {
     /// Wraps a raw handle.
     pub fn new(inner: HostHandle) -> Self {
@@ -161,17 +157,20 @@ impl Host {
         self.inner.unregister_service(name.into()).into_result()
     }
 
-    /// See [`crate::HostApi::call_service`].
+    /// See [`crate::HostApi::call_service`]. The result is the callee's
+    /// `RString` as the host handed it on (it derefs to `&str`): no copy
+    /// between callee and caller. Call `.into_string()` only where a
+    /// `String` is needed (that copies: the buffer belongs to the callee's
+    /// allocator).
     pub fn call_service(
         &self,
         name: &str,
         input: &str,
-        trace_context: Option<&str>,
-    ) -> Result<String, PluginError> {
+        trace_context: Option<TraceContext>,
+    ) -> Result<RString, PluginError> {
         self.inner
-            .call_service(name.into(), input.into(), to_opt(trace_context))
+            .call_service(name.into(), input.into(), trace_context.into())
             .into_result()
-            .map(RString::into_string)
     }
 
     /// See [`crate::HostApi::subscribe`].
@@ -189,10 +188,10 @@ impl Host {
         &self,
         topic: &str,
         payload: &str,
-        trace_context: Option<&str>,
+        trace_context: Option<TraceContext>,
     ) -> Result<(), PluginError> {
         self.inner
-            .publish(topic.into(), payload.into(), to_opt(trace_context))
+            .publish(topic.into(), payload.into(), trace_context.into())
             .into_result()
     }
 
@@ -249,8 +248,8 @@ impl Host {
     }
 
     /// See [`crate::HostApi::list_plugins`].
-    pub fn list_plugins(&self) -> serde_json::Value {
-        serde_json::from_str(self.inner.list_plugins().as_str()).unwrap_or_default()
+    pub fn list_plugins(&self) -> Vec<PluginSummary> {
+        self.inner.list_plugins().into_vec()
     }
 
     /// See [`crate::HostApi::register_route`] (default deadline).
@@ -308,15 +307,21 @@ impl Host {
         self.inner.set_observer(enabled).into_result()
     }
 
-    /// See [`crate::HostApi::host_info`].
-    pub fn host_info(&self) -> serde_json::Value {
-        serde_json::from_str(self.inner.host_info().as_str()).unwrap_or_default()
+    /// See [`crate::HostApi::host_info`]: read fields with its accessors
+    /// (`host.host_info().trace_sample_ratio()`).
+    pub fn host_info(&self) -> HostInfo_Ref {
+        self.inner.host_info()
+    }
+
+    /// See [`crate::HostApi::host_counters`].
+    pub fn host_counters(&self) -> HostCounters {
+        self.inner.host_counters()
     }
 }
 
 thread_local! {
-    /// Location and message of the last panic on this thread, set by the hook.
-    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// Location of the last panic on this thread, set by the hook.
+    static LAST_PANIC: RefCell<Option<PanicLocation>> = const { RefCell::new(None) };
     /// Backtrace of the last panic on this thread, set by the hook.
     static LAST_BACKTRACE: RefCell<Option<Backtrace>> = const { RefCell::new(None) };
 }
@@ -339,24 +344,31 @@ const MAX_BACKTRACE_BYTES: usize = 16 * 1024;
 
 /// Installs (once per library: every cdylib has its own panic hook) a hook
 /// that records the panic location and a backtrace instead of printing to
-/// stderr. The message (with the location only) travels to the host in the
-/// `Panicked` error, which may reach HTTP clients; the backtrace goes only
-/// to the host log (see [`PANIC_BACKTRACE_LOG`]).
+/// stderr. The message and the location (as a [`PanicLocation`] value)
+/// travel to the host in the `Panicked` error, which may reach HTTP
+/// clients; the backtrace goes only to the host log (see
+/// [`PANIC_BACKTRACE_LOG`]).
 fn install_panic_hook() {
     HOOK.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
-            let location = info
-                .location()
-                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
-                .unwrap_or_else(|| "unknown location".to_owned());
-            LAST_PANIC.with(|p| *p.borrow_mut() = Some(location));
+            let location = info.location().map(|l| PanicLocation {
+                file: RString::from(l.file()),
+                line: l.line(),
+                column: l.column(),
+            });
+            LAST_PANIC.with(|p| *p.borrow_mut() = location);
             LAST_BACKTRACE.with(|b| *b.borrow_mut() = Some(Backtrace::force_capture()));
         }));
     });
 }
 
 /// Sends the backtrace of a panic caught in `callback` to the host log.
-fn report_backtrace(callback: &str, message: &str, backtrace: Option<Backtrace>) {
+fn report_backtrace(
+    callback: &str,
+    message: &str,
+    location: Option<&PanicLocation>,
+    backtrace: Option<Backtrace>,
+) {
     let (Some(host), Some(backtrace)) = (PANIC_HOST.get(), backtrace) else {
         return;
     };
@@ -369,6 +381,7 @@ fn report_backtrace(callback: &str, message: &str, backtrace: Option<Backtrace>)
     let fields = serde_json::json!({
         "callback": callback,
         "panic": message,
+        "location": location.map(|l| l.to_string()),
         "backtrace": &text[..cut],
     });
     let _ = catch_unwind(AssertUnwindSafe(|| {
@@ -386,7 +399,8 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Runs `f`, turning a panic into `ErrorKind::Panicked` naming the callback.
+/// Runs `f`, turning a panic into `ErrorKind::Panicked` naming the callback,
+/// with the hook's [`PanicLocation`] in the error's `panic` field.
 pub(crate) fn guard<R>(
     callback: &str,
     f: impl FnOnce() -> Result<R, PluginError>,
@@ -396,13 +410,9 @@ pub(crate) fn guard<R>(
         Err(payload) => {
             let location = LAST_PANIC.with(|p| p.borrow_mut().take());
             let backtrace = LAST_BACKTRACE.with(|b| b.borrow_mut().take());
-            let mut message = format!("panicked in {callback}: {}", panic_message(&*payload));
-            if let Some(location) = location {
-                message.push_str(" at ");
-                message.push_str(&location);
-            }
-            report_backtrace(callback, &message, backtrace);
-            RResult::RErr(PluginError::new(ErrorKind::Panicked, message))
+            let message = format!("panicked in {callback}: {}", panic_message(&*payload));
+            report_backtrace(callback, &message, location.as_ref(), backtrace);
+            RResult::RErr(PluginError::panicked(message, location))
         }
     }
 }
@@ -424,14 +434,14 @@ impl<T: PluginImpl> Plugin for Guarded<T> {
         name: RStr<'_>,
         input: RStr<'_>,
         caller: RStr<'_>,
-        trace_context: ROption<RStr<'_>>,
+        trace_context: ROption<TraceContext>,
     ) -> RResult<RString, PluginError> {
         guard("handle_service", || {
             let call = ServiceCall {
                 name: name.as_str(),
                 input: input.as_str(),
                 caller: caller.as_str(),
-                trace_context: trace_context.into_option().map(|t| t.as_str()),
+                trace_context: trace_context.into_option(),
             };
             self.0.handle_service(&call).map(RString::from)
         })

@@ -15,6 +15,7 @@
 
 pub mod error;
 mod export;
+pub mod facts;
 pub mod ffi;
 pub mod guest;
 pub mod telemetry;
@@ -29,7 +30,11 @@ pub mod __private {
     pub use crate::export::{erased_root_module, lib_header, ROOT_MODULE_SYMBOL};
     pub use abi_stable::library::LibHeader;
 }
-pub use error::{ErrorKind, PluginError};
+pub use error::{ErrorKind, ErrorKind_NE, PanicLocation, PluginError};
+pub use facts::{
+    BulkheadSummary, CallbackTime, CircuitState, CircuitSummary, HostCounters, HostInfo,
+    HostInfo_Ref, PluginSummary,
+};
 pub use ffi::{
     HostApi, HostApi_TO, HostHandle, Plugin, PluginBox, PluginMod, PluginMod_Ref, Plugin_TO,
 };

@@ -238,6 +238,22 @@ fn plugin_panic_is_an_issue_with_its_location() {
     });
     let r = host.call("faulty.call", &json!({}));
     assert_eq!(r.status, 500, "{}", r.body);
+    // The caller gets the location as fields (plugin-abi's PanicLocation),
+    // not as text appended to the message.
+    let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let at = &body["error"]["panic_location"];
+    assert!(
+        at["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("faulty/src/lib.rs")),
+        "{body}"
+    );
+    assert!(at["line"].as_u64().is_some_and(|l| l > 0), "{body}");
+    assert!(at["column"].as_u64().is_some_and(|c| c > 0), "{body}");
+    assert_eq!(
+        body["error"]["message"], "panicked in handle_service: deliberate panic in handle_service",
+        "{body}"
+    );
     let panic = wait_issue(&host, "panic issue", |i| {
         title_has(i, "panic: deliberate panic in handle_service")
     });

@@ -23,6 +23,7 @@ use parking_lot::{Condvar, Mutex};
 use plugin_abi::telemetry::{Counter, InstrumentOpts};
 use plugin_abi::{
     export_plugin, Event, Host, HttpRequest, HttpResponse, PluginError, PluginImpl, ServiceCall,
+    TraceContext,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -127,7 +128,7 @@ impl Shared {
             .unwrap_or(false))
     }
 
-    fn toggle(&self, device: &str, trace: Option<&str>) -> Result<Value, PluginError> {
+    fn toggle(&self, device: &str, trace: Option<TraceContext>) -> Result<Value, PluginError> {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
         if should_fail(n, self.config.fail_ratio) {
             return Err(PluginError::failed(format!(
@@ -187,7 +188,7 @@ impl Shared {
     /// event where a service call (~2 µs) costs nothing that matters; on a
     /// hot path use a handle like `toggles`. Monitoring may be absent, so
     /// the result is ignored.
-    fn record_state(&self, device: &str, on: bool, trace: Option<&str>) {
+    fn record_state(&self, device: &str, on: bool, trace: Option<TraceContext>) {
         let reading = json!({"name": "demo_light_on", "value": u8::from(on),
                              "labels": {"device": device}});
         let _ = self
@@ -377,11 +378,7 @@ impl PluginImpl for DemoDevices {
         let device = parts.nth(1).unwrap_or_default();
         let command: Value = serde_json::from_str(event.payload.as_str()).unwrap_or(Value::Null);
         if command["action"] == "toggle" {
-            let trace = event
-                .trace_context
-                .as_ref()
-                .map(|t| t.as_str())
-                .into_option();
+            let trace = event.trace_context.into_option();
             self.shared.toggle(device, trace)?;
         }
         Ok(())

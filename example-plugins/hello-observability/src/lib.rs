@@ -55,7 +55,7 @@ impl HelloObservability {
         let input: Value = serde_json::from_str(call.input)
             .map_err(|e| PluginError::bad_request(format!("input is not JSON: {e}")))?;
         let name = input["name"].as_str().unwrap_or("world");
-        let parent = call.trace_context.and_then(|t| TraceContext::parse(t).ok());
+        let parent: Option<TraceContext> = call.trace_context;
         let mut span = self
             .telemetry
             .span("hello.greet", SpanKind::Internal, parent);

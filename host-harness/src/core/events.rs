@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use abi_stable::std_types::{ROption, RString};
+use abi_stable::std_types::RString;
 use plugin_abi::{CallStatus, ErrorKind, Event, ObservationKind, PluginError, PluginState};
 use serde_json::{json, Value};
 
@@ -15,7 +15,7 @@ use crate::logger;
 use crate::observer::Report;
 use crate::plugins::invoke::{admit_inline, run_admitted};
 use crate::plugins::PluginInstance;
-use crate::tracecontext::{self, SpanContext, TRACEPARENT_LEN};
+use crate::tracecontext::{self, SpanContext};
 
 fn status_of<T>(r: &Result<T, PluginError>) -> CallStatus {
     match r {
@@ -65,17 +65,13 @@ impl HostCore {
         let ev = &d.event;
         // The consumer span: a child of the publish (producer) span.
         let span = ev.trace_context.map(|p| p.child());
-        let mut buf = [0u8; TRACEPARENT_LEN];
         let event = Event {
             topic: RString::from(ev.topic.as_str()),
             payload: RString::from(ev.payload.as_str()),
             source: RString::from(ev.source.as_str()),
             subscription_id: d.subscription_id,
             published_at_ms: ev.published_at_ms,
-            trace_context: match &span {
-                Some(s) => ROption::RSome(RString::from(s.write_header(&mut buf))),
-                None => ROption::RNone,
-            },
+            trace_context: span.into(),
         };
         let result = {
             let _current = tracecontext::enter(span);
@@ -108,7 +104,12 @@ impl HostCore {
                 "event handler failed",
                 json!({"plugin": &*instance.name, "topic": ev.topic, "error": e.to_string()}),
             );
-            self.report_error("event_handler", &instance.name, &msg);
+            self.report_plugin_error(
+                "event_handler",
+                &instance.name,
+                &msg,
+                e.panic.as_ref().into_option(),
+            );
             if e.kind == ErrorKind::Panicked && instance.set_state(PluginState::Error, Some(msg)) {
                 self.plugin_state_changed(instance, "error");
             }
@@ -116,7 +117,7 @@ impl HostCore {
     }
 
     /// Publishes an event. Never blocks on subscribers. The publish span is
-    /// a child of `trace` (a `traceparent`) when it parses, else of the
+    /// a child of `trace` when given, else of the
     /// thread's current context; a plugin publishing outside any span starts
     /// a new trace, the host's own `internal.*` events outside a span are
     /// not traced.
@@ -125,7 +126,7 @@ impl HostCore {
         source: &Arc<str>,
         topic: &str,
         payload: &str,
-        trace: Option<&str>,
+        trace: Option<SpanContext>,
     ) -> Result<PublishOutcome, PluginError> {
         let parent = tracecontext::parent_of(trace);
         self.publish_traced(source, topic, payload, parent)

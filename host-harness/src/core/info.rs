@@ -1,6 +1,7 @@
 //! Facts about the host: the built-in modules and host information plugins
 //! and the HTTP API read.
 
+use plugin_abi::{HostCounters, HostInfo, HostInfo_Ref};
 use serde_json::{json, Value};
 
 use super::{HostCore, HOST_VERSION};
@@ -57,7 +58,35 @@ impl HostCore {
         )
     }
 
-    /// Facts about the host for plugins.
+    /// Facts about the host fixed for its life, typed, for plugins: built
+    /// on first use, then the same `'static` reference.
+    pub fn host_info_ref(&self) -> HostInfo_Ref {
+        *self.info.get_or_init(|| {
+            HostInfo {
+                host_version: HOST_VERSION.into(),
+                abi_version: plugin_abi::ABI_VERSION.into(),
+                started_unix_ms: crate::time::unix_ms(self.started_at),
+                pid: std::process::id(),
+                data_dir: HostInfo::leak_str(self.config.data_dir.display().to_string()),
+                plugins_dir: HostInfo::leak_str(self.config.plugins_dir.display().to_string()),
+                trace_sample_ratio: self.config.host.trace_sample_ratio,
+                service_timeout_ms: self.config.host.service_timeout_ms,
+                callback_timeout_ms: self.config.host.callback_timeout_ms,
+            }
+            .leak()
+        })
+    }
+
+    /// Host totals that change while it runs, typed, for plugins.
+    pub fn host_counters(&self) -> HostCounters {
+        HostCounters {
+            observer_dropped_total: self.observers.dropped_total(),
+            events_published_total: self.bus.published(),
+            events_dropped_total: self.bus.dropped(),
+        }
+    }
+
+    /// Facts about the host as JSON (`GET /api/v1/host`).
     pub fn host_info(&self) -> Value {
         let started = crate::time::unix_secs_f64(self.started_at);
         json!({

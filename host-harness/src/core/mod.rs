@@ -85,6 +85,9 @@ pub struct HostCore {
     ),
     /// The startup trace while the initial plugin scan runs.
     startup: parking_lot::Mutex<Option<StartupTrace>>,
+    /// The typed host facts given to plugins, built (and leaked: a
+    /// prefix type lives behind a `'static` reference) once.
+    info: std::sync::OnceLock<plugin_abi::HostInfo_Ref>,
 }
 
 impl HostCore {
@@ -115,6 +118,7 @@ impl HostCore {
             telemetry: TelemetryHost::default(),
             circuit_changes: crossbeam_channel::unbounded(),
             startup: parking_lot::Mutex::new(None),
+            info: std::sync::OnceLock::new(),
         }))
     }
 

@@ -1,7 +1,7 @@
 //! Plugin HTTP: registering a plugin's routes and sending an HTTP request
 //! to the plugin that registered its route.
 
-use abi_stable::std_types::{ROption, RString, RVec, Tuple2};
+use abi_stable::std_types::{RString, RVec, Tuple2};
 use plugin_abi::{ErrorKind, HttpRequest, HttpResponse, PluginError, PluginState};
 
 use axum::http::StatusCode;
@@ -95,10 +95,7 @@ impl HostCore {
                 .map(|(k, v)| Tuple2(RString::from(k), RString::from(v)))
                 .collect(),
             body: RVec::from(request.body),
-            trace_context: match &request.trace_context {
-                Some(t) => ROption::RSome(RString::from(t.to_header())),
-                None => ROption::RNone,
-            },
+            trace_context: request.trace_context.into(),
         };
         let span = request.trace_context;
         let admission = admit(
@@ -113,7 +110,7 @@ impl HostCore {
             let e = refused.to_plugin_error();
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                e.kind.as_str(),
+                e.kind().as_str(),
                 e.message.into_string(),
             )
         })?;
@@ -133,14 +130,19 @@ impl HostCore {
         )
         .await;
         result.map_err(|e| {
-            if matches!(e.kind, ErrorKind::Panicked | ErrorKind::Timeout) {
+            if matches!(e.kind(), ErrorKind::Panicked | ErrorKind::Timeout) {
                 let msg = format!("HTTP handler: {}", e.message);
                 if e.kind == ErrorKind::Panicked
                     && instance.set_state(PluginState::Error, Some(msg.clone()))
                 {
                     self.plugin_state_changed(&instance, "error");
                 }
-                self.report_error("http_handler", &instance.name, &msg);
+                self.report_plugin_error(
+                    "http_handler",
+                    &instance.name,
+                    &msg,
+                    e.panic.as_ref().into_option(),
+                );
             }
             ApiError::from(e)
         })

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use abi_stable::std_types::RSlice;
-use plugin_abi::{CallStatus, ErrorKind, ObservationKind, PluginError, PluginState};
+use plugin_abi::{CallStatus, ErrorKind, ObservationKind, PanicLocation, PluginError, PluginState};
 use serde_json::json;
 
 use super::HostCore;
@@ -70,6 +70,18 @@ impl HostCore {
 
     /// Reports an error to observers.
     pub fn report_error(&self, place: &str, plugin: &str, message: &str) {
+        self.report_plugin_error(place, plugin, message, None);
+    }
+
+    /// Reports an error to observers with the location of the plugin panic
+    /// behind it (a plugin error's `panic` field), passed on as a value.
+    pub fn report_plugin_error(
+        &self,
+        place: &str,
+        plugin: &str,
+        message: &str,
+        panic: Option<&PanicLocation>,
+    ) {
         if self.observers.is_active() {
             let mut r = Report::new(
                 ObservationKind::Error,
@@ -78,6 +90,7 @@ impl HostCore {
                 Arc::from(plugin),
             );
             r.message = Some(message.to_owned());
+            r.panic = panic.cloned().map(Box::new);
             self.observers.report(r);
         }
     }

@@ -20,10 +20,10 @@ use crate::plugins::invoke::{
 };
 use crate::plugins::PluginInstance;
 use crate::registry::ServiceEntry;
-use crate::tracecontext::{self, SpanContext, TRACEPARENT_LEN};
+use crate::tracecontext::{self, SpanContext};
 
 /// Runs a plugin's `handle_service` with `span` as the thread's current
-/// context and its `traceparent` (formatted on the stack) as argument. The
+/// context and as argument (a 25-byte value, no text). The
 /// input is borrowed and the callee's `RString` is handed on as it is: no
 /// copy on the way in or out.
 fn serve(
@@ -34,13 +34,11 @@ fn serve(
     span: SpanContext,
 ) -> abi_stable::std_types::RResult<RString, PluginError> {
     let _current = tracecontext::enter(Some(span));
-    let mut buf = [0u8; TRACEPARENT_LEN];
-    let header = span.write_header(&mut buf);
     inst.plugin.handle_service(
         service.into(),
         input.into(),
         caller.into(),
-        ROption::RSome(header.into()),
+        ROption::RSome(span),
     )
 }
 
@@ -139,7 +137,7 @@ impl HostCore {
     }
 
     fn after_call_failure(&self, instance: &PluginInstance, service: &str, err: &PluginError) {
-        match err.kind {
+        match err.kind() {
             // A timeout is the circuit breaker's business (the plugin stays
             // `started`, its circuit opens while the call is hung).
             ErrorKind::Panicked | ErrorKind::Timeout => {
@@ -149,12 +147,14 @@ impl HostCore {
                 {
                     self.plugin_state_changed(instance, "error");
                 }
+                let at = err.panic.as_ref().into_option();
                 logger::error(
                     "service_registry",
                     "service call failed",
-                    json!({"service": service, "plugin": &*instance.name, "error": msg}),
+                    json!({"service": service, "plugin": &*instance.name, "error": msg,
+                           "panic_location": at.map(|l| l.to_string())}),
                 );
-                self.report_error("service_call", &instance.name, &msg);
+                self.report_plugin_error("service_call", &instance.name, &msg, at);
             }
             _ => self.report_error(
                 "service_call",
@@ -176,7 +176,7 @@ impl HostCore {
         caller: &Name,
         name: &str,
         input: &str,
-        trace: Option<&str>,
+        trace: Option<SpanContext>,
     ) -> Result<RString, PluginError> {
         let parent = tracecontext::parent_of(trace);
         let chain = CallChain::current();

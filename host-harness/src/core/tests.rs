@@ -241,7 +241,10 @@ fn a_plugin_error_keeps_its_kind_and_message() {
         .core
         .call_service(&CALLER, "calltest.fail", "null", None)
         .unwrap_err();
-    assert_eq!((e.kind, e.message.as_str()), (ErrorKind::Conflict, "taken"));
+    assert_eq!(
+        (e.kind(), e.message.as_str()),
+        (ErrorKind::Conflict, "taken")
+    );
     let api = crate::http_error::ApiError::from(e);
     assert_eq!(api.status(), axum::http::StatusCode::CONFLICT);
 }

@@ -31,36 +31,13 @@ use serde::Serialize;
 use crate::config::ResilienceSettings;
 use crate::time::unix_ms;
 
-/// The state of a circuit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CircuitState {
-    /// Calls go through.
-    Closed,
-    /// One trial call is going through.
-    HalfOpen,
-    /// Calls are refused.
-    Open,
-}
+/// The state of a circuit: plugin-abi's, the same value plugins read in
+/// their `PluginSummary`.
+pub use plugin_abi::CircuitState;
 
-impl CircuitState {
-    /// `closed`, `half_open`, `open`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CircuitState::Closed => "closed",
-            CircuitState::HalfOpen => "half_open",
-            CircuitState::Open => "open",
-        }
-    }
-
-    /// The metric value: 0 closed, 1 half-open, 2 open.
-    pub fn as_number(self) -> u8 {
-        match self {
-            CircuitState::Closed => 0,
-            CircuitState::HalfOpen => 1,
-            CircuitState::Open => 2,
-        }
-    }
+/// Writes a circuit state as its JSON name (`closed`, `half_open`, `open`).
+fn state_name<S: serde::Serializer>(state: &CircuitState, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(state.as_str())
 }
 
 /// How a call admitted by the breaker ended.
@@ -139,6 +116,7 @@ pub struct OpenCircuit {
 #[derive(Debug, Clone, Serialize)]
 pub struct CircuitSnapshot {
     /// `closed`, `half_open` or `open`.
+    #[serde(serialize_with = "state_name")]
     pub state: CircuitState,
     /// When it entered that state (Unix ms).
     pub since_ms: u64,

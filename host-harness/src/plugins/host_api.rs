@@ -12,7 +12,13 @@ use std::sync::{Arc, Weak};
 
 use abi_stable::std_types::{RArc, ROption, RResult, RStr, RString, RVec};
 use plugin_abi::telemetry::{HealthCheckBox, ProviderBox, TelemetrySlot};
-use plugin_abi::{ErrorKind, HostApi, LogLevel, PluginError};
+use plugin_abi::{
+    ErrorKind, HostApi, HostCounters, HostInfo, HostInfo_Ref, LogLevel, PluginError, PluginSummary,
+    TraceContext,
+};
+
+/// The host facts a handle answers after its host has gone (once per process).
+static GONE: std::sync::OnceLock<HostInfo_Ref> = std::sync::OnceLock::new();
 
 use crate::core::HostCore;
 
@@ -69,10 +75,6 @@ impl HostApiImpl {
     }
 }
 
-fn opt(s: ROption<RStr<'_>>) -> Option<&str> {
-    s.into_option().map(|s| s.as_str())
-}
-
 impl HostApiImpl {
     /// Applies the storage isolation rule (`storage::namespace_allowed`).
     fn check_namespace(&self, core: &HostCore, namespace: &str) -> Result<(), PluginError> {
@@ -118,10 +120,15 @@ impl HostApi for HostApiImpl {
         &self,
         name: RStr<'_>,
         input: RStr<'_>,
-        trace_context: ROption<RStr<'_>>,
+        trace_context: ROption<TraceContext>,
     ) -> RResult<RString, PluginError> {
         self.with_core(|core| {
-            core.call_service(&self.key, name.as_str(), input.as_str(), opt(trace_context))
+            core.call_service(
+                &self.key,
+                name.as_str(),
+                input.as_str(),
+                trace_context.into_option(),
+            )
         })
     }
 
@@ -137,14 +144,14 @@ impl HostApi for HostApiImpl {
         &self,
         topic: RStr<'_>,
         payload: RStr<'_>,
-        trace_context: ROption<RStr<'_>>,
+        trace_context: ROption<TraceContext>,
     ) -> RResult<(), PluginError> {
         self.with_core(|core| {
             core.publish(
                 &self.name,
                 topic.as_str(),
                 payload.as_str(),
-                opt(trace_context),
+                trace_context.into_option(),
             )
             .map(|_| ())
         })
@@ -208,12 +215,9 @@ impl HostApi for HostApiImpl {
         .into()
     }
 
-    fn list_plugins(&self) -> RString {
-        self.with_core(|core| {
-            Ok(serde_json::to_string(&core.plugins.list()).unwrap_or_else(|_| "[]".into()))
-        })
-        .map(RString::from)
-        .unwrap_or_else(|_| RString::from("[]"))
+    fn list_plugins(&self) -> RVec<PluginSummary> {
+        self.with_core(|core| Ok(core.plugins.list().iter().map(|p| p.to_abi()).collect()))
+            .unwrap_or_else(|_| RVec::new())
     }
 
     fn register_route(
@@ -288,10 +292,30 @@ impl HostApi for HostApiImpl {
         self.with_live(|core| core.set_observer(self.instance, enabled))
     }
 
-    fn host_info(&self) -> RString {
-        self.with_core(|core| Ok(core.host_info().to_string()))
-            .map(RString::from)
-            .unwrap_or_else(|_| RString::from("{}"))
+    fn host_info(&self) -> HostInfo_Ref {
+        match self.core.upgrade() {
+            Some(core) => core.host_info_ref(),
+            // The host is going away: the facts of no host.
+            None => *GONE.get_or_init(|| {
+                HostInfo {
+                    host_version: "".into(),
+                    abi_version: plugin_abi::ABI_VERSION.into(),
+                    started_unix_ms: 0,
+                    pid: std::process::id(),
+                    data_dir: "".into(),
+                    plugins_dir: "".into(),
+                    trace_sample_ratio: 0.0,
+                    service_timeout_ms: 0,
+                    callback_timeout_ms: 0,
+                }
+                .leak()
+            }),
+        }
+    }
+
+    fn host_counters(&self) -> HostCounters {
+        self.with_core(|core| Ok(core.host_counters()))
+            .unwrap_or_else(|_| HostCounters::default())
     }
 
     fn telemetry_slot(&self) -> RArc<TelemetrySlot> {

@@ -171,6 +171,9 @@ pub struct PluginSummary {
     pub file: String,
     /// `loaded`, `started`, `stopped` or `error`.
     pub state: &'static str,
+    /// The same state as a value (for the typed summary plugins get).
+    #[serde(skip)]
+    pub state_kind: PluginState,
     /// Error message when in error, or the last failed reload.
     pub error: Option<String>,
     /// Generation of the running instance (0 if none ever loaded).
@@ -193,6 +196,9 @@ pub struct PluginSummary {
     pub bulkhead: Option<BulkheadSnapshot>,
     /// The plugin's own last health report.
     pub health: Option<serde_json::Value>,
+    /// The same report as values (for the typed summary plugins get).
+    #[serde(skip)]
+    pub health_report: Option<(plugin_abi::HealthStatus, String)>,
     /// Whether the file is still in the plugins directory.
     pub file_present: bool,
     /// Time spent in each callback of the current instance.
@@ -263,6 +269,70 @@ pub(super) fn file_stem(file: &Path) -> String {
         .to_owned()
 }
 
+fn state_without_instance(e: &FileEntry) -> PluginState {
+    match (e.present, e.failure.is_some()) {
+        (true, true) => PluginState::Error,
+        (true, false) => PluginState::Loaded,
+        (false, _) => PluginState::Stopped,
+    }
+}
+
+impl PluginSummary {
+    /// The typed summary plugins get from `HostApi::list_plugins` (the
+    /// fields plugins read; the HTTP API serializes `self`).
+    pub fn to_abi(&self) -> plugin_abi::PluginSummary {
+        use abi_stable::std_types::RString;
+        let text = |s: &Option<String>| s.as_deref().map(RString::from).into();
+        plugin_abi::PluginSummary {
+            name: self.name.as_str().into(),
+            version: text(&self.version),
+            state: plugin_abi::PluginState_NE::new(self.state_kind),
+            generation: self.generation,
+            error: text(&self.error),
+            file_present: self.file_present,
+            health: self
+                .health_report
+                .as_ref()
+                .map(|(status, message)| plugin_abi::HealthReport {
+                    status: *status,
+                    message: message.as_str().into(),
+                })
+                .into(),
+            circuit: self
+                .circuit
+                .as_ref()
+                .map(|c| plugin_abi::CircuitSummary {
+                    state: c.state,
+                    reason: text(&c.reason),
+                    opened_total: c.opened_total,
+                    rejected_total: c.rejected_total,
+                })
+                .into(),
+            bulkhead: self
+                .bulkhead
+                .as_ref()
+                .map(|b| plugin_abi::BulkheadSummary {
+                    in_flight: b.in_flight as u64,
+                    cap: b.cap as u64,
+                    rejected_total: b.rejected_total,
+                    depth_rejected_total: b.depth_rejected_total,
+                })
+                .into(),
+            callbacks: self
+                .callbacks
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(name, stat)| plugin_abi::CallbackTime {
+                    callback: name.as_str().into(),
+                    calls: stat["calls"].as_u64().unwrap_or(0),
+                    seconds: stat["seconds"].as_f64().unwrap_or(0.0),
+                })
+                .collect(),
+        }
+    }
+}
+
 fn summarize(file: &Path, e: &FileEntry) -> PluginSummary {
     let name = e.name.clone().unwrap_or_else(|| file_stem(file));
     match &e.instance {
@@ -272,6 +342,7 @@ fn summarize(file: &Path, e: &FileEntry) -> PluginSummary {
                 name,
                 file: file.display().to_string(),
                 state: s.state.as_str(),
+                state_kind: s.state,
                 error: s.error.or_else(|| e.failure.clone()),
                 generation: i.generation,
                 version: Some(i.version.clone()),
@@ -284,7 +355,9 @@ fn summarize(file: &Path, e: &FileEntry) -> PluginSummary {
                 bulkhead: Some(i.bulkhead.snapshot()),
                 health: s
                     .health
+                    .as_ref()
                     .map(|(st, m)| json!({"status": st.as_str(), "message": m})),
+                health_report: s.health,
                 file_present: e.present,
                 callbacks: i.callback_stats_json(),
             }
@@ -293,11 +366,8 @@ fn summarize(file: &Path, e: &FileEntry) -> PluginSummary {
             name,
             file: file.display().to_string(),
             // No instance: failed, removed, or (briefly) still loading.
-            state: match (e.present, e.failure.is_some()) {
-                (true, true) => PluginState::Error.as_str(),
-                (true, false) => PluginState::Loaded.as_str(),
-                (false, _) => PluginState::Stopped.as_str(),
-            },
+            state: state_without_instance(e).as_str(),
+            state_kind: state_without_instance(e),
             error: e.failure.clone(),
             generation: e.generation,
             version: None,
@@ -309,6 +379,7 @@ fn summarize(file: &Path, e: &FileEntry) -> PluginSummary {
             circuit: None,
             bulkhead: None,
             health: None,
+            health_report: None,
             file_present: e.present,
             callbacks: serde_json::Value::Null,
         },

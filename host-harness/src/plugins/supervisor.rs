@@ -245,7 +245,12 @@ impl PluginManager {
                 self.revoke(core, &instance);
                 instance.set_state(PluginState::Error, Some(msg.clone()));
                 core.plugin_state_changed(&instance, "error");
-                core.report_error("plugin_start", &instance.name, &msg);
+                core.report_plugin_error(
+                    "plugin_start",
+                    &instance.name,
+                    &msg,
+                    e.panic.as_ref().into_option(),
+                );
                 logger::error(
                     "plugin_manager",
                     "plugin failed to start",
@@ -364,7 +369,12 @@ impl PluginManager {
                     "plugin failed to stop cleanly",
                     json!({"name": &*instance.name, "error": msg}),
                 );
-                core.report_error("plugin_stop", &instance.name, &msg);
+                core.report_plugin_error(
+                    "plugin_stop",
+                    &instance.name,
+                    &msg,
+                    e.panic.as_ref().into_option(),
+                );
                 instance.set_state(PluginState::Stopped, Some(msg));
             }
         }

@@ -122,9 +122,7 @@ impl Errors {
                     .map_err(|e| PluginError::failed(format!("cannot open the issue store: {e}")))?
             }
         };
-        let host_version = ctx.host.host_info()["host_version"]
-            .as_str()
-            .map(str::to_owned);
+        let host_version = Some(ctx.host.host_info().host_version().to_string());
         // `external_labels.environment` names this deployment for every sink.
         let environment = ctx
             .config
@@ -177,15 +175,9 @@ impl Errors {
             return None;
         }
         let mut map = HashMap::new();
-        for p in self
-            .host
-            .list_plugins()
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            if let (Some(n), Some(v)) = (p["name"].as_str(), p["version"].as_str()) {
-                map.insert(n.to_owned(), v.to_owned());
+        for p in self.host.list_plugins() {
+            if let Some(v) = p.version.into_option() {
+                map.insert(p.name.into_string(), v.into_string());
             }
         }
         *cache = (now, map);
@@ -285,7 +277,7 @@ impl Errors {
             .insert("reported_via".into(), call.name.to_owned());
         event.extra = input.extra;
         event.fingerprint = input.fingerprint.filter(|f| !f.is_empty());
-        event.trace_id = call.trace_context.and_then(trace_id);
+        event.trace_id = call.trace_context.map(|t| t.trace_id_hex());
         event.enforce_limits();
         let event_id = event.event_id.clone();
         let outcome = self.record(event);
@@ -300,7 +292,10 @@ impl Errors {
 
     fn record_breadcrumb(&self, o: &Observation) {
         let ring: &BreadcrumbRing = self.tracker.breadcrumbs();
-        match o.kind {
+        let Some(kind) = o.kind() else {
+            return; // a kind this plugin does not know: ignored
+        };
+        match kind {
             ObservationKind::LogLine => {
                 if o.message.as_str() == PANIC_BACKTRACE_LOG {
                     let fields: Value = serde_json::from_str(o.detail.as_str()).unwrap_or_default();
@@ -333,7 +328,7 @@ impl Errors {
             ObservationKind::ServiceCall => {
                 let mut crumb = Breadcrumb::service_call(
                     o.name.as_str(),
-                    o.status.as_str(),
+                    o.status().as_str(),
                     o.duration_ns as f64 / 1e6,
                 );
                 crumb.timestamp = o.at_unix_ns / 1_000_000;
@@ -554,26 +549,19 @@ fn parse_ignore(body: &[u8]) -> Result<IgnoreUntil, String> {
     }
 }
 
-/// The 32-hex trace id of a W3C `traceparent` (`00-<trace>-<span>-<flags>`).
-pub fn trace_id(traceparent: &str) -> Option<String> {
-    let id = traceparent.split('-').nth(1)?;
-    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id.bytes().any(|b| b != b'0'))
-        .then(|| id.to_ascii_lowercase())
-}
-
-/// A parsed plugin panic: `panicked in <callback>: <msg> at <file:line:col>`.
+/// A plugin panic: the callback and message from the guest's fixed wording
+/// `panicked in <callback>: <msg>`; its location never comes from text but
+/// from the observation's `panic` value ([`plugin_abi::PanicLocation`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PanicInfo {
     /// The plugin callback that panicked (`handle_service`, `on_event`, …).
     pub callback: String,
     /// The panic message.
     pub message: String,
-    /// `(file, line, column)` when the location was recorded.
-    pub location: Option<(String, u32, u32)>,
 }
 
 /// Finds a plugin panic in an error message (it may be prefixed, e.g.
-/// `service demo.x: panicked in handle_service: boom at src/lib.rs:3:5`).
+/// `service demo.x: panicked in handle_service: boom`).
 pub fn parse_panic(message: &str) -> Option<PanicInfo> {
     const MARK: &str = "panicked in ";
     let start = message.find(MARK)? + MARK.len();
@@ -582,17 +570,9 @@ pub fn parse_panic(message: &str) -> Option<PanicInfo> {
     if callback.is_empty() || callback.contains(char::is_whitespace) {
         return None;
     }
-    let (text, location) = match rest.rsplit_once(" at ") {
-        Some((text, loc)) => match parse_location(loc.trim()) {
-            Some(l) => (text, Some(l)),
-            None => (rest, None),
-        },
-        None => (rest, None),
-    };
     Some(PanicInfo {
         callback: callback.to_owned(),
-        message: text.to_owned(),
-        location,
+        message: rest.to_owned(),
     })
 }
 
@@ -677,17 +657,18 @@ pub fn event_from_error(o: &Observation) -> ErrorEvent {
         o.caller.as_str()
     };
     let message = o.message.as_str();
+    let location = o.panic.as_ref().into_option();
     let mut event = match parse_panic(message) {
         Some(p) => {
             let mut frames = vec![Frame {
                 function: Some(p.callback.clone()),
                 ..Frame::default()
             }];
-            if let Some((file, line, _)) = &p.location {
+            if let Some(at) = location {
                 frames.push(Frame {
-                    filename: Some(file.clone()),
-                    abs_path: Some(file.clone()),
-                    lineno: Some(*line),
+                    filename: Some(at.file.to_string()),
+                    abs_path: Some(at.file.to_string()),
+                    lineno: Some(at.line),
                     ..Frame::default()
                 });
             }
@@ -695,11 +676,9 @@ pub fn event_from_error(o: &Observation) -> ErrorEvent {
             e.level = Level::Fatal;
             e.message = Some(message.to_owned());
             e.tags.insert("callback".into(), p.callback.clone());
-            if let Some((file, line, col)) = &p.location {
-                e.extra.insert(
-                    "panic_location".into(),
-                    Value::from(format!("{file}:{line}:{col}")),
-                );
+            if let Some(at) = location {
+                e.extra
+                    .insert("panic_location".into(), Value::from(at.to_string()));
             }
             e
         }
@@ -726,7 +705,7 @@ pub fn event_from_error(o: &Observation) -> ErrorEvent {
         .trace_context
         .as_ref()
         .into_option()
-        .and_then(|t| trace_id(t.as_str()));
+        .map(|t| t.trace_id_hex());
     event.enforce_limits();
     event
 }
@@ -817,7 +796,10 @@ impl Capability for Errors {
 
     fn on_observations(&self, batch: &[Observation]) {
         for o in batch {
-            match o.kind {
+            let Some(kind) = o.kind() else {
+                continue; // a kind this plugin does not know: ignored
+            };
+            match kind {
                 // The backtrace line is attached to its panic's issue instead.
                 ObservationKind::Error
                     if o.name.as_str() == "plugin_log"
@@ -863,18 +845,16 @@ mod tests {
     #[test]
     fn panics_parse() {
         let p = parse_panic(
-            "service faulty.call: panicked in handle_service: deliberate panic in handle_service at example-plugins/fixtures/faulty/src/lib.rs:32:9",
+            "service faulty.call: panicked in handle_service: deliberate panic in handle_service",
         )
         .unwrap();
         assert_eq!(p.callback, "handle_service");
         assert_eq!(p.message, "deliberate panic in handle_service");
+        let p = parse_panic("panicked in on_event: boom at src/x.rs:1:2").unwrap();
         assert_eq!(
-            p.location,
-            Some(("example-plugins/fixtures/faulty/src/lib.rs".into(), 32, 9))
+            p.message, "boom at src/x.rs:1:2",
+            "text is never a location"
         );
-        let p = parse_panic("panicked in on_event: boom at here").unwrap();
-        assert_eq!(p.message, "boom at here");
-        assert_eq!(p.location, None);
         assert!(parse_panic("service x: failed").is_none());
     }
 
@@ -895,19 +875,6 @@ mod tests {
         assert_eq!(frames[2].lineno, Some(32));
         assert_eq!(frames[2].in_app, Some(true));
         assert_eq!(frames[0].in_app, Some(false));
-    }
-
-    #[test]
-    fn trace_ids() {
-        assert_eq!(
-            trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").as_deref(),
-            Some("4bf92f3577b34da6a3ce929d0e0e4736")
-        );
-        assert_eq!(trace_id("garbage"), None);
-        assert_eq!(
-            trace_id("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
-            None
-        );
     }
 
     #[test]
@@ -947,12 +914,29 @@ mod tests {
         let mut o = Observation::empty(ObservationKind::Error);
         o.name = "service_call".into();
         o.caller = "faulty".into();
-        o.message =
-            "service faulty.call: panicked in handle_service: boom at src/lib.rs:3:5".into();
+        o.message = "service faulty.call: panicked in handle_service: boom".into();
+        o.panic = abi_stable::std_types::ROption::RSome(plugin_abi::PanicLocation {
+            file: "src/lib.rs".into(),
+            line: 3,
+            column: 5,
+        });
         let e = event_from_error(&o);
         assert_eq!(e.level, Level::Fatal);
         assert_eq!(e.exception[0].ty, "panic");
-        assert_eq!(e.exception[0].frames[1].lineno, Some(3));
+        assert_eq!(e.exception[0].value.as_deref(), Some("boom"));
+        let at = &e.exception[0].frames[1];
+        assert_eq!(
+            (at.filename.as_deref(), at.lineno),
+            (Some("src/lib.rs"), Some(3))
+        );
+        assert_eq!(e.extra["panic_location"], "src/lib.rs:3:5");
+
+        // Without the value there is no location frame, whatever the text says.
+        o.panic = abi_stable::std_types::ROption::RNone;
+        o.message =
+            "service faulty.call: panicked in handle_service: boom at src/lib.rs:3:5".into();
+        let e = event_from_error(&o);
+        assert_eq!(e.exception[0].frames.len(), 1);
         assert_eq!(e.service_or_topic.as_deref(), Some("faulty.call"));
         assert_eq!(e.tags["place"], "service_call");
     }

@@ -11,8 +11,12 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use abi_stable::std_types::RString;
 use parking_lot::Mutex;
-use plugin_abi::{Host, HttpRequest, HttpResponse, PluginError, ServiceCall};
+use plugin_abi::{
+    Host, HostInfo_Ref, HttpRequest, HttpResponse, PluginError, PluginState, PluginSummary,
+    ServiceCall,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -22,14 +26,17 @@ use crate::http::{error, has_token, query_param};
 
 /// The longest a caller waits for a fresh health round: the check timeout
 /// plus a little, but never more than 80 % of the host's deadline for the
-/// callback the caller is in (`callback_timeout_ms` / `service_timeout_ms`
-/// from `host_info`, 5 s when the host does not say).
-fn health_refresh_wait(check_timeout_secs: f64, host_info: &Value) -> Duration {
-    let deadline_ms = ["callback_timeout_ms", "service_timeout_ms"]
-        .iter()
-        .filter_map(|k| host_info[*k].as_u64())
-        .min()
-        .unwrap_or(5_000);
+/// callback the caller is in (the host's `callback_timeout_ms` /
+/// `service_timeout_ms`, 5 s when the host says 0).
+fn health_refresh_wait(check_timeout_secs: f64, host_info: &HostInfo_Ref) -> Duration {
+    let deadline_ms = [
+        host_info.callback_timeout_ms(),
+        host_info.service_timeout_ms(),
+    ]
+    .into_iter()
+    .filter(|ms| *ms > 0)
+    .min()
+    .unwrap_or(5_000);
     let by_host = Duration::from_millis(deadline_ms * 4 / 5);
     let by_checks =
         Duration::from_secs_f64(check_timeout_secs.max(0.0)) + Duration::from_millis(250);
@@ -55,10 +62,10 @@ impl HostView for Host {
     fn list_modules(&self) -> Value {
         Host::list_modules(self)
     }
-    fn list_plugins(&self) -> Value {
+    fn list_plugins(&self) -> Vec<PluginSummary> {
         Host::list_plugins(self)
     }
-    fn call_service(&self, name: &str, input: &str) -> Result<String, PluginError> {
+    fn call_service(&self, name: &str, input: &str) -> Result<RString, PluginError> {
         Host::call_service(self, name, input, None)
     }
     fn registered_checks(&self) -> Vec<plugin_abi::telemetry::RegisteredCheck> {
@@ -349,20 +356,9 @@ impl State {
             }
             None => reasons.push("health checks have not run yet".to_owned()),
         }
-        for p in self
-            .ctx
-            .host
-            .list_plugins()
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            if p["file_present"] == true && p["state"] != "started" {
-                reasons.push(format!(
-                    "plugin {} is {}",
-                    p["name"].as_str().unwrap_or("?"),
-                    p["state"].as_str().unwrap_or("?")
-                ));
+        for p in self.ctx.host.list_plugins() {
+            if p.file_present && p.state() != PluginState::Started {
+                reasons.push(format!("plugin {} is {}", p.name, p.state().as_str()));
             }
         }
         let ready = reasons.is_empty();
@@ -470,9 +466,24 @@ impl Capability for Health {
 mod tests {
     use super::*;
 
+    fn host(callback_timeout_ms: u64, service_timeout_ms: u64) -> HostInfo_Ref {
+        plugin_abi::HostInfo {
+            host_version: "t".into(),
+            abi_version: plugin_abi::ABI_VERSION.into(),
+            started_unix_ms: 0,
+            pid: 1,
+            data_dir: "".into(),
+            plugins_dir: "".into(),
+            trace_sample_ratio: 1.0,
+            service_timeout_ms,
+            callback_timeout_ms,
+        }
+        .leak()
+    }
+
     #[test]
     fn refresh_wait_stays_under_the_host_deadline() {
-        let info = json!({"callback_timeout_ms": 1000, "service_timeout_ms": 30_000});
+        let info = host(1000, 30_000);
         assert_eq!(health_refresh_wait(5.0, &info), Duration::from_millis(800));
         assert_eq!(
             health_refresh_wait(0.5, &info),
@@ -480,7 +491,7 @@ mod tests {
             "check timeout + 250 ms when that is shorter"
         );
         assert_eq!(
-            health_refresh_wait(60.0, &Value::Null),
+            health_refresh_wait(60.0, &host(0, 0)),
             Duration::from_millis(4_000),
             "5 s default deadline"
         );

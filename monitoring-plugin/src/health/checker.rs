@@ -14,9 +14,10 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use abi_stable::std_types::RString;
 use parking_lot::{Condvar, Mutex, RwLock};
 use plugin_abi::telemetry::{HealthCheckBox, RegisteredCheck};
-use plugin_abi::{HealthStatus, PluginError};
+use plugin_abi::{CircuitState, HealthStatus, PluginError, PluginState, PluginSummary};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -36,10 +37,11 @@ pub trait HostView: Send + Sync + 'static {
     fn get_module(&self, name: &str) -> Option<Value>;
     /// Every module: `[{name, status, details}]`.
     fn list_modules(&self) -> Value;
-    /// Every plugin: `[{name, state, …}]`.
-    fn list_plugins(&self) -> Value;
-    /// Calls a service with `{}` (a custom check).
-    fn call_service(&self, name: &str, input: &str) -> Result<String, PluginError>;
+    /// Every plugin, typed.
+    fn list_plugins(&self) -> Vec<PluginSummary>;
+    /// Calls a service with `{}` (a custom check); the answer is the
+    /// callee's string, handed on uncopied.
+    fn call_service(&self, name: &str, input: &str) -> Result<RString, PluginError>;
     /// Health checks plugins registered through the telemetry API (the
     /// host's slot); none by default.
     fn registered_checks(&self) -> Vec<RegisteredCheck> {
@@ -459,17 +461,10 @@ impl HealthChecker {
             r.details = m["details"].clone();
             checks.modules.insert(name.to_owned(), r);
         }
-        for p in self
-            .host
-            .list_plugins()
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            let Some(name) = p["name"].as_str() else {
-                continue;
-            };
-            checks.plugins.insert(name.to_owned(), plugin_result(p, t));
+        for p in self.host.list_plugins() {
+            checks
+                .plugins
+                .insert(p.name.to_string(), plugin_result(&p, t));
         }
 
         checks.storage = Some(wait(storage_rx, deadline, timeout, started));
@@ -680,42 +675,39 @@ fn custom_probe(host: &dyn HostView, service: &str) -> CheckResult {
     }
 }
 
-fn plugin_result(p: &Value, t: Instant) -> CheckResult {
-    let state = p["state"].as_str().unwrap_or("unknown");
-    let error = p["error"].as_str().unwrap_or("");
-    let circuit = p["circuit"]["state"].as_str().unwrap_or("closed");
-    let (status, message) = match state {
+fn plugin_result(p: &PluginSummary, t: Instant) -> CheckResult {
+    let state = p.state().as_str();
+    let error = p.error.as_ref().map_or("", |e| e.as_str());
+    let health = p.health.as_ref().into_option();
+    let (status, message) = match p.state() {
         // The host refuses calls to a plugin whose circuit is open (a call
         // hung): unhealthy until a trial call succeeds.
-        "started" if circuit == "open" => (
+        PluginState::Started if p.circuit_state() == CircuitState::Open => (
             Status::Unhealthy,
             format!(
                 "circuit open ({}); the host refuses calls until a trial call succeeds",
-                p["circuit"]["reason"].as_str().unwrap_or("")
+                p.circuit
+                    .as_ref()
+                    .and_then(|c| c.reason.as_ref())
+                    .map_or("", |r| r.as_str())
             ),
         ),
-        "started" if circuit == "half_open" => (
+        PluginState::Started if p.circuit_state() == CircuitState::HalfOpen => (
             Status::Degraded,
             "circuit half-open: a trial call is running".to_owned(),
         ),
-        "started" => match p["health"]["status"].as_str() {
-            Some("unhealthy") => (
+        PluginState::Started => match health.map(|h| (h.status, h.message.as_str())) {
+            Some((HealthStatus::Unhealthy, message)) => (
                 Status::Unhealthy,
-                format!(
-                    "plugin reports unhealthy: {}",
-                    p["health"]["message"].as_str().unwrap_or("")
-                ),
+                format!("plugin reports unhealthy: {message}"),
             ),
-            Some("degraded") => (
+            Some((HealthStatus::Degraded, message)) => (
                 Status::Degraded,
-                format!(
-                    "plugin reports degraded: {}",
-                    p["health"]["message"].as_str().unwrap_or("")
-                ),
+                format!("plugin reports degraded: {message}"),
             ),
             _ => (Status::Healthy, String::new()),
         },
-        "stopped" => (
+        PluginState::Stopped => (
             Status::Degraded,
             if error.is_empty() {
                 "plugin is stopped".to_owned()
@@ -723,7 +715,7 @@ fn plugin_result(p: &Value, t: Instant) -> CheckResult {
                 format!("plugin is stopped: {error}")
             },
         ),
-        "loaded" => (
+        PluginState::Loaded => (
             Status::Degraded,
             "plugin is loaded but not started".to_owned(),
         ),
@@ -737,7 +729,8 @@ fn plugin_result(p: &Value, t: Instant) -> CheckResult {
         ),
     };
     let mut r = CheckResult::new(status, message, t);
-    r.details = json!({"state": state, "generation": p["generation"], "version": p["version"]});
+    r.details = json!({"state": state, "generation": p.generation,
+        "version": p.version.as_ref().map(|v| v.as_str()).into_option()});
     r
 }
 
@@ -804,12 +797,13 @@ mod tests {
         fn list_modules(&self) -> Value {
             json!([{"name": "storage", "status": "running", "details": {}}])
         }
-        fn list_plugins(&self) -> Value {
-            json!([{"name": "demo", "state": "started"}, {"name": "old", "state": "stopped"}])
+        fn list_plugins(&self) -> Vec<PluginSummary> {
+            crate::summaries(&json!([{"name": "demo", "state": "started"},
+                {"name": "old", "state": "stopped"}]))
         }
-        fn call_service(&self, name: &str, _input: &str) -> Result<String, PluginError> {
+        fn call_service(&self, name: &str, _input: &str) -> Result<RString, PluginError> {
             match name {
-                "demo.health" => Ok(self.check_answer.lock().clone()),
+                "demo.health" => Ok(RString::from(self.check_answer.lock().as_str())),
                 other => Err(PluginError::not_found(format!("no service {other}"))),
             }
         }
@@ -875,29 +869,32 @@ mod tests {
     #[test]
     fn plugin_states_map_to_health() {
         let t = Instant::now();
+        let one = |v: Value| crate::summaries(&json!([v])).remove(0);
         assert_eq!(
-            plugin_result(&json!({"state": "started"}), t).status,
+            plugin_result(&one(json!({"state": "started"})), t).status,
             Status::Healthy
         );
         assert_eq!(
-            plugin_result(&json!({"state": "stopped"}), t).status,
+            plugin_result(&one(json!({"state": "stopped"})), t).status,
             Status::Degraded
         );
-        let r = plugin_result(&json!({"state": "error", "error": "boom"}), t);
+        let r = plugin_result(&one(json!({"state": "error", "error": "boom"})), t);
         assert_eq!((r.status, r.message.as_str()), (Status::Unhealthy, "boom"));
         let r = plugin_result(
-            &json!({"state": "started", "health": {"status": "degraded", "message": "slow"}}),
+            &one(json!({"state": "started", "health": {"status": "degraded", "message": "slow"}})),
             t,
         );
         assert_eq!(r.status, Status::Degraded);
         let r = plugin_result(
-            &json!({"state": "started", "circuit": {"state": "open", "reason": "hung in tick"}}),
+            &one(
+                json!({"state": "started", "circuit": {"state": "open", "reason": "hung in tick"}}),
+            ),
             t,
         );
         assert_eq!(r.status, Status::Unhealthy);
         assert!(r.message.contains("hung in tick"), "{}", r.message);
         let r = plugin_result(
-            &json!({"state": "started", "circuit": {"state": "half_open"}}),
+            &one(json!({"state": "started", "circuit": {"state": "half_open"}})),
             t,
         );
         assert_eq!(r.status, Status::Degraded);

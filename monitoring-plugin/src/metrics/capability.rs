@@ -87,10 +87,9 @@ impl Metrics {
     fn refresh_host_gauges(&self) {
         let host = &self.ctx.host;
         self.ctx.collector.update_plugins(&host.list_plugins());
-        let info = host.host_info();
         self.ctx
             .collector
-            .sync_host_drops(info["observer_dropped_total"].as_u64().unwrap_or(0));
+            .sync_host_drops(host.host_counters().observer_dropped_total);
     }
 
     fn record_metric(&self, call: &ServiceCall<'_>) -> Result<Value, PluginError> {

@@ -18,9 +18,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
-use plugin_abi::{CallStatus, Observation, ObservationKind};
+use plugin_abi::{
+    CallStatus, CircuitState, Observation, ObservationKind, PluginState, PluginSummary,
+};
 use prometheus::Encoder;
-use serde_json::Value;
 
 use crate::metrics::names;
 use crate::metrics::{
@@ -417,10 +418,14 @@ impl MetricsCollector {
     /// Applies a batch of observer reports.
     pub fn observe(&self, batch: &[Observation]) {
         for o in batch {
-            match o.kind {
+            // A kind this plugin does not know is ignored.
+            let Some(kind) = o.kind() else {
+                continue;
+            };
+            match kind {
                 ObservationKind::ServiceCall => {
                     let name = o.name.as_str();
-                    let status = o.status.as_str();
+                    let status = o.status().as_str();
                     if let Some(c) =
                         with_overflow(|l| self.service_calls.with_labels(l), &[name, status], 0)
                     {
@@ -432,7 +437,7 @@ impl MetricsCollector {
                         {
                             h.observe_traced(
                                 seconds(o.duration_ns),
-                                o.trace_context.as_ref().into_option().map(|t| t.as_str()),
+                                o.trace_context.as_ref().into_option(),
                             );
                         }
                     }
@@ -490,7 +495,7 @@ impl MetricsCollector {
                     ) {
                         h.observe_traced(
                             seconds(o.duration_ns),
-                            o.trace_context.as_ref().into_option().map(|t| t.as_str()),
+                            o.trace_context.as_ref().into_option(),
                         );
                     }
                 }
@@ -498,6 +503,7 @@ impl MetricsCollector {
                 | ObservationKind::PluginState
                 | ObservationKind::LogLine
                 | ObservationKind::Stall => {}
+                _ => {}
             }
         }
         self.observations.inc_by(batch.len() as f64);
@@ -513,22 +519,20 @@ impl MetricsCollector {
     }
 
     /// Updates the plugin gauges from the host's plugin list.
-    pub fn update_plugins(&self, plugins: &Value) {
+    pub fn update_plugins(&self, plugins: &[PluginSummary]) {
         let mut loaded = 0.0;
-        for p in plugins.as_array().map(Vec::as_slice).unwrap_or_default() {
-            let Some(name) = p["name"].as_str() else {
-                continue;
-            };
-            let state = p["state"].as_str().unwrap_or("");
-            let value = match state {
-                "started" => 1.0,
-                "error" => -1.0,
+        for p in plugins {
+            let value = match p.state() {
+                PluginState::Started => 1.0,
+                PluginState::Error => -1.0,
                 _ => 0.0,
             };
-            if matches!(state, "started" | "loaded") {
+            if matches!(p.state(), PluginState::Started | PluginState::Loaded) {
                 loaded += 1.0;
             }
-            if let Some(g) = with_overflow(|l| self.plugin_state.with_labels(l), &[name], 0) {
+            if let Some(g) =
+                with_overflow(|l| self.plugin_state.with_labels(l), &[p.name.as_str()], 0)
+            {
                 g.set(value);
             }
         }
@@ -537,38 +541,36 @@ impl MetricsCollector {
         self.sync_resilience(plugins);
     }
 
-    /// Mirrors each plugin's circuit state (`circuit.state`) into a gauge
-    /// and the host's refusal counts (`circuit.rejected_total`,
-    /// `bulkhead.rejected_total`, `bulkhead.depth_rejected_total`) into a
-    /// counter that never goes down (per generation, as callback time).
-    pub fn sync_resilience(&self, plugins: &Value) {
+    /// Mirrors each plugin's circuit state into a gauge and the host's
+    /// refusal counts (circuit, bulkhead, call depth) into a counter that
+    /// never goes down (per generation, as callback time).
+    pub fn sync_resilience(&self, plugins: &[PluginSummary]) {
         let mut seen = self.refused_seen.lock();
-        for p in plugins.as_array().map(Vec::as_slice).unwrap_or_default() {
-            let Some(name) = p["name"].as_str() else {
+        for p in plugins {
+            // No instance (failed or removed): nothing to call.
+            let Some(circuit) = p.circuit.as_ref().into_option() else {
                 continue;
             };
-            let circuit = match p["circuit"]["state"].as_str() {
-                Some("closed") => 0.0,
-                Some("half_open") => 1.0,
-                Some("open") => 2.0,
-                // No instance (failed or removed): nothing to call.
-                _ => continue,
+            let name = p.name.as_str();
+            let state = match circuit.state {
+                CircuitState::Closed => 0.0,
+                CircuitState::HalfOpen => 1.0,
+                CircuitState::Open => 2.0,
             };
             if let Some(g) = with_overflow(|l| self.plugin_circuit.with_labels(l), &[name], 0) {
-                g.set(circuit);
+                g.set(state);
             }
-            let generation = p["generation"].as_u64().unwrap_or(0);
+            let bulkhead = p.bulkhead.as_ref().into_option();
             for (reason, total) in [
-                ("circuit_open", &p["circuit"]["rejected_total"]),
-                ("bulkhead", &p["bulkhead"]["rejected_total"]),
-                ("call_depth", &p["bulkhead"]["depth_rejected_total"]),
+                ("circuit_open", circuit.rejected_total),
+                ("bulkhead", bulkhead.map_or(0, |b| b.rejected_total)),
+                ("call_depth", bulkhead.map_or(0, |b| b.depth_rejected_total)),
             ] {
-                let total = total.as_u64().unwrap_or(0) as f64;
                 let delta = monotonic_delta(
                     &mut seen,
                     (name.to_owned(), reason.to_owned()),
-                    generation,
-                    total,
+                    u64::from(p.generation),
+                    total as f64,
                 );
                 if let Some(c) =
                     with_overflow(|l| self.calls_refused.with_labels(l), &[name, reason], 0)
@@ -579,34 +581,31 @@ impl MetricsCollector {
         }
     }
 
-    /// Mirrors the host's per-callback time (`callbacks: {name: {seconds,
-    /// calls}}` in the plugin list) into a counter that never goes down: a
-    /// new generation restarts the host's totals at 0, so its whole total is
-    /// added on top. Time the old generation spent after the previous sync
-    /// is not seen (the host forgets it with the instance).
-    pub fn sync_callback_seconds(&self, plugins: &Value) {
+    /// Mirrors the host's per-callback time (the summaries' `callbacks`)
+    /// into a counter that never goes down: a new generation restarts the
+    /// host's totals at 0, so its whole total is added on top. Time the old
+    /// generation spent after the previous sync is not seen (the host
+    /// forgets it with the instance).
+    pub fn sync_callback_seconds(&self, plugins: &[PluginSummary]) {
         let mut seen = self.callback_seen.lock();
-        for p in plugins.as_array().map(Vec::as_slice).unwrap_or_default() {
-            let (Some(name), Some(callbacks)) = (p["name"].as_str(), p["callbacks"].as_object())
-            else {
-                continue;
-            };
-            let generation = p["generation"].as_u64().unwrap_or(0);
-            for (callback, stat) in callbacks {
-                let total = stat["seconds"].as_f64().unwrap_or(0.0);
+        for p in plugins {
+            let name = p.name.as_str();
+            for stat in p.callbacks.iter() {
+                let total = stat.seconds;
                 if !total.is_finite() || total < 0.0 {
                     continue;
                 }
+                let callback = stat.callback.as_str();
                 // The map is bounded by plugin files × the host's fixed callbacks.
                 let delta = monotonic_delta(
                     &mut seen,
-                    (name.to_owned(), callback.clone()),
-                    generation,
+                    (name.to_owned(), callback.to_owned()),
+                    u64::from(p.generation),
                     total,
                 );
                 if let Some(c) = with_overflow(
                     |l| self.callback_seconds.with_labels(l),
-                    &[name, callback.as_str()],
+                    &[name, callback],
                     0,
                 ) {
                     c.inc_by(delta);
@@ -876,8 +875,8 @@ mod tests {
                 "bulkhead": {"rejected_total": full, "depth_rejected_total": deep}},
                 {"name": "gone", "state": "error", "circuit": null}])
         };
-        c.update_plugins(&list(1, "open", 3, 2, 1));
-        c.update_plugins(&list(1, "half_open", 5, 2, 1));
+        c.update_plugins(&crate::summaries(&list(1, "open", 3, 2, 1)));
+        c.update_plugins(&crate::summaries(&list(1, "half_open", 5, 2, 1)));
         let text = c.render();
         assert!(
             text.contains("homeconsole_plugin_circuit_state{plugin_name=\"p\"} 1"),
@@ -906,7 +905,7 @@ mod tests {
             "{text}"
         );
         // A new generation restarts the host's counts: they add on top.
-        c.update_plugins(&list(2, "closed", 1, 0, 0));
+        c.update_plugins(&crate::summaries(&list(2, "closed", 1, 0, 0)));
         let text = c.render();
         assert!(
             text.contains("homeconsole_plugin_circuit_state{plugin_name=\"p\"} 0"),

@@ -276,10 +276,13 @@ mod tests {
             .with_labels(&["x"])
             .unwrap();
         let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-        h.observe_traced(0.5, Some(tp));
+        let ctx = |t: &str| plugin_abi::TraceContext::parse(t).unwrap();
+        h.observe_traced(0.5, Some(&ctx(tp)));
         h.observe_traced(
             0.05,
-            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"),
+            Some(&ctx(
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+            )),
         );
         h.observe_traced(5.0, None);
         let mut out = String::new();

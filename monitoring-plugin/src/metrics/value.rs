@@ -7,6 +7,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use plugin_abi::trace_context::{TraceContext, TRACEPARENT_LEN};
+
 /// One series: its label values, their pre-rendered exposition form and its value.
 pub(crate) struct Series<C> {
     /// Label values, in the family's label-name order.
@@ -135,30 +137,23 @@ pub struct Exemplar {
 }
 
 impl Exemplar {
-    /// The exemplar of a sampled W3C `traceparent`
-    /// (`00-<trace id>-<span id>-<flags>`); `None` when it is malformed or
-    /// not sampled (no trace was recorded to link to).
-    pub fn from_traceparent(traceparent: &str, value: f64) -> Option<Exemplar> {
-        let b = traceparent.as_bytes();
-        if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
+    /// The exemplar of a span; `None` when it is not sampled (no trace
+    /// was recorded to link to). The ids are formatted once, here, on the
+    /// stack (plugin-abi's `TraceContext::write_header`).
+    pub fn from_context(ctx: &TraceContext, value: f64) -> Option<Exemplar> {
+        if !ctx.sampled() {
             return None;
         }
-        let hex = |s: &[u8]| {
-            s.iter()
-                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
-        };
-        let flags = u8::from_str_radix(std::str::from_utf8(&b[53..55]).ok()?, 16).ok()?;
-        if !hex(&b[3..35]) || !hex(&b[36..52]) || flags & 1 == 0 {
-            return None;
-        }
+        let mut buf = [0u8; TRACEPARENT_LEN];
+        let header = ctx.write_header(&mut buf).as_bytes();
         let mut e = Exemplar {
             trace_id: [0; 32],
             span_id: [0; 16],
             value,
             timestamp_ms: crate::time::now_ms(),
         };
-        e.trace_id.copy_from_slice(&b[3..35]);
-        e.span_id.copy_from_slice(&b[36..52]);
+        e.trace_id.copy_from_slice(&header[3..35]);
+        e.span_id.copy_from_slice(&header[36..52]);
         Some(e)
     }
 
@@ -276,14 +271,14 @@ impl Histogram {
         }
     }
 
-    /// Records one observation and, when `traceparent` is a sampled trace
-    /// context, keeps it as its bucket's exemplar.
-    pub fn observe_traced(&self, v: f64, traceparent: Option<&str>) {
+    /// Records one observation and, when `span` is sampled, keeps it as its
+    /// bucket's exemplar.
+    pub fn observe_traced(&self, v: f64, span: Option<&TraceContext>) {
         if v.is_nan() {
             return;
         }
         self.0.cell.observe(v);
-        if let Some(e) = traceparent.and_then(|t| Exemplar::from_traceparent(t, v)) {
+        if let Some(e) = span.and_then(|t| Exemplar::from_context(t, v)) {
             let cell = &self.0.cell;
             *cell.exemplars[cell.bucket_of(v)].lock() = Some(e);
         }

@@ -105,12 +105,6 @@ pub struct SlowCallTracker {
     state: Mutex<TrackerState>,
 }
 
-/// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
-pub fn trace_id(traceparent: &str) -> Option<&str> {
-    let id = traceparent.split('-').nth(1)?;
-    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
-}
-
 impl SlowCallTracker {
     /// A tracker flagging calls slower than `slow_call_ms`, keeping `kept`.
     pub fn new(slow_call_ms: u64, kept: usize) -> Self {
@@ -152,15 +146,14 @@ impl SlowCallTracker {
                 let call = SlowCall {
                     service: name.to_owned(),
                     caller: o.caller.as_str().to_owned(),
-                    status: o.status.as_str(),
+                    status: o.status().as_str(),
                     duration_ms: o.duration_ns as f64 / 1e6,
                     at_unix_ms: o.at_unix_ns / 1_000_000,
                     trace_id: o
                         .trace_context
                         .as_ref()
-                        .into_option()
-                        .and_then(|t| trace_id(t.as_str()))
-                        .map(str::to_owned),
+                        .map(|t| t.trace_id_hex())
+                        .into_option(),
                 };
                 if state.recent.len() == self.kept {
                     state.recent.pop_front();
@@ -660,18 +653,15 @@ impl Capability for Profiling {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use abi_stable::std_types::{ROption, RString};
-
     fn call(name: &str, ms: u64, trace: Option<&str>) -> Observation {
         let mut o = Observation::empty(ObservationKind::ServiceCall);
         o.name = name.into();
         o.caller = "demo".into();
         o.duration_ns = ms * 1_000_000;
         o.at_unix_ns = 5_000_000_000;
-        o.trace_context = match trace {
-            Some(t) => ROption::RSome(RString::from(t)),
-            None => ROption::RNone,
-        };
+        o.trace_context = trace
+            .map(|t| plugin_abi::TraceContext::parse(t).unwrap())
+            .into();
         o
     }
 
@@ -719,20 +709,10 @@ mod tests {
     fn ignores_other_kinds_and_not_found() {
         let t = SlowCallTracker::new(1, 5);
         let mut nf = call("x", 10, None);
-        nf.status = CallStatus::NotFound;
+        nf.status = plugin_abi::CallStatus_NE::new(CallStatus::NotFound);
         let other = Observation::empty(ObservationKind::EventPublished);
         assert!(t.observe(&[nf, other]).is_empty());
         assert_eq!(t.service("x"), None);
-    }
-
-    #[test]
-    fn trace_ids() {
-        assert_eq!(
-            trace_id("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
-            Some("0af7651916cd43dd8448eb211c80319c")
-        );
-        assert_eq!(trace_id("garbage"), None);
-        assert_eq!(trace_id("00-xyz-abc-01"), None);
     }
 
     #[test]

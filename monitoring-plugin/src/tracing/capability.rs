@@ -31,7 +31,7 @@ use crate::config::TracingConfig;
 use crate::http::{error, query_param};
 use crate::metrics::names;
 use crate::metrics::{Counter, CounterFamily, MetricError, MetricStore};
-use crate::tracing::context::{parse_span_id, parse_trace_id, to_hex};
+use crate::tracing::context::{parse_trace_id, to_hex};
 use crate::tracing::store::StatusFilter;
 use crate::tracing::{
     AttrValue, ExportConfig, ManualConfig, ManualSpanError, ManualSpans, OtlpExporter, Sampler,
@@ -238,23 +238,22 @@ impl TracingCapability {
     /// Turns one observation into a span and records it; returns whether a
     /// span was recorded. Public for benches.
     pub fn record(&self, o: &Observation) -> bool {
-        let Some(header) = o.trace_context.as_ref().into_option() else {
+        let Some(ctx) = o.trace_context.as_ref().into_option().copied() else {
             return false;
         };
         if !matches!(
-            o.kind,
-            ObservationKind::ServiceCall
-                | ObservationKind::HttpRequest
-                | ObservationKind::EventPublished
-                | ObservationKind::EventDelivered
-                | ObservationKind::StorageOperation
-                | ObservationKind::PluginState
+            o.kind(),
+            Some(
+                ObservationKind::ServiceCall
+                    | ObservationKind::HttpRequest
+                    | ObservationKind::EventPublished
+                    | ObservationKind::EventDelivered
+                    | ObservationKind::StorageOperation
+                    | ObservationKind::PluginState
+            )
         ) {
             return false;
         }
-        let Ok(ctx) = TraceContext::parse(header.as_str()) else {
-            return false;
-        };
         if o.kind == ObservationKind::ServiceCall
             && self.slow_ns > 0
             && o.duration_ns > self.slow_ns
@@ -265,11 +264,7 @@ impl TracingCapability {
             self.counters.sampled_out.inc();
             return false;
         }
-        let parent = if o.parent_span_id.is_empty() {
-            None
-        } else {
-            parse_span_id(o.parent_span_id.as_str()).ok()
-        };
+        let parent = o.parent_span_id.into_option();
         self.sink.submit(span_of(o, &ctx, parent));
         true
     }
@@ -279,7 +274,7 @@ impl TracingCapability {
             "service": o.name.as_str(),
             "caller": o.caller.as_str(),
             "plugin": o.detail.as_str(),
-            "status": o.status.as_str(),
+            "status": o.status().as_str(),
             "duration_ms": o.duration_ns as f64 / 1e6,
             "threshold_ms": self.config.slow_call_ms,
             "trace_id": to_hex(&ctx.trace_id),
@@ -340,7 +335,10 @@ impl TracingCapability {
         }
         // Without an explicit parent the span joins the caller's trace (as a
         // child of this service call's span).
-        let parent = input.parent.as_deref().or(call.trace_context);
+        // The caller's span is a value; the manual-span API takes text (its
+        // JSON input's `parent`), so it is formatted here, on the stack.
+        let caller_span = call.trace_context.map(|t| t.traceparent());
+        let parent = input.parent.as_deref().or(caller_span.as_deref());
         let span_id = self
             .manual
             .start(
@@ -499,7 +497,7 @@ fn attributes(map: BTreeMap<String, Value>) -> Vec<(String, AttrValue)> {
 }
 
 fn status_of(o: &Observation) -> SpanStatus {
-    match o.status {
+    match o.status() {
         CallStatus::Ok => SpanStatus::Ok,
         other if o.message.is_empty() => SpanStatus::error(other.as_str()),
         _ => SpanStatus::error(o.message.as_str()),
@@ -515,8 +513,8 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
     let caller = o.caller.as_str();
     let mut span = SpanRecord::new(ctx.trace_id, ctx.span_id, parent, String::new(), start, end);
     span.status = status_of(o);
-    match o.kind {
-        ObservationKind::HttpRequest => {
+    match o.kind() {
+        Some(ObservationKind::HttpRequest) => {
             // detail = "METHOD STATUS"
             let (method, code) = o.detail.as_str().split_once(' ').unwrap_or(("", ""));
             span.name = format!("{method} {name}");
@@ -534,7 +532,7 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
                 span.status = SpanStatus::error(format!("HTTP {code}"));
             }
         }
-        ObservationKind::ServiceCall => {
+        Some(ObservationKind::ServiceCall) => {
             span.name = name.to_owned();
             span.kind = SpanKind::Server;
             span.plugin = if o.detail.is_empty() {
@@ -545,10 +543,10 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
             span.service_name = Some(name.to_owned());
             span.attributes = vec![
                 ("homeconsole.caller".into(), caller.into()),
-                ("homeconsole.status".into(), o.status.as_str().into()),
+                ("homeconsole.status".into(), o.status().as_str().into()),
             ];
         }
-        ObservationKind::EventPublished => {
+        Some(ObservationKind::EventPublished) => {
             span.name = format!("publish {name}");
             span.kind = SpanKind::Producer;
             span.plugin = caller.to_owned();
@@ -558,7 +556,7 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
                 ("messaging.destination.name".into(), name.into()),
             ];
         }
-        ObservationKind::EventDelivered => {
+        Some(ObservationKind::EventDelivered) => {
             span.name = format!("process {name}");
             span.kind = SpanKind::Consumer;
             span.plugin = caller.to_owned();
@@ -568,7 +566,7 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
                 ("messaging.destination.name".into(), name.into()),
             ];
         }
-        ObservationKind::StorageOperation => {
+        Some(ObservationKind::StorageOperation) => {
             span.name = format!("storage.{name}");
             span.kind = SpanKind::Client;
             span.plugin = caller.to_owned();
@@ -659,9 +657,7 @@ impl Capability for TracingCapability {
         // A health round starts a trace of its own: it follows the host's
         // root sampling ratio, like every other new trace.
         let trace_id = crate::tracing::context::new_trace_id();
-        let ratio = self.ctx.host.host_info()["trace_sample_ratio"]
-            .as_f64()
-            .unwrap_or(1.0);
+        let ratio = self.ctx.host.host_info().trace_sample_ratio();
         if !crate::tracing::context::Sampler::new(ratio).sample_trace_id(&trace_id) {
             self.counters.sampled_out.inc();
             return;
@@ -755,6 +751,7 @@ impl Capability for TracingCapability {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tracing::context::parse_span_id;
     use abi_stable::std_types::{ROption, RString};
 
     fn obs(kind: ObservationKind, name: &str, tp: &str, parent: &str) -> Observation {
@@ -763,8 +760,8 @@ mod tests {
         o.caller = RString::from("demo");
         o.at_unix_ns = 2_000;
         o.duration_ns = 500;
-        o.trace_context = ROption::RSome(RString::from(tp));
-        o.parent_span_id = RString::from(parent);
+        o.trace_context = ROption::RSome(TraceContext::parse(tp).unwrap());
+        o.parent_span_id = parse_span_id(parent).ok().into();
         o
     }
 
@@ -779,7 +776,7 @@ mod tests {
             "1111111111111111",
         );
         o.detail = RString::from("demo-devices");
-        o.status = CallStatus::Error;
+        o.status = plugin_abi::CallStatus_NE::new(CallStatus::Error);
         o.message = RString::from("boom");
         let ctx = TraceContext::parse(TP).unwrap();
         let s = span_of(&o, &ctx, parse_span_id("1111111111111111").ok());
@@ -797,7 +794,7 @@ mod tests {
         let ctx = TraceContext::parse(TP).unwrap();
         let mut http = obs(ObservationKind::HttpRequest, "/api/v1/x", TP, "");
         http.detail = RString::from("POST 503");
-        http.status = CallStatus::Error;
+        http.status = plugin_abi::CallStatus_NE::new(CallStatus::Error);
         let s = span_of(&http, &ctx, None);
         assert_eq!(
             (s.name.as_str(), s.kind),

@@ -2,14 +2,28 @@
 //! [`HostApi`](crate::HostApi) stands in for the host, and a small
 //! [`PluginImpl`] goes through the same root module the host loads.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RArc, ROption, RResult, RStr, RString, RVec};
 
 use super::*;
+use crate::error::ErrorKind;
+use crate::facts::{HostCounters, HostInfo, HostInfo_Ref, PluginSummary};
 use crate::ffi::{HostApi, HostApi_TO};
 use crate::telemetry::{HealthCheckBox, InstrumentOpts, ProviderBox, TelemetrySlot};
+use crate::types::PluginState;
+
+/// A valid `traceparent` for the calls that carry a context.
+const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn tc(traceparent: &str) -> TraceContext {
+    TraceContext::parse(traceparent).expect("valid traceparent")
+}
+
+/// Address of the last string `FakeHost::call_service` answered with.
+static LAST_ANSWER: AtomicUsize = AtomicUsize::new(0);
 
 /// What the plugin asked of the fake host, one line per call.
 type Calls = Arc<Mutex<Vec<String>>>;
@@ -52,14 +66,18 @@ impl HostApi for FakeHost {
         &self,
         name: RStr<'_>,
         input: RStr<'_>,
-        trace_context: ROption<RStr<'_>>,
+        trace_context: ROption<TraceContext>,
     ) -> RResult<RString, PluginError> {
-        let trace = trace_context.map(|t| t.to_string()).unwrap_or_default();
+        let trace = trace_context
+            .map(|t| t.traceparent().to_string())
+            .unwrap_or_default();
         self.note(format!("call_service {name} {input} [{trace}]"));
         if name.as_str() == "missing" {
             return RResult::RErr(PluginError::not_found("no service missing"));
         }
-        RResult::ROk(format!("{{\"echo\":{input}}}").into())
+        let answer = RString::from(format!("{{\"echo\":{input}}}"));
+        LAST_ANSWER.store(answer.as_ptr() as usize, Ordering::Relaxed);
+        RResult::ROk(answer)
     }
 
     fn subscribe(&self, pattern: RStr<'_>) -> RResult<u64, PluginError> {
@@ -76,9 +94,11 @@ impl HostApi for FakeHost {
         &self,
         topic: RStr<'_>,
         payload: RStr<'_>,
-        trace_context: ROption<RStr<'_>>,
+        trace_context: ROption<TraceContext>,
     ) -> RResult<(), PluginError> {
-        let trace = trace_context.map(|t| t.to_string()).unwrap_or_default();
+        let trace = trace_context
+            .map(|t| t.traceparent().to_string())
+            .unwrap_or_default();
         self.note(format!("publish {topic} {payload} [{trace}]"));
         RResult::ROk(())
     }
@@ -130,8 +150,8 @@ impl HostApi for FakeHost {
         }
     }
 
-    fn list_plugins(&self) -> RString {
-        self.json.into()
+    fn list_plugins(&self) -> RVec<PluginSummary> {
+        RVec::from(vec![PluginSummary::new("demo", PluginState::Started, 3)])
     }
 
     fn register_route(
@@ -158,8 +178,26 @@ impl HostApi for FakeHost {
         RResult::ROk(())
     }
 
-    fn host_info(&self) -> RString {
-        self.json.into()
+    fn host_info(&self) -> HostInfo_Ref {
+        HostInfo {
+            host_version: "9.9.9".into(),
+            abi_version: crate::ABI_VERSION.into(),
+            started_unix_ms: 1,
+            pid: 2,
+            data_dir: "/d".into(),
+            plugins_dir: "/p".into(),
+            trace_sample_ratio: 0.5,
+            service_timeout_ms: 3,
+            callback_timeout_ms: 4,
+        }
+        .leak()
+    }
+
+    fn host_counters(&self) -> HostCounters {
+        HostCounters {
+            observer_dropped_total: 5,
+            ..HostCounters::default()
+        }
     }
 
     fn telemetry_slot(&self) -> RArc<TelemetrySlot> {
@@ -220,10 +258,12 @@ fn host_methods_pass_arguments_and_map_results() {
     let (handle, calls) = fake_host(r#"{"modules":1}"#);
     let host = Host::new(handle);
     assert_eq!(host.plugin_name(), "fake");
+    let answer = host.call_service("echo", "[1]", Some(tc(TP))).unwrap();
+    assert_eq!(answer, r#"{"echo":[1]}"#);
     assert_eq!(
-        host.call_service("echo", "[1]", Some("00-ab-cd-01"))
-            .unwrap(),
-        r#"{"echo":[1]}"#
+        answer.as_ptr() as usize,
+        LAST_ANSWER.load(Ordering::Relaxed),
+        "the callee's string reaches the caller uncopied"
     );
     assert_eq!(
         host.call_service("missing", "{}", None).unwrap_err().kind,
@@ -250,7 +290,7 @@ fn host_methods_pass_arguments_and_map_results() {
     assert_eq!(
         taken(&calls),
         [
-            "call_service echo [1] [00-ab-cd-01]",
+            "call_service echo [1] [00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01]",
             "call_service missing {} []",
             "register_service taken d",
             "subscribe device.*",
@@ -292,7 +332,6 @@ fn log_helpers_send_the_level_and_fields_as_json_text() {
 fn json_queries_parse_and_fall_back_to_null_on_bad_text() {
     let (handle, _) = fake_host(r#"{"uptime_s":3}"#);
     let host = Host::new(handle);
-    assert_eq!(host.host_info()["uptime_s"], 3);
     assert_eq!(host.list_modules()["uptime_s"], 3);
     assert!(host.get_module("known").is_some());
     assert!(host.get_module("unknown").is_none());
@@ -300,10 +339,29 @@ fn json_queries_parse_and_fall_back_to_null_on_bad_text() {
     let (handle, _) = fake_host("not json");
     let host = Host::new(handle);
     assert!(host.list_modules().is_null());
-    assert!(host.list_plugins().is_null());
-    assert!(host.host_info().is_null());
     assert!(host.get_module("known").is_none(), "unparsable is absent");
     assert_eq!(format!("{host:?}"), "Host { .. }");
+}
+
+#[test]
+fn host_facts_and_plugin_summaries_are_typed_values() {
+    let (handle, _) = fake_host("{}");
+    let host = Host::new(handle);
+    let info = host.host_info();
+    assert_eq!(info.host_version().as_str(), "9.9.9");
+    assert_eq!(info.trace_sample_ratio(), 0.5);
+    assert_eq!(info.callback_timeout_ms(), 4);
+    assert_eq!(host.host_counters().observer_dropped_total, 5);
+    let plugins = host.list_plugins();
+    assert_eq!(plugins.len(), 1);
+    assert_eq!(
+        (
+            plugins[0].name.as_str(),
+            plugins[0].state(),
+            plugins[0].generation
+        ),
+        ("demo", PluginState::Started, 3)
+    );
 }
 
 #[test]
@@ -322,12 +380,11 @@ fn guard_turns_a_panic_into_panicked_naming_callback_message_and_location() {
         .into_result()
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Panicked);
-    let message = err.message.as_str();
-    assert!(
-        message.starts_with("panicked in on_event: boom 7 at "),
-        "{message}"
-    );
-    assert!(message.contains(file!()), "{message}");
+    assert_eq!(err.message.as_str(), "panicked in on_event: boom 7");
+    let at = err.panic.as_ref().into_option().expect("location recorded");
+    assert_eq!(at.file.as_str(), file!());
+    assert!(at.line > line!() - 10 && at.line < line!(), "{at}");
+    assert!(at.column > 0, "{at}");
 
     let err = guard::<()>("tick", || std::panic::panic_any(42u8))
         .into_result()
@@ -371,7 +428,8 @@ impl PluginImpl for Probe {
                 "{}|{}|{}|{}",
                 call.input,
                 call.caller,
-                call.trace_context.unwrap_or("-"),
+                call.trace_context
+                    .map_or_else(|| "-".to_owned(), |t| t.traceparent().to_string()),
                 self.config
             )),
             _ => Err(PluginError::not_found(format!("no {}", call.name))),
@@ -424,11 +482,14 @@ fn a_plugin_built_through_its_root_module_is_guarded_end_to_end() {
             "probe.echo".into(),
             "[1]".into(),
             crate::HTTP_CALLER.into(),
-            ROption::RSome("00-tp-01".into()),
+            ROption::RSome(tc(TP)),
         )
         .into_result()
         .unwrap();
-    assert_eq!(out.as_str(), r#"[1]|http|00-tp-01|{"a":1}"#);
+    assert_eq!(
+        out.as_str(),
+        r#"[1]|http|00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01|{"a":1}"#
+    );
     let missing = plugin
         .handle_service("nope".into(), "{}".into(), "host".into(), ROption::RNone)
         .into_result()
@@ -446,11 +507,16 @@ fn a_plugin_built_through_its_root_module_is_guarded_end_to_end() {
     };
     let err = plugin.on_event(&event).into_result().unwrap_err();
     assert_eq!(err.kind, ErrorKind::Panicked);
+    assert_eq!(
+        err.message.as_str(),
+        "panicked in on_event: cannot handle device.x"
+    );
     assert!(
-        err.message
-            .as_str()
-            .starts_with("panicked in on_event: cannot handle device.x at "),
-        "{err}"
+        err.panic
+            .as_ref()
+            .into_option()
+            .is_some_and(|at| at.file.as_str() == file!() && at.line > 0),
+        "{err:?}"
     );
     let logged: Vec<String> = taken(&calls)
         .into_iter()
