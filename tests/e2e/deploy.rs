@@ -103,11 +103,13 @@ fn every_dashboard_query_parses_and_names_exported_metrics() {
     host.call("demo.fail", &json!({}));
     host.get("/api/v1/monitoring/health?refresh=true");
     let text = wait_for(
-        "alert firing and drops exported",
+        "alert firing, service calls and drops exported",
         Duration::from_secs(30),
         || {
             let t = host.metrics();
             (t.contains("homeconsole_alerts{")
+                && t.contains("homeconsole_service_calls_total{")
+                && t.contains("homeconsole_service_call_duration_seconds_bucket{")
                 && t.contains("homeconsole_errors_total{")
                 && t.contains("homeconsole_event_deliveries_dropped_total{"))
             .then_some(t)

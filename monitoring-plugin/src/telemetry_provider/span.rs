@@ -74,16 +74,6 @@ struct Recording {
     ended: bool,
 }
 
-fn kind_of(kind: SpanKind) -> tracing::SpanKind {
-    match kind {
-        SpanKind::Internal => tracing::SpanKind::Internal,
-        SpanKind::Server => tracing::SpanKind::Server,
-        SpanKind::Client => tracing::SpanKind::Client,
-        SpanKind::Producer => tracing::SpanKind::Producer,
-        SpanKind::Consumer => tracing::SpanKind::Consumer,
-    }
-}
-
 fn value_of(value: AttrValue<'_>) -> tracing::AttrValue {
     match value {
         AttrValue::Str(s) => tracing::AttrValue::String(s.as_str().to_owned()),
@@ -127,7 +117,7 @@ impl SpanApi for Recording {
             self.start_ns,
             now_ns(),
         );
-        record.kind = kind_of(self.kind);
+        record.kind = self.kind;
         record.status = std::mem::take(&mut self.status);
         record.attributes = std::mem::take(&mut self.attributes);
         record.plugin = self.plugin.as_deref().unwrap_or(UNKNOWN_PLUGIN).to_owned();

@@ -6,34 +6,14 @@
 
 use std::mem::size_of;
 
-/// What role a span plays, as in OpenTelemetry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SpanKind {
-    /// An internal operation (the default).
-    #[default]
-    Internal,
-    /// The server side of a synchronous call (an HTTP request handled, a service served).
-    Server,
-    /// The client side of a synchronous call.
-    Client,
-    /// The sender of an asynchronous message (an event published).
-    Producer,
-    /// The receiver of an asynchronous message (an event delivered).
-    Consumer,
-}
+/// What role a span plays, as in OpenTelemetry: the one enum that crosses the
+/// ABI in the telemetry API (`plugin_abi::telemetry::SpanKind`).
+pub use plugin_abi::telemetry::SpanKind;
 
-impl SpanKind {
-    /// Lowercase name (`internal`, `server`, …).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            SpanKind::Internal => "internal",
-            SpanKind::Server => "server",
-            SpanKind::Client => "client",
-            SpanKind::Producer => "producer",
-            SpanKind::Consumer => "consumer",
-        }
-    }
+/// Serializes a [`SpanKind`] by its lowercase name (`internal`, `server`, …),
+/// the form the tracing API answers with.
+pub fn serialize_kind<S: serde::Serializer>(kind: &SpanKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(kind.as_str())
 }
 
 /// How a span ended.

@@ -124,6 +124,7 @@ pub struct SpanNode {
     /// Operation name.
     pub name: String,
     /// Span kind.
+    #[serde(serialize_with = "super::span::serialize_kind")]
     pub kind: SpanKind,
     /// Owning plugin.
     pub plugin: String,
