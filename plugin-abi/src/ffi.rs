@@ -16,7 +16,7 @@ use abi_stable::{declare_root_module_statics, package_version_strings, sabi_trai
 
 use crate::error::PluginError;
 use crate::facts::{HostCounters, HostInfo_Ref, PluginSummary};
-use crate::telemetry::{HealthCheckBox, ProviderBox, TelemetrySlot};
+use crate::telemetry::abi::{HealthCheckBox, ProviderBox, TelemetrySlot};
 use crate::trace_context::TraceContext;
 use crate::types::{
     Event, HealthReport, HttpRequest, HttpResponse, LogLevel, Observation, PluginInfo,

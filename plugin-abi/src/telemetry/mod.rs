@@ -17,7 +17,7 @@
 //! descriptor errors. This file has the [`Telemetry`] factory and the
 //! health-check registration.
 
-mod abi;
+pub(crate) mod abi;
 mod binding;
 mod error;
 mod instruments;
