@@ -11,18 +11,20 @@ use abi_stable::std_types::RStr;
 use plugin_abi::telemetry::{AttrValue, SpanApi, SpanApi_TO, SpanBox, SpanKind, SpanStatus};
 use plugin_abi::TraceContext;
 
-use super::{Shared, UNKNOWN_PLUGIN};
+use super::Shared;
 use crate::time::now_ns;
 use crate::tracing::{self, SpanRecord};
 
 /// Most attributes one span keeps (later new keys are dropped).
 pub(super) const MAX_ATTRIBUTES: usize = 64;
 
-/// Starts a span: a child of `parent` or a new root sampled by the
-/// provider's sampler; recorded only when sampled and the provider is open.
+/// Starts a span of `plugin`: a child of `parent` or a new root sampled by
+/// the provider's sampler; recorded only when sampled and the provider is
+/// open. The record is built here and filled in place, so ending the span
+/// moves it to the sink without copying its parts.
 pub(super) fn start(
     shared: &Arc<Shared>,
-    plugin: Option<&Arc<str>>,
+    plugin: &Arc<str>,
     name: &str,
     kind: SpanKind,
     parent: Option<TraceContext>,
@@ -31,18 +33,25 @@ pub(super) fn start(
     if !context.sampled() || shared.is_closed() {
         return SpanApi_TO::from_value(Unrecorded(context), TD_Opaque);
     }
+    let record = SpanRecord {
+        trace_id: context.trace_id,
+        span_id: context.span_id,
+        parent_span_id: parent.map(|p| p.span_id),
+        name: name.to_owned(),
+        kind: kind_of(kind),
+        start_unix_ns: now_ns(),
+        end_unix_ns: 0,
+        status: tracing::SpanStatus::Unset,
+        attributes: Vec::new(),
+        plugin: plugin.clone(),
+        service_name: None,
+        timed_out: false,
+    };
     SpanApi_TO::from_value(
         Recording {
             shared: shared.clone(),
-            plugin: plugin.cloned(),
             context,
-            parent: parent.map(|p| p.span_id),
-            name: name.to_owned(),
-            kind,
-            start_ns: now_ns(),
-            attributes: Vec::new(),
-            status: tracing::SpanStatus::Unset,
-            ended: false,
+            record: Some(record),
         },
         TD_Opaque,
     )
@@ -60,18 +69,11 @@ impl SpanApi for Unrecorded {
     fn end(&mut self) {}
 }
 
-/// A sampled span being recorded.
+/// A sampled span being recorded (`record` is `None` once it ended).
 struct Recording {
     shared: Arc<Shared>,
-    plugin: Option<Arc<str>>,
     context: TraceContext,
-    parent: Option<[u8; 8]>,
-    name: String,
-    kind: SpanKind,
-    start_ns: u64,
-    attributes: Vec<(String, tracing::AttrValue)>,
-    status: tracing::SpanStatus,
-    ended: bool,
+    record: Option<SpanRecord>,
 }
 
 fn kind_of(kind: SpanKind) -> tracing::SpanKind {
@@ -99,16 +101,23 @@ impl SpanApi for Recording {
     }
 
     fn set_attribute(&mut self, key: RStr<'_>, value: AttrValue<'_>) {
+        let Some(record) = &mut self.record else {
+            return;
+        };
         let value = value_of(value);
-        if let Some(slot) = self.attributes.iter_mut().find(|(k, _)| k == key.as_str()) {
+        let attributes = &mut record.attributes;
+        if let Some(slot) = attributes.iter_mut().find(|(k, _)| k == key.as_str()) {
             slot.1 = value;
-        } else if self.attributes.len() < MAX_ATTRIBUTES {
-            self.attributes.push((key.as_str().to_owned(), value));
+        } else if attributes.len() < MAX_ATTRIBUTES {
+            attributes.push((key.as_str().to_owned(), value));
         }
     }
 
     fn set_status(&mut self, status: SpanStatus, message: RStr<'_>) {
-        self.status = match status {
+        let Some(record) = &mut self.record else {
+            return;
+        };
+        record.status = match status {
             SpanStatus::Unset => tracing::SpanStatus::Unset,
             SpanStatus::Ok => tracing::SpanStatus::Ok,
             SpanStatus::Error => tracing::SpanStatus::error(message.as_str()),
@@ -116,21 +125,13 @@ impl SpanApi for Recording {
     }
 
     fn end(&mut self) {
-        if std::mem::replace(&mut self.ended, true) || self.shared.is_closed() {
+        let Some(mut record) = self.record.take() else {
+            return;
+        };
+        if self.shared.is_closed() {
             return;
         }
-        let mut record = SpanRecord::new(
-            self.context.trace_id,
-            self.context.span_id,
-            self.parent,
-            std::mem::take(&mut self.name),
-            self.start_ns,
-            now_ns(),
-        );
-        record.kind = kind_of(self.kind);
-        record.status = std::mem::take(&mut self.status);
-        record.attributes = std::mem::take(&mut self.attributes);
-        record.plugin = self.plugin.as_deref().unwrap_or(UNKNOWN_PLUGIN).to_owned();
+        record.end_unix_ns = now_ns();
         self.shared.spans.submit(record);
     }
 }

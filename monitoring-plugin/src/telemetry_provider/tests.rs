@@ -250,7 +250,7 @@ fn spans_reach_the_trace_store_with_attributes_status_kind_and_plugin() {
     assert_eq!(r.parent_span_id, Some(parent.span_id));
     assert_eq!(r.kind, tracing::SpanKind::Client);
     assert_eq!(r.status, tracing::SpanStatus::error("timeout"));
-    assert_eq!(r.plugin, "demo");
+    assert_eq!(&*r.plugin, "demo");
     assert_eq!(
         r.attributes,
         vec![

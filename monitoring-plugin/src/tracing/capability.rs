@@ -538,7 +538,7 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
             span.plugin = if o.detail.is_empty() {
                 "host".into()
             } else {
-                o.detail.as_str().to_owned()
+                o.detail.as_str().into()
             };
             span.service_name = Some(name.to_owned());
             span.attributes = vec![
@@ -549,7 +549,7 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
         Some(ObservationKind::EventPublished) => {
             span.name = format!("publish {name}");
             span.kind = SpanKind::Producer;
-            span.plugin = caller.to_owned();
+            span.plugin = caller.into();
             span.attributes = vec![
                 ("messaging.system".into(), "homeconsole".into()),
                 ("messaging.operation.type".into(), "publish".into()),
@@ -559,7 +559,7 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
         Some(ObservationKind::EventDelivered) => {
             span.name = format!("process {name}");
             span.kind = SpanKind::Consumer;
-            span.plugin = caller.to_owned();
+            span.plugin = caller.into();
             span.attributes = vec![
                 ("messaging.system".into(), "homeconsole".into()),
                 ("messaging.operation.type".into(), "process".into()),
@@ -569,7 +569,7 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
         Some(ObservationKind::StorageOperation) => {
             span.name = format!("storage.{name}");
             span.kind = SpanKind::Client;
-            span.plugin = caller.to_owned();
+            span.plugin = caller.into();
             span.attributes = vec![
                 ("db.system.name".into(), "homeconsole".into()),
                 ("db.operation.name".into(), name.into()),
@@ -587,7 +587,7 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
             span.plugin = if step == "startup" {
                 "host".into()
             } else {
-                name.to_owned()
+                name.into()
             };
             span.attributes = vec![("homeconsole.lifecycle.step".into(), step.into())];
         }
@@ -782,7 +782,7 @@ mod tests {
         let s = span_of(&o, &ctx, parse_span_id("1111111111111111").ok());
         assert_eq!(s.name, "demo.x");
         assert_eq!(s.kind, SpanKind::Server);
-        assert_eq!(s.plugin, "demo-devices");
+        assert_eq!(&*s.plugin, "demo-devices");
         assert_eq!(s.service_name.as_deref(), Some("demo.x"));
         assert_eq!((s.start_unix_ns, s.end_unix_ns), (1_500, 2_000));
         assert_eq!(s.status, SpanStatus::error("boom"));

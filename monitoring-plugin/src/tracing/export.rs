@@ -648,7 +648,7 @@ pub fn to_otlp_span(s: SpanRecord) -> Span {
     if !s.plugin.is_empty() {
         attributes.push(kv(
             "homeconsole.plugin",
-            any_value::Value::StringValue(s.plugin),
+            any_value::Value::StringValue(s.plugin.to_string()),
         ));
     }
     if let Some(svc) = s.service_name {

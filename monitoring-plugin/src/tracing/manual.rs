@@ -396,7 +396,7 @@ fn finish(id: [u8; 8], open: OpenSpan, end_unix_ns: u64, status: SpanStatus) -> 
         end_unix_ns: end_unix_ns.max(open.start_unix_ns),
         status,
         attributes: open.attributes,
-        plugin: open.plugin,
+        plugin: open.plugin.into(),
         service_name: None,
         timed_out: false,
     }
@@ -458,7 +458,7 @@ mod tests {
         assert_eq!(tree.roots.len(), 1);
         let r = &tree.roots[0];
         assert_eq!(r.span_id, root);
-        assert_eq!(r.plugin, "energy");
+        assert_eq!(&*r.plugin, "energy");
         assert_eq!(r.status, SpanStatus::error("disk full"));
         assert_eq!(
             r.attributes,

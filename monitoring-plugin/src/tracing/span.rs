@@ -5,6 +5,7 @@
 //! type. It carries an approximate heap size so the store can bound its memory in bytes.
 
 use std::mem::size_of;
+use std::sync::Arc;
 
 /// What role a span plays, as in OpenTelemetry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
@@ -127,8 +128,10 @@ pub struct SpanRecord {
     pub status: SpanStatus,
     /// Key/value attributes, in insertion order.
     pub attributes: Vec<(String, AttrValue)>,
-    /// The plugin the span belongs to.
-    pub plugin: String,
+    /// The plugin the span belongs to: shared, because every span of one
+    /// plugin names the same plugin (the telemetry provider's spans clone
+    /// the scope's name instead of copying it per span).
+    pub plugin: Arc<str>,
     /// The service called, when the span is a service call.
     pub service_name: Option<String>,
     /// Whether the span was closed by the sweeper because it was never ended.
@@ -155,7 +158,7 @@ impl SpanRecord {
             end_unix_ns,
             status: SpanStatus::Unset,
             attributes: Vec::new(),
-            plugin: String::new(),
+            plugin: Arc::default(),
             service_name: None,
             timed_out: false,
         }

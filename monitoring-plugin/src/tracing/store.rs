@@ -369,7 +369,7 @@ fn matches(e: &TraceEntry, f: &TraceFilter) -> bool {
         }
     }
     if let Some(plugin) = &f.plugin {
-        if !e.spans.iter().any(|s| &s.plugin == plugin) {
+        if !e.spans.iter().any(|s| *s.plugin == **plugin) {
             return false;
         }
     }
@@ -392,8 +392,8 @@ fn summarize(id: &[u8; 16], e: &TraceEntry) -> TraceSummary {
         .or_else(|| e.spans.iter().min_by_key(|s| s.start_unix_ns));
     let mut plugins: Vec<String> = Vec::new();
     for s in &e.spans {
-        if !plugins.contains(&s.plugin) {
-            plugins.push(s.plugin.clone());
+        if !plugins.iter().any(|p| **p == *s.plugin) {
+            plugins.push(s.plugin.to_string());
         }
     }
     plugins.sort();
@@ -486,7 +486,7 @@ fn build_tree(trace_id: &[u8; 16], spans: Vec<SpanRecord>) -> TraceTree {
             duration_ns: s.duration_ns(),
             name: s.name,
             kind: s.kind,
-            plugin: s.plugin,
+            plugin: s.plugin.to_string(),
             service_name: s.service_name,
             status: s.status,
             attributes: s.attributes,
@@ -527,7 +527,7 @@ mod tests {
             start,
             end,
         );
-        r.plugin = format!("plugin{}", s % 2);
+        r.plugin = format!("plugin{}", s % 2).into();
         r
     }
 
