@@ -4,6 +4,7 @@
 //! the host's observations. An unsampled span only carries its context, so
 //! propagation works and nothing is recorded.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use abi_stable::sabi_trait::TD_Opaque;
@@ -37,7 +38,7 @@ pub(super) fn start(
         trace_id: context.trace_id,
         span_id: context.span_id,
         parent_span_id: parent.map(|p| p.span_id),
-        name: name.to_owned(),
+        name: shared_name(name),
         kind: kind_of(kind),
         start_unix_ns: now_ns(),
         end_unix_ns: 0,
@@ -55,6 +56,50 @@ pub(super) fn start(
         },
         TD_Opaque,
     )
+}
+
+/// Recent span names kept per thread, at most.
+const NAME_CACHE_SLOTS: usize = 8;
+
+/// Longest name the per-thread cache keeps (longer ones are copied).
+const NAME_CACHE_MAX_LEN: usize = 128;
+
+/// The names of the thread's recent spans: a plugin starts the same few
+/// operations over and over, so a span takes a shared copy of a name it
+/// finds here (one reference count) instead of copying the name.
+struct NameCache {
+    slots: [Option<Arc<str>>; NAME_CACHE_SLOTS],
+    next: usize,
+}
+
+thread_local! {
+    static NAMES: RefCell<NameCache> = const {
+        RefCell::new(NameCache {
+            slots: [const { None }; NAME_CACHE_SLOTS],
+            next: 0,
+        })
+    };
+}
+
+/// `name` as a shared string, from the thread's cache when it was seen
+/// recently (see [`NameCache`]).
+fn shared_name(name: &str) -> Arc<str> {
+    if name.len() > NAME_CACHE_MAX_LEN {
+        return name.into();
+    }
+    NAMES
+        .try_with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some(hit) = cache.slots.iter().flatten().find(|n| ***n == *name) {
+                return hit.clone();
+            }
+            let fresh: Arc<str> = name.into();
+            let slot = cache.next;
+            cache.slots[slot] = Some(fresh.clone());
+            cache.next = (slot + 1) % NAME_CACHE_SLOTS;
+            fresh
+        })
+        .unwrap_or_else(|_| name.into())
 }
 
 /// A span nobody records (not sampled, or the provider was closed).

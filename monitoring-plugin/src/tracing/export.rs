@@ -686,7 +686,7 @@ pub fn to_otlp_span(s: SpanRecord) -> Span {
         span_id: s.span_id.to_vec(),
         parent_span_id: s.parent_span_id.map(|p| p.to_vec()).unwrap_or_default(),
         flags: 1, // sampled
-        name: s.name,
+        name: s.name.to_string(),
         kind: kind as i32,
         start_time_unix_nano: s.start_unix_ns,
         end_time_unix_nano: s.end_unix_ns.max(s.start_unix_ns),

@@ -390,7 +390,7 @@ fn finish(id: [u8; 8], open: OpenSpan, end_unix_ns: u64, status: SpanStatus) -> 
         trace_id: open.trace_id,
         span_id: id,
         parent_span_id: open.parent,
-        name: open.name,
+        name: open.name.into(),
         kind: SpanKind::Internal,
         start_unix_ns: open.start_unix_ns,
         end_unix_ns: end_unix_ns.max(open.start_unix_ns),

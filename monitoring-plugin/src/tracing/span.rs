@@ -116,8 +116,9 @@ pub struct SpanRecord {
     pub span_id: [u8; 8],
     /// Parent span, `None` for a root span.
     pub parent_span_id: Option<[u8; 8]>,
-    /// Operation name.
-    pub name: String,
+    /// Operation name (shared: a telemetry provider's spans reuse the
+    /// name of the thread's recent spans instead of copying it per span).
+    pub name: Arc<str>,
     /// Role of the span.
     pub kind: SpanKind,
     /// Start time, nanoseconds since the Unix epoch.
@@ -144,7 +145,7 @@ impl SpanRecord {
         trace_id: [u8; 16],
         span_id: [u8; 8],
         parent_span_id: Option<[u8; 8]>,
-        name: impl Into<String>,
+        name: impl Into<Arc<str>>,
         start_unix_ns: u64,
         end_unix_ns: u64,
     ) -> Self {

@@ -399,7 +399,7 @@ fn summarize(id: &[u8; 16], e: &TraceEntry) -> TraceSummary {
     plugins.sort();
     TraceSummary {
         trace_id: to_hex(id),
-        root_name: root.map(|s| s.name.clone()).unwrap_or_default(),
+        root_name: root.map(|s| s.name.to_string()).unwrap_or_default(),
         has_root: e.root.is_some(),
         start_unix_ns: e.start,
         duration_ns: e.end.saturating_sub(e.start),
@@ -484,7 +484,7 @@ fn build_tree(trace_id: &[u8; 16], spans: Vec<SpanRecord>) -> TraceTree {
             orphan: parent[i].is_none() && s.parent_span_id.is_some(),
             offset_ns: s.start_unix_ns.saturating_sub(start),
             duration_ns: s.duration_ns(),
-            name: s.name,
+            name: s.name.to_string(),
             kind: s.kind,
             plugin: s.plugin.to_string(),
             service_name: s.service_name,
@@ -591,7 +591,7 @@ mod tests {
         );
         // A span larger than the whole budget is refused, not stored.
         let mut huge = span(9, 1, None, 0, 1);
-        huge.name = "x".repeat(4 * one);
+        huge.name = "x".repeat(4 * one).into();
         assert!(!store.add(huge));
         assert_eq!(store.stats().spans_rejected, 1);
         assert_eq!(store.stats().traces, 3);
