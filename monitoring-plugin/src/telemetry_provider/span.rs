@@ -151,10 +151,10 @@ impl SpanApi for Recording {
         };
         let value = value_of(value);
         let attributes = &mut record.attributes;
-        if let Some(slot) = attributes.iter_mut().find(|(k, _)| k == key.as_str()) {
+        if let Some(slot) = attributes.iter_mut().find(|(k, _)| **k == *key.as_str()) {
             slot.1 = value;
         } else if attributes.len() < MAX_ATTRIBUTES {
-            attributes.push((key.as_str().to_owned(), value));
+            attributes.push((shared_name(key.as_str()), value));
         }
     }
 

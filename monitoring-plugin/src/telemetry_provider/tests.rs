@@ -254,8 +254,8 @@ fn spans_reach_the_trace_store_with_attributes_status_kind_and_plugin() {
     assert_eq!(
         r.attributes,
         vec![
-            ("device".to_owned(), tracing::AttrValue::from("lamp")),
-            ("attempt".to_owned(), tracing::AttrValue::I64(2)),
+            ("device".into(), tracing::AttrValue::from("lamp")),
+            ("attempt".into(), tracing::AttrValue::I64(2)),
         ]
     );
     assert!(r.end_unix_ns >= r.start_unix_ns);
@@ -303,7 +303,7 @@ fn captured_errors_reach_the_issue_store_with_tags_level_and_trace() {
 }
 
 #[test]
-fn spans_of_one_scope_share_the_plugin_name_and_a_repeated_operation_name() {
+fn spans_of_one_scope_share_the_plugin_name_and_repeated_names_and_keys() {
     let s = stores(Sampler::always_on());
     let slot = RArc::new(TelemetrySlot::new());
     slot.install(s.provider.scoped(RStr::from_str("demo")));
@@ -311,7 +311,8 @@ fn spans_of_one_scope_share_the_plugin_name_and_a_repeated_operation_name() {
     let parent = TraceContext::new_root(&Sampler::always_on());
     let long = "n".repeat(200);
     for name in ["poll", "poll", "other", &long, &long] {
-        drop(telemetry.span(name, SpanKind::Internal, Some(parent)));
+        let mut span = telemetry.span(name, SpanKind::Internal, Some(parent));
+        span.set_attribute("device", 1i64);
     }
     let spans = s.traces.spans(&parent.trace_id).expect("stored");
     let names: Vec<&str> = spans.iter().map(|r| &*r.name).collect();

@@ -639,7 +639,7 @@ fn attr_value(v: AttrValue) -> any_value::Value {
 pub fn to_otlp_span(s: SpanRecord) -> Span {
     let mut attributes: Vec<KeyValue> = Vec::with_capacity(s.attributes.len() + 3);
     attributes.extend(s.attributes.into_iter().map(|(k, v)| KeyValue {
-        key: k,
+        key: k.to_string(),
         value: Some(AnyValue {
             value: Some(attr_value(v)),
         }),

@@ -127,8 +127,9 @@ pub struct SpanRecord {
     pub end_unix_ns: u64,
     /// Final status.
     pub status: SpanStatus,
-    /// Key/value attributes, in insertion order.
-    pub attributes: Vec<(String, AttrValue)>,
+    /// Key/value attributes, in insertion order (keys shared like
+    /// [`name`](Self::name)).
+    pub attributes: Vec<(Arc<str>, AttrValue)>,
     /// The plugin the span belongs to: shared, because every span of one
     /// plugin names the same plugin (the telemetry provider's spans clone
     /// the scope's name instead of copying it per span).
@@ -185,7 +186,7 @@ impl SpanRecord {
             .attributes
             .iter()
             .map(|(k, v)| {
-                size_of::<(String, AttrValue)>()
+                size_of::<(Arc<str>, AttrValue)>()
                     + k.len()
                     + match v {
                         AttrValue::String(s) => s.len(),
@@ -212,7 +213,7 @@ mod tests {
         s.status = SpanStatus::error("boom");
         s.attributes.push(("key".into(), "value".into()));
         s.attributes.push(("n".into(), AttrValue::I64(1)));
-        let entry = size_of::<(String, AttrValue)>();
+        let entry = size_of::<(Arc<str>, AttrValue)>();
         assert_eq!(
             s.approx_size(),
             base + 3 + 2 + 3 + 4 + entry + 3 + 5 + entry + 1

@@ -489,7 +489,11 @@ fn build_tree(trace_id: &[u8; 16], spans: Vec<SpanRecord>) -> TraceTree {
             plugin: s.plugin.to_string(),
             service_name: s.service_name,
             status: s.status,
-            attributes: s.attributes,
+            attributes: s
+                .attributes
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
             start_unix_ns: s.start_unix_ns,
             end_unix_ns: s.end_unix_ns,
             timed_out: s.timed_out,
