@@ -62,6 +62,8 @@ pub(crate) struct Shared {
     errors: ErrorSink,
     sampler: Sampler,
     closed: AtomicBool,
+    /// [`UNKNOWN_PLUGIN`], shared by the unscoped view's spans.
+    unknown: Arc<str>,
 }
 
 impl Shared {
@@ -106,6 +108,7 @@ impl Provider {
                 errors,
                 sampler,
                 closed: AtomicBool::new(false),
+                unknown: UNKNOWN_PLUGIN.into(),
             }),
             plugin: None,
         }
@@ -192,7 +195,7 @@ impl TelemetryProvider for Provider {
     fn start_span(&self, name: RStr<'_>, kind: SpanKind, parent: ROption<TraceContext>) -> SpanBox {
         span::start(
             &self.shared,
-            self.plugin.as_ref(),
+            self.plugin.as_ref().unwrap_or(&self.shared.unknown),
             name.as_str(),
             kind,
             parent.into_option(),

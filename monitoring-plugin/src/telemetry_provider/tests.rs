@@ -245,17 +245,17 @@ fn spans_reach_the_trace_store_with_attributes_status_kind_and_plugin() {
         .expect("the trace is stored");
     assert_eq!(spans.len(), 1);
     let r = &spans[0];
-    assert_eq!(r.name, "device.poll");
+    assert_eq!(&*r.name, "device.poll");
     assert_eq!(r.span_id, context.span_id);
     assert_eq!(r.parent_span_id, Some(parent.span_id));
     assert_eq!(r.kind, tracing::SpanKind::Client);
     assert_eq!(r.status, tracing::SpanStatus::error("timeout"));
-    assert_eq!(r.plugin, "demo");
+    assert_eq!(&*r.plugin, "demo");
     assert_eq!(
         r.attributes,
         vec![
-            ("device".to_owned(), tracing::AttrValue::from("lamp")),
-            ("attempt".to_owned(), tracing::AttrValue::I64(2)),
+            ("device".into(), tracing::AttrValue::from("lamp")),
+            ("attempt".into(), tracing::AttrValue::I64(2)),
         ]
     );
     assert!(r.end_unix_ns >= r.start_unix_ns);
@@ -300,4 +300,34 @@ fn captured_errors_reach_the_issue_store_with_tags_level_and_trace() {
     let sample = serde_json::to_value(&detail).unwrap().to_string();
     assert!(sample.contains("\"device\":\"lamp\""), "{sample}");
     assert!(sample.contains(&trace.trace_id_hex()), "{sample}");
+}
+
+#[test]
+fn spans_of_one_scope_share_the_plugin_name_and_repeated_names_and_keys() {
+    let s = stores(Sampler::always_on());
+    let slot = RArc::new(TelemetrySlot::new());
+    slot.install(s.provider.scoped(RStr::from_str("demo")));
+    let telemetry = Telemetry::new(slot);
+    let parent = TraceContext::new_root(&Sampler::always_on());
+    let long = "n".repeat(200);
+    for name in ["poll", "poll", "other", &long, &long] {
+        let mut span = telemetry.span(name, SpanKind::Internal, Some(parent));
+        span.set_attribute("device", 1i64);
+    }
+    let spans = s.traces.spans(&parent.trace_id).expect("stored");
+    let names: Vec<&str> = spans.iter().map(|r| &*r.name).collect();
+    assert_eq!(names, ["poll", "poll", "other", &long, &long]);
+    assert!(spans.iter().all(|r| &*r.plugin == "demo"));
+    assert!(
+        Arc::ptr_eq(&spans[0].plugin, &spans[2].plugin),
+        "one plugin name per scope"
+    );
+    assert!(
+        Arc::ptr_eq(&spans[0].name, &spans[1].name),
+        "a repeated name is shared"
+    );
+    assert!(
+        !Arc::ptr_eq(&spans[3].name, &spans[4].name),
+        "long names are copied"
+    );
 }

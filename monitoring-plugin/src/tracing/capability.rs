@@ -511,13 +511,13 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
     let start = end.saturating_sub(o.duration_ns);
     let name = o.name.as_str();
     let caller = o.caller.as_str();
-    let mut span = SpanRecord::new(ctx.trace_id, ctx.span_id, parent, String::new(), start, end);
+    let mut span = SpanRecord::new(ctx.trace_id, ctx.span_id, parent, "", start, end);
     span.status = status_of(o);
     match o.kind() {
         Some(ObservationKind::HttpRequest) => {
             // detail = "METHOD STATUS"
             let (method, code) = o.detail.as_str().split_once(' ').unwrap_or(("", ""));
-            span.name = format!("{method} {name}");
+            span.name = format!("{method} {name}").into();
             span.kind = SpanKind::Server;
             span.plugin = "host".into();
             span.attributes = vec![
@@ -533,12 +533,12 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
             }
         }
         Some(ObservationKind::ServiceCall) => {
-            span.name = name.to_owned();
+            span.name = name.into();
             span.kind = SpanKind::Server;
             span.plugin = if o.detail.is_empty() {
                 "host".into()
             } else {
-                o.detail.as_str().to_owned()
+                o.detail.as_str().into()
             };
             span.service_name = Some(name.to_owned());
             span.attributes = vec![
@@ -547,9 +547,9 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
             ];
         }
         Some(ObservationKind::EventPublished) => {
-            span.name = format!("publish {name}");
+            span.name = format!("publish {name}").into();
             span.kind = SpanKind::Producer;
-            span.plugin = caller.to_owned();
+            span.plugin = caller.into();
             span.attributes = vec![
                 ("messaging.system".into(), "homeconsole".into()),
                 ("messaging.operation.type".into(), "publish".into()),
@@ -557,9 +557,9 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
             ];
         }
         Some(ObservationKind::EventDelivered) => {
-            span.name = format!("process {name}");
+            span.name = format!("process {name}").into();
             span.kind = SpanKind::Consumer;
-            span.plugin = caller.to_owned();
+            span.plugin = caller.into();
             span.attributes = vec![
                 ("messaging.system".into(), "homeconsole".into()),
                 ("messaging.operation.type".into(), "process".into()),
@@ -567,9 +567,9 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
             ];
         }
         Some(ObservationKind::StorageOperation) => {
-            span.name = format!("storage.{name}");
+            span.name = format!("storage.{name}").into();
             span.kind = SpanKind::Client;
-            span.plugin = caller.to_owned();
+            span.plugin = caller.into();
             span.attributes = vec![
                 ("db.system.name".into(), "homeconsole".into()),
                 ("db.operation.name".into(), name.into()),
@@ -580,14 +580,14 @@ pub fn span_of(o: &Observation, ctx: &TraceContext, parent: Option<[u8; 8]>) -> 
             // A timed plugin life-cycle step (PluginState with a trace context).
             let step = o.detail.as_str();
             span.name = if step == "startup" {
-                "host.startup".to_owned()
+                "host.startup".into()
             } else {
-                format!("plugin.{step} {name}")
+                format!("plugin.{step} {name}").into()
             };
             span.plugin = if step == "startup" {
                 "host".into()
             } else {
-                name.to_owned()
+                name.into()
             };
             span.attributes = vec![("homeconsole.lifecycle.step".into(), step.into())];
         }
@@ -780,9 +780,9 @@ mod tests {
         o.message = RString::from("boom");
         let ctx = TraceContext::parse(TP).unwrap();
         let s = span_of(&o, &ctx, parse_span_id("1111111111111111").ok());
-        assert_eq!(s.name, "demo.x");
+        assert_eq!(&*s.name, "demo.x");
         assert_eq!(s.kind, SpanKind::Server);
-        assert_eq!(s.plugin, "demo-devices");
+        assert_eq!(&*s.plugin, "demo-devices");
         assert_eq!(s.service_name.as_deref(), Some("demo.x"));
         assert_eq!((s.start_unix_ns, s.end_unix_ns), (1_500, 2_000));
         assert_eq!(s.status, SpanStatus::error("boom"));
@@ -796,41 +796,32 @@ mod tests {
         http.detail = RString::from("POST 503");
         http.status = plugin_abi::CallStatus_NE::new(CallStatus::Error);
         let s = span_of(&http, &ctx, None);
-        assert_eq!(
-            (s.name.as_str(), s.kind),
-            ("POST /api/v1/x", SpanKind::Server)
-        );
+        assert_eq!((&*s.name, s.kind), ("POST /api/v1/x", SpanKind::Server));
         assert_eq!(s.status, SpanStatus::error("HTTP 503"));
         let s = span_of(
             &obs(ObservationKind::EventPublished, "a.b", TP, ""),
             &ctx,
             None,
         );
-        assert_eq!(
-            (s.name.as_str(), s.kind),
-            ("publish a.b", SpanKind::Producer)
-        );
+        assert_eq!((&*s.name, s.kind), ("publish a.b", SpanKind::Producer));
         let s = span_of(
             &obs(ObservationKind::EventDelivered, "a.b", TP, ""),
             &ctx,
             None,
         );
-        assert_eq!(
-            (s.name.as_str(), s.kind),
-            ("process a.b", SpanKind::Consumer)
-        );
+        assert_eq!((&*s.name, s.kind), ("process a.b", SpanKind::Consumer));
         let s = span_of(
             &obs(ObservationKind::StorageOperation, "get", TP, ""),
             &ctx,
             None,
         );
-        assert_eq!((s.name.as_str(), s.kind), ("storage.get", SpanKind::Client));
+        assert_eq!((&*s.name, s.kind), ("storage.get", SpanKind::Client));
         let mut st = obs(ObservationKind::PluginState, "host", TP, "");
         st.detail = RString::from("startup");
-        assert_eq!(span_of(&st, &ctx, None).name, "host.startup");
+        assert_eq!(&*span_of(&st, &ctx, None).name, "host.startup");
         st.name = RString::from("demo");
         st.detail = RString::from("load");
-        assert_eq!(span_of(&st, &ctx, None).name, "plugin.load demo");
+        assert_eq!(&*span_of(&st, &ctx, None).name, "plugin.load demo");
     }
 
     #[test]

@@ -639,7 +639,7 @@ fn attr_value(v: AttrValue) -> any_value::Value {
 pub fn to_otlp_span(s: SpanRecord) -> Span {
     let mut attributes: Vec<KeyValue> = Vec::with_capacity(s.attributes.len() + 3);
     attributes.extend(s.attributes.into_iter().map(|(k, v)| KeyValue {
-        key: k,
+        key: k.to_string(),
         value: Some(AnyValue {
             value: Some(attr_value(v)),
         }),
@@ -648,7 +648,7 @@ pub fn to_otlp_span(s: SpanRecord) -> Span {
     if !s.plugin.is_empty() {
         attributes.push(kv(
             "homeconsole.plugin",
-            any_value::Value::StringValue(s.plugin),
+            any_value::Value::StringValue(s.plugin.to_string()),
         ));
     }
     if let Some(svc) = s.service_name {
@@ -686,7 +686,7 @@ pub fn to_otlp_span(s: SpanRecord) -> Span {
         span_id: s.span_id.to_vec(),
         parent_span_id: s.parent_span_id.map(|p| p.to_vec()).unwrap_or_default(),
         flags: 1, // sampled
-        name: s.name,
+        name: s.name.to_string(),
         kind: kind as i32,
         start_time_unix_nano: s.start_unix_ns,
         end_time_unix_nano: s.end_unix_ns.max(s.start_unix_ns),

@@ -299,10 +299,10 @@ impl ManualSpans {
         let sampled = open.flags & FLAG_SAMPLED != 0;
         let mut record = finish(id, open, now_unix_ns, status);
         for (k, v) in attributes {
-            if let Some(slot) = record.attributes.iter_mut().find(|(key, _)| *key == k) {
+            if let Some(slot) = record.attributes.iter_mut().find(|(key, _)| **key == *k) {
                 slot.1 = v;
             } else if record.attributes.len() < self.config.max_attributes {
-                record.attributes.push((k, v));
+                record.attributes.push((k.into(), v));
             }
         }
         self.ended.fetch_add(1, Ordering::Relaxed);
@@ -390,13 +390,17 @@ fn finish(id: [u8; 8], open: OpenSpan, end_unix_ns: u64, status: SpanStatus) -> 
         trace_id: open.trace_id,
         span_id: id,
         parent_span_id: open.parent,
-        name: open.name,
+        name: open.name.into(),
         kind: SpanKind::Internal,
         start_unix_ns: open.start_unix_ns,
         end_unix_ns: end_unix_ns.max(open.start_unix_ns),
         status,
-        attributes: open.attributes,
-        plugin: open.plugin,
+        attributes: open
+            .attributes
+            .into_iter()
+            .map(|(k, v)| (k.into(), v))
+            .collect(),
+        plugin: open.plugin.into(),
         service_name: None,
         timed_out: false,
     }
@@ -458,7 +462,7 @@ mod tests {
         assert_eq!(tree.roots.len(), 1);
         let r = &tree.roots[0];
         assert_eq!(r.span_id, root);
-        assert_eq!(r.plugin, "energy");
+        assert_eq!(&*r.plugin, "energy");
         assert_eq!(r.status, SpanStatus::error("disk full"));
         assert_eq!(
             r.attributes,

@@ -5,6 +5,7 @@
 //! type. It carries an approximate heap size so the store can bound its memory in bytes.
 
 use std::mem::size_of;
+use std::sync::Arc;
 
 /// What role a span plays, as in OpenTelemetry: the one enum that crosses the
 /// ABI in the telemetry API (`plugin_abi::telemetry::SpanKind`).
@@ -95,8 +96,9 @@ pub struct SpanRecord {
     pub span_id: [u8; 8],
     /// Parent span, `None` for a root span.
     pub parent_span_id: Option<[u8; 8]>,
-    /// Operation name.
-    pub name: String,
+    /// Operation name (shared: a telemetry provider's spans reuse the
+    /// name of the thread's recent spans instead of copying it per span).
+    pub name: Arc<str>,
     /// Role of the span.
     pub kind: SpanKind,
     /// Start time, nanoseconds since the Unix epoch.
@@ -105,10 +107,13 @@ pub struct SpanRecord {
     pub end_unix_ns: u64,
     /// Final status.
     pub status: SpanStatus,
-    /// Key/value attributes, in insertion order.
-    pub attributes: Vec<(String, AttrValue)>,
-    /// The plugin the span belongs to.
-    pub plugin: String,
+    /// Key/value attributes, in insertion order (keys shared like
+    /// [`name`](Self::name)).
+    pub attributes: Vec<(Arc<str>, AttrValue)>,
+    /// The plugin the span belongs to: shared, because every span of one
+    /// plugin names the same plugin (the telemetry provider's spans clone
+    /// the scope's name instead of copying it per span).
+    pub plugin: Arc<str>,
     /// The service called, when the span is a service call.
     pub service_name: Option<String>,
     /// Whether the span was closed by the sweeper because it was never ended.
@@ -121,7 +126,7 @@ impl SpanRecord {
         trace_id: [u8; 16],
         span_id: [u8; 8],
         parent_span_id: Option<[u8; 8]>,
-        name: impl Into<String>,
+        name: impl Into<Arc<str>>,
         start_unix_ns: u64,
         end_unix_ns: u64,
     ) -> Self {
@@ -135,7 +140,7 @@ impl SpanRecord {
             end_unix_ns,
             status: SpanStatus::Unset,
             attributes: Vec::new(),
-            plugin: String::new(),
+            plugin: Arc::default(),
             service_name: None,
             timed_out: false,
         }
@@ -161,7 +166,7 @@ impl SpanRecord {
             .attributes
             .iter()
             .map(|(k, v)| {
-                size_of::<(String, AttrValue)>()
+                size_of::<(Arc<str>, AttrValue)>()
                     + k.len()
                     + match v {
                         AttrValue::String(s) => s.len(),
@@ -188,7 +193,7 @@ mod tests {
         s.status = SpanStatus::error("boom");
         s.attributes.push(("key".into(), "value".into()));
         s.attributes.push(("n".into(), AttrValue::I64(1)));
-        let entry = size_of::<(String, AttrValue)>();
+        let entry = size_of::<(Arc<str>, AttrValue)>();
         assert_eq!(
             s.approx_size(),
             base + 3 + 2 + 3 + 4 + entry + 3 + 5 + entry + 1

@@ -370,7 +370,7 @@ fn matches(e: &TraceEntry, f: &TraceFilter) -> bool {
         }
     }
     if let Some(plugin) = &f.plugin {
-        if !e.spans.iter().any(|s| &s.plugin == plugin) {
+        if !e.spans.iter().any(|s| *s.plugin == **plugin) {
             return false;
         }
     }
@@ -393,14 +393,14 @@ fn summarize(id: &[u8; 16], e: &TraceEntry) -> TraceSummary {
         .or_else(|| e.spans.iter().min_by_key(|s| s.start_unix_ns));
     let mut plugins: Vec<String> = Vec::new();
     for s in &e.spans {
-        if !plugins.contains(&s.plugin) {
-            plugins.push(s.plugin.clone());
+        if !plugins.iter().any(|p| **p == *s.plugin) {
+            plugins.push(s.plugin.to_string());
         }
     }
     plugins.sort();
     TraceSummary {
         trace_id: to_hex(id),
-        root_name: root.map(|s| s.name.clone()).unwrap_or_default(),
+        root_name: root.map(|s| s.name.to_string()).unwrap_or_default(),
         has_root: e.root.is_some(),
         start_unix_ns: e.start,
         duration_ns: e.end.saturating_sub(e.start),
@@ -485,12 +485,16 @@ fn build_tree(trace_id: &[u8; 16], spans: Vec<SpanRecord>) -> TraceTree {
             orphan: parent[i].is_none() && s.parent_span_id.is_some(),
             offset_ns: s.start_unix_ns.saturating_sub(start),
             duration_ns: s.duration_ns(),
-            name: s.name,
+            name: s.name.to_string(),
             kind: s.kind,
-            plugin: s.plugin,
+            plugin: s.plugin.to_string(),
             service_name: s.service_name,
             status: s.status,
-            attributes: s.attributes,
+            attributes: s
+                .attributes
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
             start_unix_ns: s.start_unix_ns,
             end_unix_ns: s.end_unix_ns,
             timed_out: s.timed_out,
@@ -528,7 +532,7 @@ mod tests {
             start,
             end,
         );
-        r.plugin = format!("plugin{}", s % 2);
+        r.plugin = format!("plugin{}", s % 2).into();
         r
     }
 
@@ -592,7 +596,7 @@ mod tests {
         );
         // A span larger than the whole budget is refused, not stored.
         let mut huge = span(9, 1, None, 0, 1);
-        huge.name = "x".repeat(4 * one);
+        huge.name = "x".repeat(4 * one).into();
         assert!(!store.add(huge));
         assert_eq!(store.stats().spans_rejected, 1);
         assert_eq!(store.stats().traces, 3);
