@@ -194,9 +194,9 @@ impl Caller {
     /// with the admin token, else [`plugin_abi::HTTP_CALLER`].
     pub fn service_caller(&self) -> crate::observer::Name {
         if self.level == Level::Admin {
-            crate::observer::Name::Static(plugin_abi::HTTP_ADMIN_CALLER)
+            crate::observer::Name::Static(&plugin_abi::HTTP_ADMIN_CALLER)
         } else {
-            crate::observer::Name::Static(plugin_abi::HTTP_CALLER)
+            crate::observer::Name::Static(&plugin_abi::HTTP_CALLER)
         }
     }
 

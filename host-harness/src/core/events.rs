@@ -93,7 +93,7 @@ impl HostCore {
             r.duration_ns = d.enqueued.elapsed().as_nanos() as u64;
             r = r.with_span(span, ev.trace_context.as_ref());
             if let Err(e) = &result {
-                r.message = Some(e.message.to_string());
+                r.set_message(Some(e.message.to_string()));
             }
             self.observers.report(r);
         }

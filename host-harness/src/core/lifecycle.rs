@@ -74,7 +74,7 @@ impl HostCore {
                 HOST_CALLER.clone(),
             );
             r.detail = Some(crate::observer::Name::Shared(Arc::from(state)));
-            r.message = error.clone();
+            r.set_message(error.clone());
             self.observers.report(r);
         }
         self.publish_internal(
@@ -146,7 +146,7 @@ impl HostCore {
         .with_span(Some(span), parent);
         r.detail = Some(crate::observer::Name::Shared(Arc::from(step)));
         r.duration_ns = duration.as_nanos() as u64;
-        r.message = error;
+        r.set_message(error);
         {
             let mut startup = self.startup.lock();
             if let Some(trace) = startup.as_mut() {

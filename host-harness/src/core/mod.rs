@@ -43,7 +43,7 @@ pub use telemetry::{TelemetryHost, PROVIDER_PLUGIN};
 /// Caller name used for calls that come in over HTTP.
 pub static HTTP_CALLER: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("http"));
 /// [`HTTP_CALLER`] as a report name (static: no reference count).
-pub const HTTP_NAME: crate::observer::Name = crate::observer::Name::Static("http");
+pub const HTTP_NAME: crate::observer::Name = crate::observer::Name::Static(&"http");
 
 /// Caller name used for the host itself.
 pub static HOST_CALLER: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("host"));

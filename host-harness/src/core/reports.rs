@@ -27,7 +27,7 @@ impl HostCore {
             r.detail = Some(crate::observer::Name::Shared(Arc::from(
                 call.detail.as_str(),
             )));
-            r.message = Some(call.thread.clone());
+            r.set_message(Some(call.thread.clone()));
             r.duration_ns = busy.as_nanos() as u64;
             self.observers.report(r);
         }
@@ -89,8 +89,8 @@ impl HostCore {
                 Arc::from(place),
                 Arc::from(plugin),
             );
-            r.message = Some(message.to_owned());
-            r.panic = panic.cloned().map(Box::new);
+            r.set_message(Some(message.to_owned()));
+            r.set_panic(panic.cloned());
             self.observers.report(r);
         }
     }

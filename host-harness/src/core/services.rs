@@ -130,7 +130,7 @@ impl HostCore {
                 .with_span(Some(span), parent);
             r.detail = served_by.cloned();
             if let Err(e) = result {
-                r.message = Some(e.message.to_string());
+                r.set_message(Some(e.message.to_string()));
             }
             self.observers.report(r);
         }

@@ -53,9 +53,9 @@ impl HostCore {
                 started,
             )
             .with_span(parent.map(|p| p.child()), parent.as_ref());
-            r.namespace = Some(Arc::from(namespace));
+            r.set_namespace(Arc::from(namespace));
             if let Err(e) = result {
-                r.message = Some(e.to_string());
+                r.set_message(Some(e.to_string()));
             }
             self.observers.report(r);
         }

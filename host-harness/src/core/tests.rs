@@ -178,7 +178,7 @@ fn load(core: &Arc<HostCore>, file: &str) {
     });
 }
 
-const CALLER: Name = Name::Static("test");
+const CALLER: Name = Name::Static(&"test");
 
 /// How long a test waits for something that must happen (generous: the
 /// machines are shared).

@@ -265,7 +265,7 @@ impl HostApi for HostApiImpl {
                     std::sync::Arc::from(level.as_str()),
                     self.name.clone(),
                 );
-                r.message = Some(message.as_str().to_owned());
+                r.set_message(Some(message.as_str().to_owned()));
                 if !fields.is_null() {
                     r.detail = Some(crate::observer::Name::Shared(std::sync::Arc::from(
                         fields.to_string(),
