@@ -282,9 +282,9 @@ async fn call_service(
         .await
         .map_err(|e| service_error(e, &caller))?;
     let body = if serde_json::from_str::<serde::de::IgnoredAny>(&output).is_ok() {
-        output
+        uncopied(output)
     } else {
-        Value::String(output).to_string()
+        Body::from(Value::String(output.into_string()).to_string())
     };
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -438,7 +438,7 @@ async fn plugin_route(
     let mut out = Response::new(if head {
         Body::empty()
     } else {
-        Body::from(resp.body.into_vec())
+        uncopied(resp.body)
     });
     *out.status_mut() = status;
     for h in resp.headers.iter() {
@@ -452,10 +452,35 @@ async fn plugin_route(
     Ok(out)
 }
 
+/// A response body that is a plugin's own buffer (an `RString` or
+/// `RVec<u8>` its library allocated), sent without copying it: converting
+/// it to a `String` or `Vec` would copy it, since the host's allocator may
+/// not free what the plugin's allocated. The buffer is freed by the
+/// plugin's library once the body is sent.
+fn uncopied(buffer: impl AsRef<[u8]> + Send + 'static) -> Body {
+    Body::from(Bytes::from_owner(buffer))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::access::Level;
+
+    #[test]
+    fn a_plugin_buffer_is_the_response_body_without_a_copy() {
+        let text = abi_stable::std_types::RString::from(r#"{"on":true}"#);
+        let bytes = abi_stable::std_types::RVec::from(vec![7u8; 4096]);
+        let (text_at, bytes_at) = (text.as_ptr(), bytes.as_ptr());
+        let rt = runtime();
+        for (body, at, len) in [
+            (uncopied(text), text_at, 11),
+            (uncopied(bytes), bytes_at, 4096),
+        ] {
+            let sent = rt.block_on(axum::body::to_bytes(body, usize::MAX)).unwrap();
+            assert_eq!(sent.len(), len);
+            assert_eq!(sent.as_ptr(), at, "the body is the plugin's own buffer");
+        }
+    }
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()

@@ -193,13 +193,18 @@ impl HostCore {
     /// after it). `parent` is the caller's span (the HTTP server span);
     /// async code has no thread-local current context, so it is passed
     /// explicitly. The call starts a new chain.
+    ///
+    /// The result is the callee's own string, not a copy: its buffer was
+    /// allocated by the callee's library and is freed there when dropped
+    /// (libraries stay mapped), so the HTTP API sends it as the response
+    /// body as it is.
     pub async fn call_service_async(
         &self,
         caller: &Name,
         name: &str,
         input: String,
         parent: Option<SpanContext>,
-    ) -> Result<String, PluginError> {
+    ) -> Result<RString, PluginError> {
         let chain = CallChain::default();
         let (call, admission) = self.prepare_call(caller, name, parent, &chain)?;
         let (svc, who, span) = (call.entry.key.clone(), caller.clone(), call.span);
@@ -207,7 +212,6 @@ impl HostCore {
             Box::new(move |inst: &PluginInstance| serve(inst, &svc, &input, &who, span));
         let result = invoke_async(self, call.target(self, name), admission, f).await;
         self.finish_call(&call, caller, name, result)
-            .map(RString::into_string)
     }
 
     /// The first half of every service call, in-line or async: starts its

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::time::Duration;
 
-use abi_stable::std_types::RString;
 use plugin_abi::guest::{root_module, Host, PluginImpl, ServiceCall};
 use plugin_abi::{ErrorKind, PluginError};
 
@@ -218,10 +217,7 @@ fn a_service_answers_sync_and_async_callers_alike() {
 #[test]
 fn an_unknown_service_is_not_found_for_both_callers() {
     let fx = fixture(|_| {});
-    let sync = fx
-        .core
-        .call_service(&CALLER, "nope", "null", None)
-        .map(RString::into_string);
+    let sync = fx.core.call_service(&CALLER, "nope", "null", None);
     let asynch =
         fx.runtime.block_on(
             fx.core
@@ -270,10 +266,7 @@ fn an_async_call_past_its_deadline_times_out_and_opens_the_circuit_until_it_retu
     let instance = fx.core.plugins.live_instances().pop().unwrap();
     assert_eq!(instance.breaker.state(), CircuitState::Open);
     // While the hung call runs, every caller is refused at once.
-    let sync = fx
-        .core
-        .call_service(&CALLER, "calltest.echo", "1", None)
-        .map(RString::into_string);
+    let sync = fx.core.call_service(&CALLER, "calltest.echo", "1", None);
     let asynch =
         fx.runtime.block_on(
             fx.core
