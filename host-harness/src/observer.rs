@@ -502,7 +502,7 @@ impl ObserverHub {
         let observers = self.observers.read();
         let generation = self.generation.load(Ordering::Acquire);
         let mut old = match found {
-            Some(i) => std::mem::take(&mut local[i].observers),
+            Some(i) => local.swap_remove(i).observers,
             None => Vec::new(),
         };
         let fresh = observers
@@ -515,30 +515,18 @@ impl ObserverHub {
                 (obs.clone(), ring)
             })
             .collect();
-        let view = LocalHub {
+        // Forget hubs whose observers are all gone (dropped hubs, mostly tests).
+        local.retain(|l| {
+            l.observers
+                .iter()
+                .any(|(o, _)| !o.stop.load(Ordering::Relaxed))
+        });
+        local.push(LocalHub {
             hub: self.id,
             generation,
             observers: fresh,
-        };
-        // Forget hubs whose observers are all gone (dropped hubs, mostly tests).
-        let index = match found {
-            Some(i) => {
-                local[i] = view;
-                i
-            }
-            None => {
-                local.push(view);
-                local.len() - 1
-            }
-        };
-        let hub = self.id;
-        local.retain(|l| {
-            l.hub == hub
-                || l.observers
-                    .iter()
-                    .any(|(o, _)| !o.stop.load(Ordering::Relaxed))
         });
-        local.iter().position(|l| l.hub == hub).unwrap_or(index)
+        local.len() - 1
     }
 
     /// Adds an observer (idempotent per owner).

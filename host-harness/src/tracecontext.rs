@@ -16,7 +16,7 @@
 
 use std::cell::Cell;
 
-pub use plugin_abi::trace_context::{to_hex, Sampler, TRACEPARENT_LEN};
+pub use plugin_abi::trace_context::{Sampler, TRACEPARENT_LEN};
 /// One span's identity: trace id, span id, trace flags (plugin-abi's
 /// `#[repr(C)]` [`plugin_abi::TraceContext`]).
 pub use plugin_abi::TraceContext as SpanContext;

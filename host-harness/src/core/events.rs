@@ -84,14 +84,14 @@ impl HostCore {
             })
         };
         if self.observers.is_active() {
-            let mut r = Report::new(
+            let mut r = Report::timed(
                 ObservationKind::EventDelivered,
                 status_of(&result),
                 Arc::from(ev.topic.as_str()),
                 instance.name.clone(),
-            );
-            r.duration_ns = d.enqueued.elapsed().as_nanos() as u64;
-            r = r.with_span(span, ev.trace_context.as_ref());
+                d.enqueued,
+            )
+            .with_span(span, ev.trace_context.as_ref());
             if let Err(e) = &result {
                 r.set_message(Some(e.message.to_string()));
             }

@@ -108,15 +108,15 @@ impl HostCore {
         for r in trace.reports {
             self.observers.report(r);
         }
-        let mut root = Report::new(
+        let mut root = Report::timed(
             ObservationKind::PluginState,
             CallStatus::Ok,
             HOST_CALLER.clone(),
             HOST_CALLER.clone(),
+            trace.started,
         )
         .with_span(Some(trace.root), None);
         root.detail = Some(crate::observer::Name::Shared(Arc::from("startup")));
-        root.duration_ns = trace.started.elapsed().as_nanos() as u64;
         self.observers.report(root);
     }
 

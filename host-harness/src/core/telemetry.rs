@@ -14,24 +14,14 @@ use parking_lot::Mutex;
 use plugin_abi::telemetry::{ProviderBox, TelemetrySlot};
 use plugin_abi::{ErrorKind, PluginError};
 
-use super::HostCore;
-
 /// The plugin allowed to install the telemetry provider.
 pub const PROVIDER_PLUGIN: &str = "monitoring";
 
 /// The slot and the instance whose provider it holds.
+#[derive(Default)]
 pub struct TelemetryHost {
     slot: RArc<TelemetrySlot>,
     owner: Mutex<Option<u64>>,
-}
-
-impl Default for TelemetryHost {
-    fn default() -> Self {
-        TelemetryHost {
-            slot: RArc::new(TelemetrySlot::new()),
-            owner: Mutex::new(None),
-        }
-    }
 }
 
 impl TelemetryHost {
@@ -83,13 +73,6 @@ impl TelemetryHost {
             old.close();
         }
         true
-    }
-}
-
-impl HostCore {
-    /// The host's telemetry slot (see [`TelemetryHost`]).
-    pub fn telemetry_slot(&self) -> RArc<TelemetrySlot> {
-        self.telemetry.slot()
     }
 }
 

@@ -320,7 +320,7 @@ impl HostApi for HostApiImpl {
 
     fn telemetry_slot(&self) -> RArc<TelemetrySlot> {
         match self.core.upgrade() {
-            Some(core) => core.telemetry_slot(),
+            Some(core) => core.telemetry.slot(),
             // The host is going away: an empty slot, every handle a no-op.
             None => RArc::new(TelemetrySlot::new()),
         }
@@ -332,7 +332,7 @@ impl HostApi for HostApiImpl {
 
     fn register_health_check(&self, name: RStr<'_>, check: HealthCheckBox) -> u64 {
         match self.core.upgrade() {
-            Some(core) => core.telemetry_slot().register_health_check_for(
+            Some(core) => core.telemetry.slot().register_health_check_for(
                 self.instance,
                 &self.name,
                 name.as_str(),
