@@ -184,13 +184,13 @@ impl Errors {
         cache.1.get(plugin).cloned()
     }
 
-    /// Stores one event and does everything that follows: metric, bus.
     /// Records an event captured through the telemetry API, like a
     /// `monitoring.capture_*` call (grouping, counters, bus topics).
     pub fn capture_event(&self, event: ErrorEvent) {
         self.record(event);
     }
 
+    /// Stores one event and does everything that follows: metric, bus.
     fn record(&self, mut event: ErrorEvent) -> RecordOutcome {
         if event.plugin_version.is_none()
             && event.source == crate::error_tracking::EventSource::Captured

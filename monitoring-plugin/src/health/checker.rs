@@ -426,8 +426,7 @@ impl HealthChecker {
             .map(|c| {
                 let check = c.check.clone();
                 let key = format!("registered:{}:{}", c.plugin, c.name);
-                let plugin = c.plugin.clone();
-                let rx = self.spawn_check(&key, move || registered_probe(&check, &plugin));
+                let rx = self.spawn_check(&key, move || registered_probe(&check));
                 (c, rx)
             })
             .collect();
@@ -475,9 +474,7 @@ impl HealthChecker {
         }
         for (c, rx) in registered_rx {
             let mut result = wait(rx, deadline, timeout, started);
-            if result.details.is_null() {
-                result.details = json!({"registered_by": c.plugin, "via": "telemetry"});
-            }
+            result.details = json!({"registered_by": c.plugin, "via": "telemetry"});
             // A service-based custom check of the same name keeps its name.
             let name = if checks.custom.contains_key(&c.name) {
                 format!("{}.{}", c.plugin, c.name)
@@ -584,8 +581,9 @@ fn wait(
 }
 
 /// Runs a check registered through the telemetry API (the guest side
-/// already turns a panic into `Unhealthy`).
-fn registered_probe(check: &HealthCheckBox, plugin: &str) -> CheckResult {
+/// already turns a panic into `Unhealthy`); the round adds who registered
+/// it to the result.
+fn registered_probe(check: &HealthCheckBox) -> CheckResult {
     let started = Instant::now();
     let report = check.check();
     let status = match report.status {
@@ -593,9 +591,7 @@ fn registered_probe(check: &HealthCheckBox, plugin: &str) -> CheckResult {
         HealthStatus::Degraded => Status::Degraded,
         HealthStatus::Unhealthy => Status::Unhealthy,
     };
-    let mut result = CheckResult::new(status, report.message.as_str(), started);
-    result.details = json!({"registered_by": plugin, "via": "telemetry"});
-    result
+    CheckResult::new(status, report.message.as_str(), started)
 }
 
 fn storage_probe(host: &dyn HostView, slow: Duration) -> CheckResult {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::names;
-use super::{MetricKind, RecordRequest};
+use super::{MetricKind, RecordRequest, PLUGIN_LABEL};
 use crate::capability::{Capability, Ctx, Route};
 use crate::http::{error, query_param, require_metrics_token, OPENMETRICS_TEXT, PROMETHEUS_TEXT};
 
@@ -56,13 +56,13 @@ fn parse_record(call: &ServiceCall<'_>) -> Result<RecordRequest, PluginError> {
             )))
         }
     };
-    if input.labels.contains_key("plugin") {
+    if input.labels.contains_key(PLUGIN_LABEL) {
         return Err(PluginError::bad_request(
             "label \"plugin\" is reserved: it is set to the calling plugin's name",
         ));
     }
     let mut labels = input.labels;
-    labels.insert("plugin".to_owned(), call.caller.to_owned());
+    labels.insert(PLUGIN_LABEL.to_owned(), call.caller.to_owned());
     Ok(RecordRequest {
         name: input.name,
         value: input.value,

@@ -340,11 +340,6 @@ macro_rules! family_handle {
                 Ok(self)
             }
 
-            /// The unit, if the family has one.
-            pub fn unit(&self) -> Option<&str> {
-                self.0.unit.get().map(|u| &**u)
-            }
-
             /// The label names, in registration order.
             pub fn label_names(&self) -> Vec<&str> {
                 self.0.label_names.iter().map(|l| &**l).collect()

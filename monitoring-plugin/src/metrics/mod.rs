@@ -39,4 +39,9 @@ pub use self::store::{
 };
 pub use self::text::{push_escaped_label_value, push_float};
 pub use self::validate::{MAX_HELP_LEN, MAX_LABEL_NAME_LEN, MAX_NAME_LEN};
+
+/// The label every series a plugin records carries, set to the plugin's
+/// name (by `monitoring.record_metric` and by the telemetry provider); a
+/// plugin cannot set it itself.
+pub const PLUGIN_LABEL: &str = "plugin";
 pub use self::value::{Counter, Exemplar, Gauge, Histogram};

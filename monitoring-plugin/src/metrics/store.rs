@@ -324,17 +324,22 @@ impl MetricStore {
         r
     }
 
-    fn record_inner(&self, req: &RecordRequest) -> Result<(), MetricError> {
-        let name = req.name.as_str();
-        if let Some(p) = self
-            .config
+    /// The reserved prefix `name` starts with, if any (names under it
+    /// belong to the host's own metrics).
+    pub fn reserved_prefix(&self, name: &str) -> Option<&str> {
+        self.config
             .reserved_prefixes
             .iter()
-            .find(|p| name.starts_with(p.as_str()))
-        {
+            .map(String::as_str)
+            .find(|p| name.starts_with(p))
+    }
+
+    fn record_inner(&self, req: &RecordRequest) -> Result<(), MetricError> {
+        let name = req.name.as_str();
+        if let Some(p) = self.reserved_prefix(name) {
             return Err(MetricError::ReservedName {
                 name: clip(name),
-                prefix: p.clone(),
+                prefix: p.to_owned(),
             });
         }
         if !req.value.is_finite() {

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use plugin_abi::telemetry::{CounterApi, GaugeApi, HistogramApi, InstrumentDesc};
 use plugin_abi::PluginError;
 
-use super::{Shared, PLUGIN_LABEL};
+use super::Shared;
+use crate::metrics::PLUGIN_LABEL;
 use crate::metrics::{Counter, Gauge, Histogram, MetricError, MetricStore};
 
 /// A descriptor checked and put in the store's terms: label names sorted
@@ -43,12 +44,7 @@ impl<'a> Described<'a> {
         plugin: Option<&'a str>,
     ) -> Result<Self, PluginError> {
         let name = desc.name.as_str();
-        if let Some(prefix) = store
-            .config()
-            .reserved_prefixes
-            .iter()
-            .find(|p| name.starts_with(p.as_str()))
-        {
+        if let Some(prefix) = store.reserved_prefix(name) {
             return Err(PluginError::bad_request(format!(
                 "telemetry instrument {name:?} refused: the prefix {prefix:?} is reserved for the host's own metrics"
             )));

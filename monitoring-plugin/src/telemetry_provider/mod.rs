@@ -47,10 +47,6 @@ pub type ErrorSink = Arc<dyn Fn(ErrorEvent) + Send + Sync>;
 /// The tag of a captured error that sets its level (`error` by default).
 pub const LEVEL_TAG: &str = "level";
 
-/// The label every instrument of a named plugin carries, as
-/// `monitoring.record_metric` sets it.
-pub const PLUGIN_LABEL: &str = "plugin";
-
 /// The plugin name of spans and errors from telemetry that did not say
 /// which plugin it belongs to.
 const UNKNOWN_PLUGIN: &str = "unknown";

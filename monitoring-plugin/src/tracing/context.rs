@@ -1,5 +1,4 @@
-//! W3C Trace Context in the monitoring plugin: the `tracestate` header and the errors of
-//! both headers.
+//! W3C Trace Context in the monitoring plugin: the `tracestate` header and its errors.
 //!
 //! The `traceparent` side (the 25-byte context, parsing and formatting, ids, the
 //! trace-id-ratio sampler) is `plugin_abi::trace_context`, the one implementation the host,
@@ -17,12 +16,10 @@ pub use plugin_abi::trace_context::{
 /// Most list-members a `tracestate` may carry.
 pub const TRACESTATE_MAX_MEMBERS: usize = 32;
 
-/// Why a `traceparent`, `tracestate` or hex id was rejected.
+/// Why a `tracestate` was rejected (a `traceparent` or hex id is rejected
+/// with [`TraceContextError`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContextError {
-    /// The `traceparent` or a hex id is malformed.
-    #[error(transparent)]
-    TraceParent(#[from] TraceContextError),
     /// A `tracestate` list-member is malformed.
     #[error("invalid tracestate member: {0}")]
     TraceState(String),
