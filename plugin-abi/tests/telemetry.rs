@@ -214,17 +214,10 @@ fn a_refused_instrument_is_a_no_op_and_is_not_asked_again_per_use() {
     assert_eq!(b.resolves(), 1);
 }
 
-/// Polls `cond`; fails (instead of hanging) when it never holds. The bound
-/// is a guard against a broken rebind, not a speed requirement.
+/// Polls `cond` (test-support's wait); the bound is a guard against a
+/// broken rebind, not a speed requirement.
 fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never happened: {what}"
-        );
-        std::thread::yield_now();
-    }
+    test_support::wait_until(what, std::time::Duration::from_secs(60), cond);
 }
 
 /// Threads keep incrementing one shared handle while the provider is

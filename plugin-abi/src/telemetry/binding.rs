@@ -107,27 +107,32 @@ impl<R: Resolve> Bound<R> {
     /// when the provider changed; does nothing when there is none.
     #[inline]
     pub(crate) fn with<T>(&self, f: impl FnOnce(&R::Object) -> T) -> Option<T> {
-        let slot = self.slot.as_ref()?;
-        let generation = slot.generation();
-        let cached = self.current_binding()?;
-        if cached.generation == generation {
-            return cached.object.as_ref().map(f);
-        }
-        self.rebind(slot)?.object.as_ref().map(f)
+        self.binding()?.object.as_ref().map(f)
+    }
+
+    /// Whether the current provider gave this handle an object.
+    #[inline]
+    pub(crate) fn is_live(&self) -> bool {
+        self.with(|_| ()).is_some()
     }
 
     /// Why the current provider refused this handle's object, if it did
     /// (rebinding first when the provider changed).
     pub(crate) fn refusal(&self) -> Option<PluginError> {
+        self.binding()?.refusal.clone()
+    }
+
+    /// The binding of the slot's current generation, rebinding first when
+    /// the provider changed; `None` without a host slot.
+    #[inline]
+    fn binding(&self) -> Option<&Binding<R::Object>> {
         let slot = self.slot.as_ref()?;
         let generation = slot.generation();
         let cached = self.current_binding()?;
-        let binding = if cached.generation == generation {
-            cached
-        } else {
-            self.rebind(slot)?
-        };
-        binding.refusal.clone()
+        if cached.generation == generation {
+            return Some(cached);
+        }
+        self.rebind(slot)
     }
 
     /// The resolver (descriptor) this handle keeps.

@@ -165,7 +165,7 @@ impl Counter {
     /// Whether the handle is bound to a provider's instrument now
     /// (rebinding first when the provider changed).
     pub fn is_live(&self) -> bool {
-        self.bound.with(|_| ()).is_some()
+        self.bound.is_live()
     }
 
     /// Why the current provider refused this instrument (bad name, label
@@ -173,11 +173,6 @@ impl Counter {
     /// until the provider changes.
     pub fn refusal(&self) -> Option<PluginError> {
         self.bound.refusal()
-    }
-
-    /// What this handle was created with.
-    pub fn opts(&self) -> &InstrumentOpts {
-        &self.bound.resolver().0
     }
 }
 
@@ -225,7 +220,7 @@ impl Gauge {
     /// Whether the handle is bound to a provider's instrument now
     /// (rebinding first when the provider changed).
     pub fn is_live(&self) -> bool {
-        self.bound.with(|_| ()).is_some()
+        self.bound.is_live()
     }
 
     /// Why the current provider refused this instrument (bad name, label
@@ -274,7 +269,7 @@ impl Histogram {
     /// Whether the handle is bound to a provider's instrument now
     /// (rebinding first when the provider changed).
     pub fn is_live(&self) -> bool {
-        self.bound.with(|_| ()).is_some()
+        self.bound.is_live()
     }
 
     /// Why the current provider refused this instrument (bad name, label

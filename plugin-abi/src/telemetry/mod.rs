@@ -112,7 +112,7 @@ impl Telemetry {
 
     /// Whether a provider is installed right now.
     pub fn has_provider(&self) -> bool {
-        self.provider.with(|_| ()).is_some()
+        self.provider.is_live()
     }
 
     /// A counter handle.
