@@ -22,8 +22,6 @@ use monitoring_plugin::error_tracking::{IssueStore, IssueStoreConfig, MemoryKvSt
 use monitoring_plugin::metrics::MetricStore;
 use monitoring_plugin::telemetry_provider::Provider;
 use monitoring_plugin::tracing::{SpanHandoff, StoreConfig, TraceStore, HANDOFF_CAPACITY};
-use opentelemetry::trace::{Span as _, Tracer as _};
-use opentelemetry::KeyValue;
 use plugin_abi::telemetry::{InstrumentOpts, SpanKind, Telemetry, TelemetrySlot};
 use plugin_abi::Sampler;
 
@@ -94,9 +92,6 @@ fn span(c: &mut Criterion) {
             })
         })
     });
-    g.bench_function("opentelemetry_sdk", |b| {
-        b.iter(|| tracer.start(black_box("span-name")).end())
-    });
     g.bench_function("api_2_attributes", |b| {
         b.iter_custom(|iters| {
             timed_with_drains(iters, &handoff, || {
@@ -126,14 +121,7 @@ fn span(c: &mut Criterion) {
             total
         })
     });
-    g.bench_function("opentelemetry_sdk_2_attributes", |b| {
-        b.iter(|| {
-            let mut s = tracer.start(black_box("span-name"));
-            s.set_attribute(KeyValue::new("key1", false));
-            s.set_attribute(KeyValue::new("key2", "hello"));
-            s.end();
-        })
-    });
+    peers::otel_span_peers(&mut g, &tracer);
     g.bench_function("api_unsampled", |b| {
         b.iter(|| drop(unsampled.span(black_box("span-name"), SpanKind::Internal, None)))
     });
@@ -142,10 +130,7 @@ fn span(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(50)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = peers::config();
     targets = counter, histogram, span
 }
 

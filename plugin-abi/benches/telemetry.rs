@@ -15,11 +15,8 @@ mod provider;
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
 
 use criterion::{criterion_group, Criterion};
-use opentelemetry::trace::{Span as _, Tracer as _};
-use opentelemetry::KeyValue;
 use plugin_abi::abi_stable::std_types::RArc;
 use plugin_abi::telemetry::{InstrumentOpts, SpanKind, Telemetry, TelemetrySlot};
 use plugin_abi::trace_context::TRACEPARENT_LEN;
@@ -61,9 +58,6 @@ fn span(c: &mut Criterion) {
     g.bench_function("api", |b| {
         b.iter(|| drop(telemetry.span(black_box("span-name"), SpanKind::Internal, None)))
     });
-    g.bench_function("opentelemetry_sdk", |b| {
-        b.iter(|| tracer.start(black_box("span-name")).end())
-    });
     g.bench_function("api_2_attributes", |b| {
         b.iter(|| {
             let mut s = telemetry.span(black_box("span-name"), SpanKind::Internal, None);
@@ -71,14 +65,7 @@ fn span(c: &mut Criterion) {
             s.set_attribute("key2", "hello");
         })
     });
-    g.bench_function("opentelemetry_sdk_2_attributes", |b| {
-        b.iter(|| {
-            let mut s = tracer.start(black_box("span-name"));
-            s.set_attribute(KeyValue::new("key1", false));
-            s.set_attribute(KeyValue::new("key2", "hello"));
-            s.end();
-        })
-    });
+    peers::otel_span_peers(&mut g, &tracer);
     g.finish();
 }
 
@@ -123,10 +110,7 @@ fn cached_read(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(50)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = peers::config();
     targets = counter, histogram, span, traceparent, cached_read
 }
 

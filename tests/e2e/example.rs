@@ -10,17 +10,7 @@ use serde_json::{json, Value};
 use crate::errors::{detail, wait_issue, ADMIN};
 use crate::metrics::assert_promtool_clean;
 use crate::support::{sample, wait_for, TestHost, MONITORING};
-
-/// Every span of a trace tree, depth first.
-fn spans(tree: &Value) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut stack: Vec<Value> = tree["roots"].as_array().cloned().unwrap_or_default();
-    while let Some(span) = stack.pop() {
-        stack.extend(span["children"].as_array().cloned().unwrap_or_default());
-        out.push(span);
-    }
-    out
-}
+use crate::tracing::flatten;
 
 #[test]
 fn the_example_plugin_reports_metrics_health_spans_and_errors() {
@@ -95,7 +85,7 @@ fn the_example_plugin_reports_metrics_health_spans_and_errors() {
             .as_array()?
             .iter()
             .filter_map(|t| t["trace_id"].as_str())
-            .flat_map(|id| spans(&host.get(&format!("/api/v1/monitoring/traces/{id}")).json()))
+            .flat_map(|id| flatten(&host.get(&format!("/api/v1/monitoring/traces/{id}")).json()))
             .filter(|s| s["name"] == "hello.greet" && s["attributes"]["hello.name"].is_string())
             .collect();
         (found.len() == 4).then_some(found)

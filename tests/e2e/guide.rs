@@ -5,25 +5,15 @@
 //! host with the example loaded and answer what the page says.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::docs::{curl_commands, run_documented};
-use crate::support::{sample, wait_for, TestHost, MONITORING};
+use crate::support::{read_repo_file, sample, wait_for, TestHost, MONITORING};
 
 const GUIDE: &str = "docs/instrument-your-plugin.md";
 const EXAMPLE: &str = "example-plugins/hello-observability/src/lib.rs";
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn read(relative: &str) -> String {
-    std::fs::read_to_string(root().join(relative))
-        .unwrap_or_else(|e| panic!("cannot read {relative}: {e}"))
-}
 
 /// One `<!-- code: FILE A-B -->` marker and the fenced block after it.
 struct Excerpt {
@@ -66,10 +56,10 @@ fn excerpts(markdown: &str) -> Vec<Excerpt> {
 
 #[test]
 fn the_guides_excerpts_are_the_lines_they_name_and_show_the_whole_example() {
-    let all = excerpts(&read(GUIDE));
+    let all = excerpts(&read_repo_file(GUIDE));
     assert!(all.len() >= 5, "{} excerpts", all.len());
     for e in &all {
-        let source = read(&e.file);
+        let source = read_repo_file(&e.file);
         let lines: Vec<&str> = source.lines().collect();
         assert!(
             e.first >= 1 && e.last <= lines.len(),
@@ -88,7 +78,7 @@ fn the_guides_excerpts_are_the_lines_they_name_and_show_the_whole_example() {
         );
     }
     // Every non-blank line after the module comment is shown somewhere.
-    let source = read(EXAMPLE);
+    let source = read_repo_file(EXAMPLE);
     let first_code = source
         .lines()
         .position(|l| !l.starts_with("//!") && !l.is_empty())
@@ -124,7 +114,7 @@ fn dependencies(manifest: &toml::Value) -> BTreeSet<String> {
 
 #[test]
 fn the_guides_cargo_toml_depends_on_plugin_abi_alone_for_the_abi() {
-    let guide = read(GUIDE);
+    let guide = read_repo_file(GUIDE);
     let block: String = guide
         .split("```toml\n")
         .nth(1)
@@ -132,8 +122,10 @@ fn the_guides_cargo_toml_depends_on_plugin_abi_alone_for_the_abi() {
         .expect("a toml block")
         .to_owned();
     let shown: toml::Value = toml::from_str(&block).expect("the guide's Cargo.toml parses");
-    let example: toml::Value =
-        toml::from_str(&read("example-plugins/hello-observability/Cargo.toml")).unwrap();
+    let example: toml::Value = toml::from_str(&read_repo_file(
+        "example-plugins/hello-observability/Cargo.toml",
+    ))
+    .unwrap();
     let deps = dependencies(&shown);
     assert!(deps.contains("plugin-abi"), "{deps:?}");
     assert!(!deps.contains("abi_stable"), "{deps:?}");
@@ -160,7 +152,7 @@ fn expected_answers(markdown: &str) -> Vec<(String, Value)> {
 
 #[test]
 fn the_guides_commands_run_against_a_host_with_the_example() {
-    let guide = read(GUIDE);
+    let guide = read_repo_file(GUIDE);
     let commands = curl_commands(&guide);
     assert!(commands.len() >= 6, "{commands:?}");
     let expected = expected_answers(&guide);

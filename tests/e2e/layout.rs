@@ -7,14 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn read(relative: &str) -> String {
-    std::fs::read_to_string(root().join(relative))
-        .unwrap_or_else(|e| panic!("cannot read {relative}: {e}"))
-}
+use crate::support::{read_repo_file, repo_root};
 
 /// The backticked words of `text` that look like repository paths.
 fn paths_named(text: &str) -> BTreeSet<String> {
@@ -29,7 +22,7 @@ fn paths_named(text: &str) -> BTreeSet<String> {
 
 /// The workspace members of the root manifest.
 fn members() -> Vec<String> {
-    let manifest: toml::Value = toml::from_str(&read("Cargo.toml")).unwrap();
+    let manifest: toml::Value = toml::from_str(&read_repo_file("Cargo.toml")).unwrap();
     manifest["workspace"]["members"]
         .as_array()
         .unwrap()
@@ -49,7 +42,7 @@ fn section<'a>(text: &'a str, title: &str) -> &'a str {
 
 /// The entries directly under `dir` (files as `name.rs`, folders as `name/`).
 fn entries(dir: &str) -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(root().join(dir))
+    let mut out: Vec<String> = std::fs::read_dir(repo_root().join(dir))
         .unwrap()
         .map(|e| e.unwrap())
         .map(|e| {
@@ -67,11 +60,11 @@ fn entries(dir: &str) -> Vec<String> {
 
 #[test]
 fn readme_layout_table_names_every_crate_and_only_real_paths() {
-    let table = section(&read("README.md"), "Workspace layout").to_owned();
+    let table = section(&read_repo_file("README.md"), "Workspace layout").to_owned();
     let named = paths_named(&table);
     for path in &named {
         assert!(
-            root().join(path).exists(),
+            repo_root().join(path).exists(),
             "README names {path}, which does not exist"
         );
     }
@@ -88,11 +81,11 @@ fn readme_layout_table_names_every_crate_and_only_real_paths() {
 
 #[test]
 fn architecture_names_every_module_and_only_real_paths() {
-    let doc = read("docs/ARCHITECTURE.md");
+    let doc = read_repo_file("docs/ARCHITECTURE.md");
     let known = source_paths();
     for path in paths_named(&doc) {
-        let found = root().join(&path).exists()
-            || root().join("docs").join(&path).exists()
+        let found = repo_root().join(&path).exists()
+            || repo_root().join("docs").join(&path).exists()
             || known.iter().any(|k| {
                 k == path.trim_end_matches('/')
                     || k.ends_with(&format!("/{}", path.trim_end_matches('/')))
@@ -124,7 +117,12 @@ fn source_paths() -> Vec<String> {
     fn walk(dir: &Path, out: &mut Vec<String>) {
         for e in std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()) {
             let path = e.path();
-            out.push(path.strip_prefix(root()).unwrap().display().to_string());
+            out.push(
+                path.strip_prefix(repo_root())
+                    .unwrap()
+                    .display()
+                    .to_string(),
+            );
             if e.file_type().unwrap().is_dir() {
                 walk(&path, out);
             }
@@ -137,7 +135,7 @@ fn source_paths() -> Vec<String> {
         "monitoring-plugin/src",
         "test-support/src",
     ] {
-        walk(&root().join(dir), &mut out);
+        walk(&repo_root().join(dir), &mut out);
     }
     out
 }
@@ -168,14 +166,14 @@ fn sources() -> Vec<PathBuf> {
         "test-support",
         "tests",
     ] {
-        walk(&root().join(dir), &mut out);
+        walk(&repo_root().join(dir), &mut out);
     }
     out
 }
 
 #[test]
 fn code_points_only_at_documents_and_sections_that_exist() {
-    let architecture = read("docs/ARCHITECTURE.md");
+    let architecture = read_repo_file("docs/ARCHITECTURE.md");
     let headings: Vec<String> = architecture
         .lines()
         .filter(|l| l.starts_with('#'))
@@ -185,7 +183,7 @@ fn code_points_only_at_documents_and_sections_that_exist() {
     for file in sources() {
         let text = std::fs::read_to_string(&file).unwrap();
         let shown = file
-            .strip_prefix(root())
+            .strip_prefix(repo_root())
             .unwrap_or(&file)
             .display()
             .to_string();
@@ -204,7 +202,7 @@ fn code_points_only_at_documents_and_sections_that_exist() {
             }
             checked += 1;
             assert!(
-                root().join(cited).exists(),
+                repo_root().join(cited).exists(),
                 "{shown} cites {cited}, which does not exist"
             );
             if cited == "docs/ARCHITECTURE.md" {

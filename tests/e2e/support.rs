@@ -13,6 +13,17 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 pub use test_support::{free_port, wait_for, Killed};
 
+/// The repository's root (the docs, layout and guide tests read its files).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A file of the repository, by its path from the root.
+pub fn read_repo_file(relative: &str) -> String {
+    std::fs::read_to_string(repo_root().join(relative))
+        .unwrap_or_else(|e| panic!("cannot read {relative}: {e}"))
+}
+
 /// Directory holding the built binary and plugin libraries.
 pub fn target_dir() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_host-harness"))

@@ -53,8 +53,8 @@ fn trace_id_of(r: &Resp) -> String {
     id
 }
 
-/// Every span node of a trace tree, children removed, by name.
-fn flatten(tree: &Value) -> Vec<Value> {
+/// Every span node of a trace tree, children removed, depth first.
+pub(crate) fn flatten(tree: &Value) -> Vec<Value> {
     let mut out = Vec::new();
     let mut stack: Vec<Value> = tree["roots"].as_array().cloned().unwrap_or_default();
     while let Some(mut node) = stack.pop() {

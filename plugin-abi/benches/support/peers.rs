@@ -42,6 +42,36 @@ pub fn otel_tracer() -> (
     (provider, tracer)
 }
 
+/// The criterion settings every telemetry bench uses.
+pub fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(50)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+/// Adds the OpenTelemetry span peers to `g`: a span started and ended
+/// (`opentelemetry_sdk`), and one with a bool and a text attribute
+/// (`opentelemetry_sdk_2_attributes`), the shapes the `api` variants
+/// measure.
+pub fn otel_span_peers(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    tracer: &opentelemetry_sdk::trace::SdkTracer,
+) {
+    use opentelemetry::trace::{Span as _, Tracer as _};
+    g.bench_function("opentelemetry_sdk", |b| {
+        b.iter(|| tracer.start(black_box("span-name")).end())
+    });
+    g.bench_function("opentelemetry_sdk_2_attributes", |b| {
+        b.iter(|| {
+            let mut s = tracer.start(black_box("span-name"));
+            s.set_attribute(opentelemetry::KeyValue::new("key1", false));
+            s.set_attribute(opentelemetry::KeyValue::new("key2", "hello"));
+            s.end();
+        })
+    });
+}
+
 /// Group `group` with `api.inc()` (as `api`) and
 /// `prometheus::IntCounter::inc` (as `prometheus`); left open so a bench
 /// can add its own variants before `finish`.
