@@ -18,6 +18,7 @@ mod export;
 pub mod facts;
 pub mod ffi;
 pub mod guest;
+pub mod metric_names;
 pub mod telemetry;
 pub mod trace_context;
 pub mod types;

@@ -10,10 +10,11 @@
 
 use std::path::{Path, PathBuf};
 
+use plugin_abi::metric_names::is_label_name;
 use serde_norway::Value as Yaml;
 
 use super::promql::{parse_supported, Expr};
-pub use super::syntax::{is_valid_label_name, parse_duration};
+pub use super::syntax::parse_duration;
 use super::template::Template;
 
 /// A problem with one file, group or rule.
@@ -367,7 +368,7 @@ fn parse_rule(r: &Yaml) -> Result<Rule, RuleErr> {
         Err(e) => return fail(e),
     };
     for (k, _) in &labels {
-        if !is_valid_label_name(k) {
+        if !is_label_name(k) {
             return fail(format!("invalid label name {k:?}"));
         }
         if k == "__name__" {

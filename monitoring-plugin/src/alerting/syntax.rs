@@ -1,13 +1,8 @@
-//! Prometheus' two lexical rules that rule files, PromQL and templates
-//! share: what a label name may be and how a duration is written. They sit
-//! below all three so that none imports another for them.
-
-/// Whether `s` is a valid Prometheus label name.
-pub fn is_valid_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
-        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
-}
+//! The lexical rule that rule files, PromQL and templates share: how a
+//! Prometheus duration is written. It sits below all three so that none
+//! imports another for it (the label name rule they share is
+//! `plugin_abi::metric_names::is_label_name`, which the metric store and
+//! the guest's telemetry API check against too).
 
 /// Parses a Prometheus duration (`1y2w3d4h5m6s7ms`, units in that order, or `0`) to ms.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
@@ -67,14 +62,5 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("1m1h").is_err());
         assert!(parse_duration("").is_err());
-    }
-
-    #[test]
-    fn label_names() {
-        assert!(is_valid_label_name("_a1"));
-        assert!(is_valid_label_name("job"));
-        assert!(!is_valid_label_name("1a"));
-        assert!(!is_valid_label_name("a-b"));
-        assert!(!is_valid_label_name(""));
     }
 }

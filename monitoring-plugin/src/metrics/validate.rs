@@ -6,6 +6,8 @@
 //! it mirrors promtool's lint rules (counter `_total` suffix, reserved histogram
 //! suffixes and labels, camelCase, `:`, type names, non-base and abbreviated units).
 
+use plugin_abi::metric_names::{is_label_name, is_metric_name};
+
 use super::error::{clip, MetricError, MetricKind};
 
 /// Longest accepted metric name, in bytes.
@@ -36,13 +38,7 @@ pub(super) fn check_metric_name(name: &str, lint: bool) -> Result<(), MetricErro
             format!("{} bytes long, at most {MAX_NAME_LEN} allowed", name.len()),
         ));
     }
-    let b = name.as_bytes();
-    let first_ok = b[0].is_ascii_alphabetic() || b[0] == b'_' || b[0] == b':';
-    if !first_ok
-        || !b
-            .iter()
-            .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b':')
-    {
+    if !is_metric_name(name) {
         return Err(invalid_name(name, NAME_RULE));
     }
     if lint {
@@ -223,10 +219,7 @@ pub(super) fn check_label_name(metric: &str, label: &str, lint: bool) -> Result<
             label.len()
         )));
     }
-    let b = label.as_bytes();
-    if !(b[0].is_ascii_alphabetic() || b[0] == b'_')
-        || !b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
-    {
+    if !is_label_name(label) {
         return Err(bad(LABEL_RULE.to_owned()));
     }
     if label.starts_with("__") {

@@ -12,6 +12,7 @@ use super::abi::{CounterBox, GaugeBox, HistogramBox, InstrumentDesc, ProviderBox
 use super::binding::{Bound, Resolve, Scope};
 use super::error::TelemetryError;
 use crate::error::PluginError;
+use crate::metric_names::{is_label_name, is_metric_name};
 
 /// What an instrument is: name, help, unit and bound labels.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,24 +52,11 @@ impl InstrumentOpts {
     }
 
     fn validate(&self) -> Result<(), TelemetryError> {
-        let name = self.name.as_bytes();
-        let metric_ok = name
-            .first()
-            .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_' || *c == b':')
-            && name
-                .iter()
-                .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':');
-        if !metric_ok {
+        if !is_metric_name(&self.name) {
             return Err(TelemetryError::MetricName(self.name.clone()));
         }
         for (i, (label, _)) in self.labels.iter().enumerate() {
-            let b = label.as_bytes();
-            let ok = b
-                .first()
-                .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
-                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
-                && !label.starts_with("__");
-            if !ok {
+            if !is_label_name(label) || label.starts_with("__") {
                 return Err(TelemetryError::LabelName(label.clone()));
             }
             if self.labels[..i].iter().any(|(l, _)| l == label) {

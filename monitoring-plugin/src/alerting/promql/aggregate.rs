@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use plugin_abi::metric_names::is_label_name;
+
 use super::super::samples::Labels;
 use super::ast::{AggOp, Grouping};
 use super::numeric::{go_format_float, quantile};
@@ -113,7 +115,7 @@ pub(crate) fn aggregate(
         }
         (AggOp::Quantile, Some(Value::Scalar(f))) => q = f,
         (AggOp::CountValues, Some(Value::String(s))) => {
-            if !super::super::syntax::is_valid_label_name(&s) {
+            if !is_label_name(&s) {
                 return Err(PromqlError::Eval(format!("invalid label name {s:?}")));
             }
             if let Grouping::By(names) = &mut grouping {

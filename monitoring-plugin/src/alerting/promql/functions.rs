@@ -8,10 +8,10 @@
 
 use std::collections::HashMap;
 
+use plugin_abi::metric_names::is_label_name;
 use promql_parser::label::MatchOp;
 
 use super::super::samples::{Labels, SeriesData, METRIC_NAME};
-use super::super::syntax::is_valid_label_name;
 use super::ast::{Expr, Func, Selector};
 use super::numeric::quantile;
 use super::{PromqlError, Value, VectorSample};
@@ -295,7 +295,7 @@ pub(crate) fn call(
                     "invalid regular expression in label_replace(): {re_text}"
                 ))
             })?;
-            if !is_valid_label_name(&dst) {
+            if !is_label_name(&dst) {
                 return Err(PromqlError::Eval(format!(
                     "invalid destination label name in label_replace(): {dst}"
                 )));
@@ -319,14 +319,14 @@ pub(crate) fn call(
             let mut srcs = Vec::new();
             for e in args.iter().skip(3) {
                 let s = ev.string(e, ts)?;
-                if !is_valid_label_name(&s) {
+                if !is_label_name(&s) {
                     return Err(PromqlError::Eval(format!(
                         "invalid source label name in label_join(): {s}"
                     )));
                 }
                 srcs.push(s);
             }
-            if !is_valid_label_name(&dst) {
+            if !is_label_name(&dst) {
                 return Err(PromqlError::Eval(format!(
                     "invalid destination label name in label_join(): {dst}"
                 )));
