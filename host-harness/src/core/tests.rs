@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::time::Duration;
 
 use plugin_abi::guest::{root_module, Host, PluginImpl, ServiceCall};
-use plugin_abi::{ErrorKind, PluginError};
+use plugin_abi::{ErrorKind, PluginError, PluginState};
 
 use super::HostCore;
 use crate::config::Config;
@@ -353,7 +353,7 @@ fn a_panicking_in_line_callee_gives_panicked_and_the_host_lives() {
     assert_eq!(e.kind, ErrorKind::Panicked, "{e}");
     assert!(e.message.contains("calltest.panic was called"), "{e}");
     // The host still answers: the registry and the plugin table are there.
-    assert_eq!(fx.core.plugins.list()[0].state, "error");
+    assert_eq!(fx.core.plugins.list()[0].state, PluginState::Error);
     let e = fx
         .core
         .call_service(&CALLER, "nope", "null", None)
@@ -414,11 +414,11 @@ fn the_supervisor_starts_an_instance_and_stop_all_revokes_its_services() {
     assert_eq!(list.len(), 1);
     assert_eq!(
         (list[0].name.as_str(), list[0].state, list[0].generation),
-        ("calltest", "started", 1)
+        ("calltest", PluginState::Started, 1)
     );
     assert_eq!(fx.core.registry.len(), 6);
     fx.core.plugins.stop_all(&fx.core);
-    assert_eq!(fx.core.plugins.list()[0].state, "stopped");
+    assert_eq!(fx.core.plugins.list()[0].state, PluginState::Stopped);
     assert_eq!(fx.core.registry.len(), 0);
     let e = fx
         .core
@@ -433,7 +433,10 @@ fn reloading_a_file_replaces_its_instance_with_the_next_generation() {
     let first = fx.core.plugins.live_instances().pop().unwrap();
     load(&fx.core, FILE);
     let list = fx.core.plugins.list();
-    assert_eq!((list[0].state, list[0].generation), ("started", 2));
+    assert_eq!(
+        (list[0].state, list[0].generation),
+        (PluginState::Started, 2)
+    );
     assert!(fx.core.plugins.live(first.id).is_none());
     assert_eq!(
         fx.core
@@ -452,7 +455,7 @@ fn a_second_file_with_the_same_plugin_name_is_refused() {
         .iter()
         .find(|p| p.file == "/plugins/copy/libcalltest.so")
         .unwrap();
-    assert_eq!(copy.state, "error");
+    assert_eq!(copy.state, PluginState::Error);
     let error = copy.error.as_deref().unwrap();
     assert!(
         error.contains("is already provided by /plugins/libcalltest.so"),
@@ -473,7 +476,10 @@ fn a_library_that_fails_to_open_is_the_files_error() {
     });
     let list = fx.core.plugins.list();
     let other = list.iter().find(|p| p.file == file).unwrap();
-    assert_eq!((other.name.as_str(), other.state), ("libother", "error"));
+    assert_eq!(
+        (other.name.as_str(), other.state),
+        ("libother", PluginState::Error)
+    );
     assert!(
         other.error.as_deref().unwrap().contains("`root_symbol`"),
         "{:?}",

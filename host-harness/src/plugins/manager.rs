@@ -169,11 +169,10 @@ pub struct PluginSummary {
     pub name: String,
     /// The plugin file.
     pub file: String,
-    /// `loaded`, `started`, `stopped` or `error`.
-    pub state: &'static str,
-    /// The same state as a value (for the typed summary plugins get).
-    #[serde(skip)]
-    pub state_kind: PluginState,
+    /// Its life-cycle state, written `loaded`, `started`, `stopped` or
+    /// `error`.
+    #[serde(serialize_with = "state_text")]
+    pub state: PluginState,
     /// Error message when in error, or the last failed reload.
     pub error: Option<String>,
     /// Generation of the running instance (0 if none ever loaded).
@@ -194,15 +193,29 @@ pub struct PluginSummary {
     pub circuit: Option<CircuitSnapshot>,
     /// The bulkhead of the instance (`null` when none is loaded).
     pub bulkhead: Option<BulkheadSnapshot>,
-    /// The plugin's own last health report.
-    pub health: Option<serde_json::Value>,
-    /// The same report as values (for the typed summary plugins get).
-    #[serde(skip)]
-    pub health_report: Option<(plugin_abi::HealthStatus, String)>,
+    /// The plugin's own last health report, written
+    /// `{"status": "healthy", "message": "..."}`.
+    #[serde(serialize_with = "health_json")]
+    pub health: Option<(HealthStatus, String)>,
     /// Whether the file is still in the plugins directory.
     pub file_present: bool,
     /// Time spent in each callback of the current instance.
     pub callbacks: serde_json::Value,
+}
+
+fn state_text<S: serde::Serializer>(state: &PluginState, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(state.as_str())
+}
+
+fn health_json<S: serde::Serializer>(
+    health: &Option<(HealthStatus, String)>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    health
+        .as_ref()
+        .map(|(status, message)| json!({"status": status.as_str(), "message": message}))
+        .serialize(s)
 }
 
 /// All plugins.
@@ -278,6 +291,29 @@ fn state_without_instance(e: &FileEntry) -> PluginState {
 }
 
 impl PluginSummary {
+    /// The summary of `file` with no instance loaded: nothing but its
+    /// name and `state` (no error, generation 0, file present).
+    fn without_instance(name: String, file: &Path, state: PluginState) -> Self {
+        PluginSummary {
+            name,
+            file: file.display().to_string(),
+            state,
+            error: None,
+            generation: 0,
+            version: None,
+            abi_version: None,
+            description: None,
+            load_ms: None,
+            start_ms: None,
+            loaded_at_ms: None,
+            circuit: None,
+            bulkhead: None,
+            health: None,
+            file_present: true,
+            callbacks: serde_json::Value::Null,
+        }
+    }
+
     /// The typed summary plugins get from `HostApi::list_plugins` (the
     /// fields plugins read; the HTTP API serializes `self`).
     pub fn to_abi(&self) -> plugin_abi::PluginSummary {
@@ -286,12 +322,12 @@ impl PluginSummary {
         plugin_abi::PluginSummary {
             name: self.name.as_str().into(),
             version: text(&self.version),
-            state: plugin_abi::PluginState_NE::new(self.state_kind),
+            state: plugin_abi::PluginState_NE::new(self.state),
             generation: self.generation,
             error: text(&self.error),
             file_present: self.file_present,
             health: self
-                .health_report
+                .health
                 .as_ref()
                 .map(|(status, message)| plugin_abi::HealthReport {
                     status: *status,
@@ -341,8 +377,7 @@ fn summarize(file: &Path, e: &FileEntry) -> PluginSummary {
             PluginSummary {
                 name,
                 file: file.display().to_string(),
-                state: s.state.as_str(),
-                state_kind: s.state,
+                state: s.state,
                 error: s.error.or_else(|| e.failure.clone()),
                 generation: i.generation,
                 version: Some(i.version.clone()),
@@ -353,35 +388,63 @@ fn summarize(file: &Path, e: &FileEntry) -> PluginSummary {
                 loaded_at_ms: Some(i.loaded_at_ms),
                 circuit: Some(i.breaker.snapshot(Instant::now())),
                 bulkhead: Some(i.bulkhead.snapshot()),
-                health: s
-                    .health
-                    .as_ref()
-                    .map(|(st, m)| json!({"status": st.as_str(), "message": m})),
-                health_report: s.health,
+                health: s.health,
                 file_present: e.present,
                 callbacks: i.callback_stats_json(),
             }
         }
+        // No instance: failed, removed, or (briefly) still loading.
         None => PluginSummary {
-            name,
-            file: file.display().to_string(),
-            // No instance: failed, removed, or (briefly) still loading.
-            state: state_without_instance(e).as_str(),
-            state_kind: state_without_instance(e),
             error: e.failure.clone(),
             generation: e.generation,
-            version: None,
-            abi_version: None,
-            description: None,
-            load_ms: None,
-            start_ms: None,
-            loaded_at_ms: None,
-            circuit: None,
-            bulkhead: None,
-            health: None,
-            health_report: None,
             file_present: e.present,
-            callbacks: serde_json::Value::Null,
+            ..PluginSummary::without_instance(name, file, state_without_instance(e))
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(state: PluginState, health: Option<(HealthStatus, String)>) -> PluginSummary {
+        PluginSummary {
+            health,
+            ..PluginSummary::without_instance("p".into(), Path::new("p.so"), state)
+        }
+    }
+
+    #[test]
+    fn the_api_writes_state_and_health_as_text_from_the_typed_fields() {
+        let json = serde_json::to_value(summary(
+            PluginState::Error,
+            Some((HealthStatus::Degraded, "slow disk".into())),
+        ))
+        .unwrap();
+        assert_eq!(json["state"], "error");
+        assert_eq!(
+            json["health"],
+            json!({"status": "degraded", "message": "slow disk"})
+        );
+        let json = serde_json::to_value(summary(PluginState::Started, None)).unwrap();
+        assert_eq!(
+            (&json["state"], &json["health"]),
+            (&json!("started"), &json!(null))
+        );
+    }
+
+    #[test]
+    fn the_typed_summary_carries_the_same_state_and_health() {
+        let abi = summary(
+            PluginState::Error,
+            Some((HealthStatus::Unhealthy, "down".into())),
+        )
+        .to_abi();
+        assert_eq!(abi.state(), PluginState::Error);
+        let health = abi.health.into_option().unwrap();
+        assert_eq!(
+            (health.status, health.message.as_str()),
+            (HealthStatus::Unhealthy, "down")
+        );
     }
 }
