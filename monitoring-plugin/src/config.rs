@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use plugin_abi::metric_names::is_label_name;
 use serde::Deserialize;
 
 /// Access control of the monitoring endpoints.
@@ -485,12 +486,7 @@ impl MonitoringConfig {
         config.alerting.check()?;
         config.remote_write.check()?;
         for name in config.external_labels.keys() {
-            let mut chars = name.chars();
-            let valid = chars
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid || name.starts_with("__") {
+            if !is_label_name(name) || name.starts_with("__") {
                 return Err(format!(
                     "invalid monitoring config: external_labels: {name:?} is not a valid label name"
                 ));
@@ -623,6 +619,22 @@ mod tests {
         assert!(a.rules_dir.is_none() && a.alertmanager_url.is_none());
         assert!(a.webhook_urls.is_empty());
         assert_eq!(a.history_limit, 1_000);
+    }
+
+    #[test]
+    fn external_label_names_are_checked() {
+        let ok =
+            MonitoringConfig::from_json(r#"{"external_labels": {"site": "home", "_x1": "y"}}"#)
+                .unwrap();
+        assert_eq!(ok.external_labels.len(), 2);
+        for bad in ["1site", "si-te", "job:x", "__site", ""] {
+            let config = serde_json::json!({"external_labels": {bad: "v"}}).to_string();
+            let e = MonitoringConfig::from_json(&config).unwrap_err();
+            assert!(
+                e.contains("external_labels") && e.contains("is not a valid label name"),
+                "{bad:?}: {e}"
+            );
+        }
     }
 
     #[test]

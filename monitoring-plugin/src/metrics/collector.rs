@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
+use plugin_abi::metric_names::{is_label_name, is_metric_name};
 use plugin_abi::{
     CallStatus, CircuitState, Observation, ObservationKind, PluginState, PluginSummary,
 };
@@ -104,19 +105,17 @@ pub enum ReplaceError {
     Taken(String),
 }
 
-fn is_metric_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+/// Whether `s` is a metric name without `:` (promtool reserves `:` for
+/// recording rules).
+fn is_plain_metric_name(s: &str) -> bool {
+    is_metric_name(s) && !s.contains(':')
 }
 
 /// Whether `s` is a label name a scrape accepts and that is not reserved
 /// (`__*`, and `le`/`quantile`, which promtool reserves for histograms and
 /// summaries).
 fn is_plain_label_name(s: &str) -> bool {
-    is_metric_name(s) && !s.starts_with("__") && s != "le" && s != "quantile"
+    is_label_name(s) && !s.starts_with("__") && s != "le" && s != "quantile"
 }
 
 /// A family registration failed: a bug in this crate, reported as an error.
@@ -348,7 +347,7 @@ impl MetricsCollector {
         series: &[(Vec<(String, String)>, f64)],
         max_series: usize,
     ) -> Result<usize, ReplaceError> {
-        if !is_metric_name(name) {
+        if !is_plain_metric_name(name) {
             return Err(ReplaceError::InvalidName(name.to_owned()));
         }
         if self.internal.has_family(name) {
@@ -855,6 +854,10 @@ mod tests {
         assert_eq!(
             c.replace_gauge_family("bad-name", "h", &series, 3),
             Err(ReplaceError::InvalidName("bad-name".into()))
+        );
+        assert_eq!(
+            c.replace_gauge_family("job:x_g", "h", &series, 3),
+            Err(ReplaceError::InvalidName("job:x_g".into()))
         );
         assert_eq!(
             c.replace_gauge_family(names::PLUGINS_LOADED, "h", &series, 3),
