@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use plugin_abi::metric_names::is_label_name;
+use plugin_abi::metric_names::{is_label_name, is_metric_name};
 use serde_norway::Value as Yaml;
 
 use super::promql::{parse_supported, Expr};
@@ -309,12 +309,6 @@ fn scalar_text(v: &Yaml) -> Option<String> {
     }
 }
 
-fn is_valid_metric_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c == '_' || c == ':' || c.is_ascii_alphabetic())
-        && chars.all(|c| c == '_' || c == ':' || c.is_ascii_alphanumeric())
-}
-
 type RuleErr = (Option<String>, String);
 
 fn parse_rule(r: &Yaml) -> Result<Rule, RuleErr> {
@@ -379,7 +373,7 @@ fn parse_rule(r: &Yaml) -> Result<Rule, RuleErr> {
         (Some(_), Some(_)) => fail("only one of \"record\" and \"alert\" must be set".into()),
         (None, None) => fail("one of \"record\" or \"alert\" must be set".into()),
         (None, Some(record)) => {
-            if !is_valid_metric_name(&record) {
+            if !is_metric_name(&record) {
                 return fail(format!("invalid recording rule name {record:?}"));
             }
             for f in ["for", "keep_firing_for", "annotations"] {
@@ -496,5 +490,46 @@ groups:
         assert!(parse_rule_file("groups: [", "x.yml").errors[0]
             .to_string()
             .contains("x.yml"));
+    }
+
+    #[test]
+    fn recording_rule_names_and_rule_label_names_are_checked() {
+        let text = r#"
+groups:
+  - name: g
+    rules:
+      - record: job:up:sum
+        expr: sum by (job) (up)
+      - record: "job-up"
+        expr: up
+      - record: "1up"
+        expr: up
+      - alert: BadLabel
+        expr: up
+        labels: {"sev-erity": page}
+      - alert: ColonLabel
+        expr: up
+        labels: {"a:b": page}
+"#;
+        let r = parse_rule_file(text, "f.yml");
+        assert_eq!(r.groups[0].rules.len(), 1, "only job:up:sum loads");
+        let errors: Vec<String> = r.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(
+            errors[0].contains("invalid recording rule name \"job-up\""),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("invalid recording rule name \"1up\""),
+            "{errors:?}"
+        );
+        assert!(
+            errors[2].contains("invalid label name \"sev-erity\""),
+            "{errors:?}"
+        );
+        assert!(
+            errors[3].contains("invalid label name \"a:b\""),
+            "{errors:?}"
+        );
     }
 }
